@@ -1,0 +1,174 @@
+import type { RetryPolicy } from 'cockatiel';
+import { SluiceError } from '../../core/errors/index.ts';
+import type { TargetWrite } from '../../core/mapping/canonical-to-veeva.ts';
+import { asCrmRecordId } from '../../core/model/ids.ts';
+import type { Target, WriteResult } from '../../core/ports/target.ts';
+import { HttpStatusError, NetworkError } from '../http/http-error.ts';
+import { type JsonResponse, requestJson } from '../http/request.ts';
+import type { CrmAuth } from './crm-auth.ts';
+
+export interface VeevaTargetConfig {
+  readonly system: string;
+  readonly auth: CrmAuth;
+  /** Salesforce REST API version, e.g. `v62.0`. */
+  readonly apiVersion: string;
+  readonly retry: RetryPolicy;
+  readonly timeoutMs?: number;
+}
+
+/** Per-entry error codes that mean "try this entry again later", not "this record is wrong". */
+const TRANSIENT_ENTRY_CODES = new Set([
+  'REQUEST_LIMIT_EXCEEDED',
+  'UNABLE_TO_LOCK_ROW',
+  'SERVER_UNAVAILABLE',
+  'TOO_MANY_REQUESTS',
+]);
+/** Per-entry codes for an external id that matched several records. */
+const AMBIGUOUS_ENTRY_CODES = new Set(['DUPLICATE_EXTERNAL_ID', 'MULTIPLE_CHOICES']);
+
+/** The Salesforce sObject Collections limit. */
+export const SOBJECT_COLLECTION_LIMIT = 200;
+
+/**
+ * Veeva CRM (Salesforce REST) target: upserts by external id through sObject Collections, up to 200
+ * records of one object per request, and reports each record's outcome in order.
+ */
+export class VeevaTarget implements Target {
+  readonly system: string;
+  readonly maxBatchSize = SOBJECT_COLLECTION_LIMIT;
+  readonly #config: VeevaTargetConfig;
+
+  constructor(config: VeevaTargetConfig) {
+    this.#config = config;
+    this.system = config.system;
+  }
+
+  async upsert(
+    object: string,
+    externalIdField: string,
+    writes: readonly TargetWrite[],
+    signal: AbortSignal,
+  ): Promise<WriteResult[]> {
+    if (writes.length === 0) return [];
+    if (writes.length > SOBJECT_COLLECTION_LIMIT) {
+      throw new SluiceError(
+        'INTERNAL',
+        `An upsert batch of ${writes.length} exceeds the ${SOBJECT_COLLECTION_LIMIT}-record collection limit.`,
+      );
+    }
+    const path = `/services/data/${this.#config.apiVersion}/composite/sobjects/${encodeURIComponent(object)}/${encodeURIComponent(externalIdField)}`;
+    const body = {
+      allOrNone: false,
+      records: writes.map((w) => ({
+        attributes: { type: object },
+        ...w.fields,
+        [externalIdField]: w.externalId,
+      })),
+    };
+    let response: JsonResponse;
+    try {
+      response = await this.#config.retry.execute(() => this.#send('PATCH', path, body, signal), signal);
+    } catch (err) {
+      throw translateError(err, `PATCH ${path}`);
+    }
+    if (!Array.isArray(response.body) || response.body.length !== writes.length) {
+      throw new SluiceError(
+        'TGT_BAD_RESPONSE',
+        `The CRM answered a ${writes.length}-record upsert of ${object} with ${Array.isArray(response.body) ? response.body.length : 'no'} results.`,
+      );
+    }
+    return response.body.map(toWriteResult);
+  }
+
+  async #send(
+    method: 'PATCH' | 'POST' | 'GET',
+    path: string,
+    body: unknown,
+    signal: AbortSignal,
+  ): Promise<JsonResponse> {
+    const attempt = async (): Promise<JsonResponse> => {
+      const session = await this.#config.auth.session(signal);
+      return requestJson(
+        `${session.instanceUrl}${path}`,
+        {
+          method,
+          body,
+          signal,
+          headers: { authorization: `Bearer ${session.accessToken}` },
+          timeoutMs: this.#config.timeoutMs ?? 120_000,
+        },
+        'CRM',
+      ).catch((err: unknown) => {
+        // Salesforce signals its API quota with 403 REQUEST_LIMIT_EXCEEDED, not 429: back off and retry.
+        if (
+          err instanceof HttpStatusError &&
+          err.status === 403 &&
+          err.codes.includes('REQUEST_LIMIT_EXCEEDED')
+        ) {
+          throw new HttpStatusError({
+            status: 403,
+            transient: true,
+            retryAfterMs: err.retryAfterMs,
+            codes: err.codes,
+            what: 'CRM',
+          });
+        }
+        throw err;
+      });
+    };
+    try {
+      return await attempt();
+    } catch (err) {
+      if (err instanceof HttpStatusError && err.status === 401) {
+        this.#config.auth.invalidate();
+        return attempt();
+      }
+      throw err;
+    }
+  }
+}
+
+function toWriteResult(entry: unknown): WriteResult {
+  const e = (entry ?? {}) as { id?: unknown; success?: unknown; created?: unknown; errors?: unknown };
+  if (e.success === true && typeof e.id === 'string') {
+    return { status: e.created === true ? 'created' : 'updated', id: asCrmRecordId(e.id) };
+  }
+  const errors = Array.isArray(e.errors)
+    ? (e.errors as { statusCode?: unknown; errorCode?: unknown; message?: unknown; fields?: unknown }[])
+    : [];
+  const codes = errors.map((x) => String(x.statusCode ?? x.errorCode ?? 'UNKNOWN'));
+  const fields = errors.flatMap((x) => (Array.isArray(x.fields) ? x.fields.map(String) : []));
+  if (codes.some((c) => AMBIGUOUS_ENTRY_CODES.has(c))) return { status: 'ambiguous' };
+  if (codes.length > 0 && codes.every((c) => TRANSIENT_ENTRY_CODES.has(c))) return { status: 'retry', codes };
+  const message = errors
+    .map((x) => (typeof x.message === 'string' ? x.message : ''))
+    .filter(Boolean)
+    .join('; ');
+  return { status: 'rejected', codes: codes.length > 0 ? codes : ['UNKNOWN'], fields, message };
+}
+
+function translateError(err: unknown, what: string): unknown {
+  if (err instanceof SluiceError) return err;
+  if (err instanceof HttpStatusError) {
+    const codes = err.codes.length ? ` (${err.codes.join(', ')})` : '';
+    if (err.codes.includes('REQUEST_LIMIT_EXCEEDED')) {
+      return new SluiceError('TGT_LIMIT_EXCEEDED', `The CRM's API request quota is exhausted (${what}).`, {
+        cause: err,
+        details: { status: err.status },
+      });
+    }
+    if (err.status === 401 || err.status === 403) {
+      return new SluiceError('TGT_AUTH_FAILED', `The CRM refused ${what}: HTTP ${err.status}${codes}.`, {
+        cause: err,
+        details: { status: err.status },
+      });
+    }
+    return new SluiceError('TGT_HTTP_ERROR', `The CRM answered ${what} with HTTP ${err.status}${codes}.`, {
+      cause: err,
+      details: { status: err.status },
+    });
+  }
+  if (err instanceof NetworkError)
+    return new SluiceError('TGT_UNREACHABLE', `${err.message} (${what}).`, { cause: err });
+  return err;
+}

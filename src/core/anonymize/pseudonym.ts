@@ -1,0 +1,40 @@
+import { createHmac } from 'node:crypto';
+import type { Pseudonym } from '../model/ids.ts';
+
+/** The smallest pseudonymisation key Sluice accepts (bytes). HMAC-SHA256 keys shorter than this are guessable. */
+export const MIN_PSEUDONYM_KEY_BYTES = 32;
+
+export interface PseudonymKey {
+  /** A short, non-secret name for the key (recorded with each pseudonym so keys can rotate). */
+  readonly id: string;
+  readonly secret: Uint8Array;
+}
+
+/**
+ * Keyed pseudonymisation: HMAC-SHA256 over the source system, resource type and id. The same input and
+ * key give the same pseudonym in every run and every file, so references stay consistent; without the
+ * key it cannot be reversed or recomputed from a guessed identifier.
+ */
+export function pseudonymize(key: PseudonymKey, system: string, resourceType: string, id: string): Pseudonym {
+  const mac = createHmac('sha256', key.secret).update(`${system}\u001f${resourceType}\u001f${id}`).digest();
+  // 20 bytes (160 bits) of the MAC, base32 (lower case, no padding): 32 characters, collision-safe at scale.
+  return `p${base32(mac.subarray(0, 20))}` as Pseudonym;
+}
+
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
+
+function base32(bytes: Uint8Array): string {
+  let out = '';
+  let bits = 0;
+  let value = 0;
+  for (const byte of bytes) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      out += ALPHABET[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += ALPHABET[(value << (5 - bits)) & 31];
+  return out;
+}

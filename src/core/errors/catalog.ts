@@ -1,0 +1,175 @@
+/**
+ * The error catalog: every stable code Sluice can report, with what it means and what the operator
+ * should do. Codes are never reused or renamed; `docs/errors.md` is generated from this table and a
+ * test keeps the two equal.
+ *
+ * Codes that name a *record-level* problem (the record goes to quarantine) carry `quarantine: true`;
+ * the others are failures of a run, a request or a configuration.
+ */
+export interface ErrorSpec {
+  /** One line: what happened. */
+  readonly title: string;
+  /** What the operator should do about it. */
+  readonly action: string;
+  /** True when the code names a problem with one record, which is quarantined while the run goes on. */
+  readonly quarantine?: boolean;
+}
+
+export const ERROR_CATALOG = {
+  // Configuration and flow files
+  CFG_FLOW_UNREADABLE: {
+    title: 'The flow file could not be read or is not valid YAML/JSON.',
+    action: 'Check the path and the file syntax; the message names the line when the parser knows it.',
+  },
+  CFG_FLOW_INVALID: {
+    title: 'The flow file failed validation; nothing was moved.',
+    action:
+      'Fix every listed key (dotted path) and run again. `sluice flow check FILE` validates without running.',
+  },
+  CFG_ENV_MISSING: {
+    title: 'A ${VAR} reference in the flow file names an environment variable that is not set.',
+    action: 'Export the variable, or give a default in the file as ${VAR:-default}.',
+  },
+  CFG_KEY_INVALID: {
+    title: 'A key (signing key, pseudonymisation key) is missing, too short or not in the expected format.',
+    action: 'Provide the key named in the message; pseudonymisation keys need at least 32 bytes of entropy.',
+  },
+  CFG_FILE_MISSING: {
+    title: 'A file named by the configuration does not exist or cannot be read.',
+    action: 'Check the path; relative paths are resolved against the directory of the flow file.',
+  },
+
+  // Source (EHR) side
+  SRC_AUTH_FAILED: {
+    title: 'The source refused the backend-services token request.',
+    action:
+      'Check the client id, that the registered JWKS holds the public half of the configured private key, and the token URL.',
+  },
+  SRC_FORBIDDEN: {
+    title: 'The source refused a request for lack of scope or permission.',
+    action: 'Grant the client the system/* scopes the flow needs, or remove the resource type from the flow.',
+  },
+  SRC_HTTP_ERROR: {
+    title: 'The source answered a request with an unexpected HTTP status.',
+    action: 'See the status and OperationOutcome summary in the message; retry later if it is a 5xx.',
+  },
+  SRC_UNREACHABLE: {
+    title: 'The source could not be reached (connection refused, reset or timed out).',
+    action: 'Check source.baseUrl and that the server is up; the run stops and the checkpoint does not move.',
+  },
+  SRC_BAD_RESPONSE: {
+    title: 'The source sent a response that is not the FHIR JSON Sluice asked for.',
+    action:
+      'Check that source.baseUrl points at a FHIR R4 base; the message says what was wrong with the body.',
+  },
+
+  // Target (CRM) side
+  TGT_AUTH_FAILED: {
+    title: 'The target refused the OAuth token request.',
+    action: 'Check target.auth client id and secret, and the token URL.',
+  },
+  TGT_HTTP_ERROR: {
+    title: 'The target answered a request with an unexpected HTTP status.',
+    action: 'See the status and Salesforce error codes in the message; retry later if it is a 5xx.',
+  },
+  TGT_UNREACHABLE: {
+    title: 'The target could not be reached (connection refused, reset or timed out).',
+    action:
+      'Check target.baseUrl and that the server is up; undelivered records stay pending for the next run.',
+  },
+  TGT_LIMIT_EXCEEDED: {
+    title: 'The target reported that its API request quota is exhausted (REQUEST_LIMIT_EXCEEDED).',
+    action:
+      'Wait for the rolling quota to recover or raise the org limit; the checkpoint did not move past undelivered records.',
+  },
+  TGT_BAD_RESPONSE: {
+    title: 'The target sent a response Sluice could not interpret.',
+    action: 'Check target.baseUrl and target.apiVersion; the message says what was wrong with the body.',
+  },
+
+  // Record-level problems: the record is quarantined and the run goes on
+  REC_UNPARSEABLE: {
+    title: 'A source record is not valid JSON or not a FHIR resource object.',
+    action: 'Inspect it with `sluice quarantine show`; fix it at the source, then release or discard it.',
+    quarantine: true,
+  },
+  REC_INVALID_FHIR: {
+    title: 'A source resource fails FHIR R4 validation.',
+    action: 'Every issue is listed with its path; fix the resource at the source, then release it.',
+    quarantine: true,
+  },
+  REC_UNSUPPORTED_TYPE: {
+    title: 'The flow received a resource type it has no mapping for.',
+    action: 'Add a mapping for the type or remove it from source.resources.',
+    quarantine: true,
+  },
+  MAP_INVALID_IDENTIFIER: {
+    title: 'An identifier that drives matching (for example an NPI) is present but malformed.',
+    action:
+      'Correct the identifier at the source (an NPI has 10 digits and a valid check digit), then release the record.',
+    quarantine: true,
+  },
+  MAP_REQUIRED_MISSING: {
+    title: 'A field the target requires is missing from the source record.',
+    action: 'Complete the record at the source (the message names the field), then release it.',
+    quarantine: true,
+  },
+  TGT_RECORD_REJECTED: {
+    title: 'The target rejected a record (validation rule, unknown field, missing parent).',
+    action:
+      'See the target error code and field in the quarantine entry; fix the mapping or the data, then release.',
+    quarantine: true,
+  },
+  TGT_AMBIGUOUS_MATCH: {
+    title: 'The external id matched several target records (HTTP 300); nothing was written.',
+    action:
+      'Merge or fix the duplicate records in the CRM, then release the record. It is never retried blindly.',
+    quarantine: true,
+  },
+
+  // Store
+  STORE_OPEN_FAILED: {
+    title: 'The state store could not be opened.',
+    action:
+      'Check that the state directory exists and is writable, and that no other process holds the database.',
+  },
+  STORE_MIGRATION_FAILED: {
+    title: 'A state store migration failed; the store was left at its previous version.',
+    action: 'Restore from backup or report the message; do not edit the store by hand.',
+  },
+  STORE_NEWER_SCHEMA: {
+    title: 'The state store was written by a newer Sluice.',
+    action: 'Upgrade Sluice, or point the flow at a different state directory.',
+  },
+
+  // Sandboxes
+  SANDBOX_SEED_INVALID: {
+    title: 'A seed file for a sandbox could not be loaded.',
+    action:
+      'The message names the file and line; seed folders take FHIR JSON, Bundles, NDJSON and their .gz forms.',
+  },
+  SANDBOX_LISTEN_FAILED: {
+    title: 'A sandbox could not listen on the requested port.',
+    action: 'Choose another --port, or 0 for a free one.',
+  },
+
+  // Generic
+  INTERNAL: {
+    title: 'An unexpected internal error.',
+    action: 'Report it with the message; no record content is included in it.',
+  },
+  ABORTED: {
+    title: 'The operation was cancelled.',
+    action: 'Run again; work that completed before the cancel is checkpointed and will not repeat.',
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOG;
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(ERROR_CATALOG, value);
+}
+
+export function errorSpec(code: ErrorCode): ErrorSpec {
+  return ERROR_CATALOG[code];
+}

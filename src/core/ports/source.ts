@@ -1,0 +1,31 @@
+import type { SystemName } from '../model/ids.ts';
+
+/**
+ * A record as read from a source, before anything trusts it: the raw value plus what the adapter could
+ * tell about it. `resource` is `unknown` until validation says otherwise.
+ */
+export interface SourceRecord {
+  readonly stream: string;
+  readonly resource: unknown;
+  /** Where the record was found, for quarantine (a URL path, a file and line) — no content. */
+  readonly origin: string;
+}
+
+/** One page (or file chunk) of a stream: the unit after which a checkpoint may advance. */
+export interface SourcePage {
+  readonly records: readonly SourceRecord[];
+  /** The server's total for the whole query when it reports one (progress only). */
+  readonly total?: number;
+  /** Non-fatal notes from the source (e.g. OperationOutcome entries in a searchset), no PHI. */
+  readonly notes?: readonly string[];
+}
+
+/**
+ * A change source. `read` yields the records of one stream changed at or after `since` (an ISO
+ * instant; undefined means everything), in ascending last-updated order where the source can sort.
+ */
+export interface Source {
+  readonly system: SystemName;
+  readonly streams: readonly string[];
+  read(stream: string, since: string | undefined, signal: AbortSignal): AsyncIterable<SourcePage>;
+}

@@ -1,0 +1,143 @@
+import { z } from 'zod';
+import { MAPPED_RESOURCE_TYPES } from '../../core/mapping/fhir-to-canonical.ts';
+
+/**
+ * The flow file, version 1: what moves from which source to which target, for what purpose, through
+ * which stages. Objects are strict: a misspelt key is an error, not a silently ignored setting.
+ */
+
+/** HL7 v3 PurposeOfUse codes a flow may declare (http://terminology.hl7.org/ValueSet/v3-PurposeOfUse). */
+export const PURPOSES_OF_USE = [
+  'TREAT',
+  'ETREAT',
+  'CAREMGT',
+  'COC',
+  'HOPERAT',
+  'HPAYMT',
+  'HRESCH',
+  'CLINTRCH',
+  'PUBHLTH',
+  'PATRQT',
+  'PATADMIN',
+  'HMARKT',
+] as const;
+
+const systemName = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,31}$/, 'a lower-case system name (letters, digits, dashes; up to 32 characters)');
+const httpUrl = z
+  .string()
+  .url('an absolute http(s) URL')
+  .refine((u) => /^https?:\/\//.test(u), 'an absolute http(s) URL');
+const nonEmpty = z.string().min(1, 'must not be empty');
+
+const smartAuth = z
+  .object({
+    kind: z.literal('smart-backend-services'),
+    clientId: nonEmpty,
+    /** Path to the private JWK (RS384 or ES384), relative to the flow file. */
+    privateKeyFile: nonEmpty,
+    /** Scopes to request; by default read-only `system/<Type>.rs` for each resource type read. */
+    scope: nonEmpty.optional(),
+    /** Overrides discovery through `.well-known/smart-configuration`. */
+    tokenUrl: httpUrl.optional(),
+  })
+  .strict();
+
+const source = z
+  .object({
+    kind: z.literal('fhir-r4'),
+    system: systemName,
+    baseUrl: httpUrl,
+    auth: z.discriminatedUnion('kind', [smartAuth, z.object({ kind: z.literal('none') }).strict()]),
+    /** Resource types to read, in this order (parents before children). */
+    resources: z
+      .array(z.enum(MAPPED_RESOURCE_TYPES))
+      .min(1)
+      .refine((r) => new Set(r).size === r.length, 'lists a resource type twice'),
+    pageSize: z.number().int().min(1).max(1000).default(200),
+    timeoutSeconds: z.number().positive().max(600).default(60),
+  })
+  .strict();
+
+const target = z
+  .object({
+    kind: z.literal('veeva-crm'),
+    system: systemName,
+    /** Login (My Domain) URL serving /services/oauth2/token; the API instance URL comes from the token answer. */
+    baseUrl: httpUrl,
+    apiVersion: z
+      .string()
+      .regex(/^v\d{2,3}\.0$/, 'a Salesforce API version such as v62.0')
+      .default('v62.0'),
+    auth: z
+      .object({
+        kind: z.literal('client-credentials'),
+        clientId: nonEmpty,
+        clientSecret: nonEmpty,
+      })
+      .strict(),
+    recordTypes: z.object({ hcp: nonEmpty, hco: nonEmpty }).strict(),
+    patientProfileObject: nonEmpty.default('Patient_Profile__c'),
+    /** Field for Sluice's compact lineage note on every record; `null` when the org has none. */
+    lineageField: nonEmpty.nullable().default('Sluice_Lineage__c'),
+    timeoutSeconds: z.number().positive().max(600).default(120),
+  })
+  .strict();
+
+const withholdRule = z
+  .object({
+    resourceType: z.enum(MAPPED_RESOURCE_TYPES),
+    when: nonEmpty,
+    reason: z.string().regex(/^[a-z][a-z0-9-]{0,40}$/, 'a short lower-case reason code'),
+  })
+  .strict();
+
+const stages = z
+  .object({
+    validate: z
+      .object({
+        /** FHIR R4 schema validation of every source resource before it is mapped. */
+        fhir: z.boolean().default(true),
+      })
+      .strict()
+      .default({ fhir: true }),
+    withhold: z.array(withholdRule).default([]),
+    pseudonymize: z
+      .object({
+        /** The HMAC key: base64 or hex, at least 32 bytes. Prefer `${ENV}` over writing it in the file. */
+        key: nonEmpty,
+        /** A non-secret name for the key, recorded with what it produced (rotate by changing both). */
+        keyId: z.string().regex(/^[A-Za-z0-9._-]{1,40}$/, 'letters, digits, dot, dash, underscore'),
+        /** Restricted ZIP3 lists (config/restricted-zip3.json) whose union becomes 000. */
+        restrictedZip3: z.array(nonEmpty).min(1).default(['hhs-2000']),
+      })
+      .strict(),
+    batch: z
+      .object({ maxRecords: z.number().int().min(1).max(200).default(200) })
+      .strict()
+      .default({ maxRecords: 200 }),
+  })
+  .strict();
+
+export const FlowFileSchema = z
+  .object({
+    flow: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a lower-case flow name (letters, digits, dashes)'),
+    version: z.literal(1),
+    description: z.string().optional(),
+    purpose: z.enum(PURPOSES_OF_USE),
+    source,
+    target,
+    stages,
+    schedule: z
+      .object({ intervalSeconds: z.number().int().min(1).max(86_400).default(60) })
+      .strict()
+      .default({ intervalSeconds: 60 }),
+    state: z
+      .object({ dir: nonEmpty.default('.sluice') })
+      .strict()
+      .default({ dir: '.sluice' }),
+  })
+  .strict();
+
+export type FlowFile = z.output<typeof FlowFileSchema>;

@@ -1,0 +1,196 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import type { JWK } from 'jose';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { MIN_PSEUDONYM_KEY_BYTES, type PseudonymKey } from '../../core/anonymize/pseudonym.ts';
+import { SluiceError } from '../../core/errors/index.ts';
+import { compileFhirPath } from '../../core/policy/fhirpath.ts';
+import { type FlowFile, FlowFileSchema } from './flow-schema.ts';
+import { interpolate } from './interpolate.ts';
+import { loadRestrictedZip3 } from './restricted-zip3.ts';
+
+export interface ConfigIssue {
+  /** Dotted key in the flow file, e.g. `source.auth.clientId` (empty for the whole file). */
+  readonly key: string;
+  readonly message: string;
+}
+
+/** A flow parsed, validated, with secrets loaded and paths resolved; frozen. */
+export interface ResolvedFlow {
+  readonly path: string;
+  readonly file: FlowFile;
+  /** SHA-256 of the flow definition as written (before `${ENV}` substitution): ties checkpoints to it. */
+  readonly definitionHash: string;
+  readonly sourcePrivateKey: JWK | undefined;
+  readonly pseudonymKey: PseudonymKey;
+  readonly restrictedZip3: ReadonlySet<string>;
+  /** Absolute state directory. */
+  readonly stateDir: string;
+}
+
+export interface LoadFlowOptions {
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Resolves `state.dir`; default `process.cwd()`. */
+  readonly cwd?: string;
+}
+
+/**
+ * Reads and validates a flow file. Everything wrong is reported at once, each with its dotted key,
+ * before anything moves: `CFG_FLOW_UNREADABLE` for syntax, `CFG_FLOW_INVALID` (with `details.issues`)
+ * for content. File paths in the flow are relative to the flow file; `state.dir` to the working directory.
+ */
+export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedFlow {
+  const absolute = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(absolute, 'utf8');
+  } catch (err) {
+    throw new SluiceError(
+      'CFG_FLOW_UNREADABLE',
+      `Cannot read flow file ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}.`,
+      {
+        cause: err,
+      },
+    );
+  }
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const first = doc.errors[0];
+    const where = first?.linePos?.[0]
+      ? ` at line ${first.linePos[0].line}, column ${first.linePos[0].col}`
+      : '';
+    throw new SluiceError(
+      'CFG_FLOW_UNREADABLE',
+      `Flow file ${path} is not valid YAML${where}: ${first?.code ?? 'syntax error'}.`,
+      {
+        details: { file: path },
+      },
+    );
+  }
+  const raw: unknown = doc.toJS();
+  const definitionHash = createHash('sha256').update(JSON.stringify(raw)).digest('hex');
+  const env = options.env ?? process.env;
+  const { value, missing } = interpolate(raw, env);
+  const issues: ConfigIssue[] = missing.map((m) => ({
+    key: m.key,
+    message: `environment variable ${m.variable} is not set (export it, or write \${${m.variable}:-default})`,
+  }));
+  const parsed = FlowFileSchema.safeParse(value);
+  if (!parsed.success) issues.push(...zodIssues(parsed.error));
+  if (!parsed.success || issues.length > 0) throw invalid(path, issues);
+
+  const file = parsed.data;
+  const baseDir = dirname(absolute);
+  const resolveFile = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p));
+
+  const sourcePrivateKey =
+    file.source.auth.kind === 'smart-backend-services'
+      ? readJwk(resolveFile(file.source.auth.privateKeyFile), issues)
+      : undefined;
+  const secret = decodeKey(file.stages.pseudonymize.key, issues);
+  const restricted = loadRestrictedZip3(file.stages.pseudonymize.restrictedZip3, issues);
+  file.stages.withhold.forEach((rule, index) => {
+    try {
+      compileFhirPath(rule.when);
+    } catch (err) {
+      issues.push({
+        key: `stages.withhold[${index}].when`,
+        message: `not a valid FHIRPath expression: ${firstLine(err)}`,
+      });
+    }
+  });
+  if (issues.length > 0) throw invalid(path, issues);
+
+  return deepFreeze({
+    path: absolute,
+    file,
+    definitionHash,
+    sourcePrivateKey,
+    pseudonymKey: { id: file.stages.pseudonymize.keyId, secret: secret as Uint8Array },
+    restrictedZip3: restricted,
+    stateDir: resolve(options.cwd ?? process.cwd(), file.state.dir),
+  });
+}
+
+function invalid(path: string, issues: readonly ConfigIssue[]): SluiceError {
+  const lines = issues.map((i) => `  - ${i.key || '(file)'}: ${i.message}`).join('\n');
+  return new SluiceError('CFG_FLOW_INVALID', `Flow file ${path} has ${issues.length} error(s):\n${lines}`, {
+    details: { file: path, issues: issues.map((i) => `${i.key || '(file)'}: ${i.message}`) },
+  });
+}
+
+function zodIssues(error: z.ZodError): ConfigIssue[] {
+  return error.issues.map((issue) => {
+    const key = issue.path
+      .map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))
+      .join('.')
+      .replace(/\.\[/g, '[');
+    if (issue.code === 'unrecognized_keys') {
+      return { key, message: `unknown key(s): ${issue.keys.join(', ')}` };
+    }
+    return { key, message: issue.message };
+  });
+}
+
+function readJwk(file: string, issues: ConfigIssue[]): JWK | undefined {
+  const key = 'source.auth.privateKeyFile';
+  let jwk: unknown;
+  try {
+    jwk = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    issues.push({ key, message: code ? `cannot read ${file} (${code})` : `${file} is not JSON` });
+    return undefined;
+  }
+  const alg = (jwk as { alg?: unknown }).alg;
+  const d = (jwk as { d?: unknown }).d;
+  if (alg !== 'RS384' && alg !== 'ES384') {
+    issues.push({ key, message: 'the key must be a JWK with "alg" RS384 or ES384' });
+    return undefined;
+  }
+  if (typeof d !== 'string') {
+    issues.push({ key, message: 'the key is a public key; the flow needs the private JWK' });
+    return undefined;
+  }
+  return jwk as JWK;
+}
+
+function decodeKey(value: string, issues: ConfigIssue[]): Uint8Array | undefined {
+  const key = 'stages.pseudonymize.key';
+  const trimmed = value.trim();
+  let bytes: Buffer;
+  if (/^[0-9a-fA-F]+$/.test(trimmed) && trimmed.length % 2 === 0) bytes = Buffer.from(trimmed, 'hex');
+  else if (/^[A-Za-z0-9+/_-]+={0,2}$/.test(trimmed)) bytes = Buffer.from(trimmed, 'base64');
+  else {
+    issues.push({ key, message: 'must be hex or base64' });
+    return undefined;
+  }
+  if (bytes.length < MIN_PSEUDONYM_KEY_BYTES) {
+    issues.push({
+      key,
+      message: `decodes to ${bytes.length} bytes; at least ${MIN_PSEUDONYM_KEY_BYTES} are required`,
+    });
+    return undefined;
+  }
+  return new Uint8Array(bytes);
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0]?.slice(0, 200) ?? '';
+}
+
+function deepFreeze<T>(value: T): T {
+  if (
+    value &&
+    typeof value === 'object' &&
+    !Object.isFrozen(value) &&
+    !(value instanceof Uint8Array) &&
+    !(value instanceof Set)
+  ) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
