@@ -137,9 +137,139 @@ export const ERROR_CATALOG = {
     title: 'A state store migration failed; the store was left at its previous version.',
     action: 'Restore from backup or report the message; do not edit the store by hand.',
   },
+  STORE_WRITE_FAILED: {
+    title: 'A commit to the state store failed; the page was rolled back and its checkpoint did not move.',
+    action: 'Check disk space and permissions of the state directory, then run again; nothing is skipped.',
+  },
+  STATE_DEFINITION_CHANGED: {
+    title: 'The flow definition changed since its checkpoints were written.',
+    action:
+      'Decide explicitly: `sluice run FLOW --reset` starts from the beginning (the ledger prevents duplicate writes), or restore the previous definition.',
+  },
   STORE_NEWER_SCHEMA: {
     title: 'The state store was written by a newer Sluice.',
     action: 'Upgrade Sluice, or point the flow at a different state directory.',
+  },
+
+  // Delivery flow control (src/delivery/flow-control)
+  FLOW_CIRCUIT_OPEN: {
+    title: 'The circuit breaker for a target endpoint is open after repeated server failures; nothing was sent.',
+    action:
+      'Check the endpoint health (5xx, timeouts); the breaker probes again after breaker.halfOpenAfterMs and undelivered records stay pending.',
+  },
+  FLOW_QUEUE_FULL: {
+    title: 'A delivery was refused because the endpoint queue is at its configured bound.',
+    action:
+      'Deliver with bounded concurrency (await each run), or raise throttle.maxQueueDepth for the endpoint.',
+  },
+  FLOW_PRIORITY_UNKNOWN: {
+    title: 'A delivery named a priority class the endpoint throttle policy does not define.',
+    action: 'Add the class under throttle.priorities for the endpoint, or use one of the listed classes.',
+  },
+  FLOW_QUOTA_HOLD: {
+    title: 'Deliveries to the target are held because its daily API quota is (nearly) spent.',
+    action:
+      'Wait for the rolling 24-hour quota to recover or raise the org allocation; held work resumes on its own. Tune throttle.quota.stopAt to reserve more headroom.',
+  },
+
+  // Consent engine and signed batch envelopes (src/core/consent, src/core/batch)
+  CONSENT_MALFORMED: {
+    title:
+      'A consent record is not a recognisable Consent / Multichannel_Consent_vod__c or is missing a required element.',
+    action:
+      'Every issue names the path; fix the consent at the source and release it. Until then the person is governed by the remaining consents or the default (deny).',
+    quarantine: true,
+  },
+  CONSENT_STATUS_INVALID: {
+    title: 'A consent has no status or a status Sluice does not know.',
+    action:
+      'Set the status at the source (FHIR: draft | proposed | active | rejected | inactive | entered-in-error), then release the consent.',
+    quarantine: true,
+  },
+  CONSENT_PERIOD_INVALID: {
+    title: 'A date or period in a consent cannot be parsed or ends before it starts.',
+    action: 'Correct the date named by the path at the source (FHIR date/dateTime format), then release it.',
+    quarantine: true,
+  },
+  CONSENT_PROVISION_TYPE_UNKNOWN: {
+    title: 'A consent rule is neither permit nor deny (FHIR provision.type, Veeva Opt_Type_vod__c).',
+    action:
+      'Use permit/deny (Veeva: Opt_In_vod/Opt_Out_vod picklist API names) at the source, then release the consent.',
+    quarantine: true,
+  },
+  CONSENT_SUBJECT_MISSING: {
+    title: 'A consent names no person it applies to (FHIR Consent.patient, Veeva Account_vod__c).',
+    action: 'Link the consent to its patient or account at the source, then release it.',
+    quarantine: true,
+  },
+  CONSENT_CHANNEL_UNMAPPED: {
+    title: 'A Veeva consent is for a channel (consent record type) that has no entry in the channel table.',
+    action:
+      'Add the record type to the Veeva channel table (purposes and resource types it governs), then release the consent.',
+    quarantine: true,
+  },
+  BATCH_KEY_INVALID: {
+    title:
+      'An item could not be batched because a batch-key part (purpose, scope, policy version, role, geography) is empty.',
+    action:
+      'Fix the flow so every item carries all batch-key parts; items without a permit decision are never batched.',
+  },
+  BATCH_ENVELOPE_MALFORMED: {
+    title:
+      'A batch envelope is not a compact JWS of the expected type, or its payload is not a valid envelope.',
+    action: 'Reject the batch and ask the sender to resend it; do not process its items.',
+  },
+  BATCH_SIGNING_KEY_UNKNOWN: {
+    title: 'A batch envelope names a signing key id (kid) that is not in the trusted key set.',
+    action:
+      'Refresh the trusted JWKS from the sender (key rotation); keep retired public keys there while their batches may still arrive.',
+  },
+  BATCH_SIGNATURE_INVALID: {
+    title: 'A batch envelope signature does not verify (tampered, wrong key, or disallowed algorithm).',
+    action: 'Reject the batch and report it to the sender; never process its items.',
+  },
+  BATCH_PAYLOAD_HASH_MISMATCH: {
+    title: 'The items delivered with a signed batch do not match the hash in its envelope.',
+    action:
+      'Reject the batch: the items were altered or belong to another batch. Ask the sender to resend it.',
+  },
+  BATCH_COUNT_MISMATCH: {
+    title: 'The number of items delivered with a batch differs from the count in its signed envelope.',
+    action: 'Reject the batch: items were lost or added in transit. Ask the sender to resend it.',
+  },
+
+  // Tamper-evident audit trail (src/engine/audit)
+  AUDIT_ENTRY_INVALID: {
+    title: 'An audit entry was refused: a field is missing, not a code or token, or a detail value is not allowed.',
+    action:
+      'Fix the caller: the message names each field. The subject must be a Sluice pseudonym and details short scalars; nothing was appended.',
+  },
+  AUDIT_SIGNER_MISSING: {
+    title: 'The audit log was opened without a checkpoint signing key, so it cannot append or seal entries.',
+    action: 'Configure the audit signing key (a private Ed25519 or P-256 JWK with a kid) and open the log again.',
+  },
+  AUDIT_CONCURRENT_APPEND: {
+    title: 'Another writer appended to the same audit log at the same time; the batch was not written.',
+    action: 'Run a single writer per audit database; the entries can be appended again safely.',
+  },
+  AUDIT_INTEGRITY: {
+    title: 'Stored audit data does not match its hashes or signed checkpoints.',
+    action:
+      'Treat it as a security incident: run the audit verification to locate the first break, keep the database as evidence and restore from backup.',
+  },
+  AUDIT_PROOF_UNAVAILABLE: {
+    title: 'The requested inclusion or consistency proof cannot be produced for these positions.',
+    action:
+      'Ask for positions between the retention cut and the current size; entries before the cut were pruned with their proofs.',
+  },
+  AUDIT_QUERY_INVALID: {
+    title: 'An audit search has an invalid filter (time, kind, pseudonym or paging value).',
+    action: 'Correct the parameter named in the message.',
+  },
+  AUDIT_PRUNE_REFUSED: {
+    title: 'Retention pruning was refused because the part of the log to prune does not verify.',
+    action:
+      'Run the audit verification and investigate the reported break; pruning would destroy the evidence, so nothing was deleted.',
   },
 
   // Sandboxes

@@ -1,0 +1,25 @@
+import { Command } from 'commander';
+import { registerDemo } from './commands/demo.ts';
+import { registerFlow } from './commands/flow-check.ts';
+import { registerRun } from './commands/run.ts';
+import { registerSandbox } from './commands/sandbox.ts';
+import { EXIT } from './output.ts';
+
+const program = new Command()
+  .name('sluice')
+  .description('Sluice: a governed data plane for PHI between Veeva CRM and an Epic FHIR R4 EHR')
+  .version('0.1.0')
+  .showHelpAfterError()
+  .exitOverride((err) => {
+    // Help and version are not errors; everything else from the parser is a usage error.
+    process.exit(
+      err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? EXIT.ok : EXIT.usage,
+    );
+  });
+
+registerRun(program);
+registerDemo(program);
+registerSandbox(program);
+registerFlow(program);
+
+await program.parseAsync(process.argv);

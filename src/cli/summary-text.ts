@@ -1,0 +1,23 @@
+import type { RunSummary } from '../engine/pipeline/summary.ts';
+
+/** A run summary as a person reads it. Counts and codes only. */
+export function formatSummary(s: RunSummary): string {
+  const lines = [
+    `flow ${s.flow} run ${s.runId}: ${s.status} in ${(s.durationMs / 1000).toFixed(1)} s`,
+    `  read ${s.read}  delivered ${s.delivered} (created ${s.created}, updated ${s.updated})  unchanged ${s.unchanged}`,
+    `  quarantined ${s.quarantined}  withheld ${s.withheld}  batches ${s.batches}`,
+  ];
+  for (const [stream, c] of Object.entries(s.byStream)) {
+    lines.push(
+      `  ${stream.padEnd(14)} read ${c.read}, delivered ${c.delivered}, unchanged ${c.unchanged}, quarantined ${c.quarantined}, withheld ${c.withheld}`,
+    );
+  }
+  const reasons = Object.entries(s.quarantineReasons);
+  if (reasons.length > 0)
+    lines.push(`  quarantine reasons: ${reasons.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  const withheld = Object.entries(s.withholdReasons);
+  if (withheld.length > 0)
+    lines.push(`  withhold reasons: ${withheld.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  if (s.error) lines.push(`  error ${s.error.code}: ${s.error.message}`, `  what to do: ${s.error.action}`);
+  return lines.join('\n');
+}

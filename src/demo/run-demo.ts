@@ -1,0 +1,108 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { loadFlow, type ResolvedFlow } from '../engine/config/load-flow.ts';
+import type { ProgressSink } from '../engine/pipeline/progress.ts';
+import { runFlow } from '../engine/pipeline/run-flow.ts';
+import type { RunSummary } from '../engine/pipeline/summary.ts';
+import { buildFlowRuntime } from '../engine/runtime/build-flow.ts';
+import { createLogger } from '../engine/runtime/logger.ts';
+import type { StateStore } from '../engine/store/state-store.ts';
+import { type CrmSandbox, startCrmSandbox } from '../sandbox/crm/index.ts';
+import { type EhrSandbox, startEhrSandbox } from '../sandbox/ehr/index.ts';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** The example flow the demo runs. */
+export const DEMO_FLOW = join(ROOT, 'examples', 'flows', 'epic-to-veeva.yaml');
+/** The bundled sample: Synthea patients and a provider directory (see examples/data/README.md). */
+export const DEMO_SEED = [
+  join(ROOT, 'examples', 'data', 'synthea'),
+  join(ROOT, 'examples', 'data', 'directory'),
+];
+
+export interface DemoOptions {
+  /** Replaces the bundled sample. */
+  readonly seed?: readonly string[];
+  /** Keep state here; by default a temporary directory removed by `close()`. */
+  readonly stateDir?: string;
+  readonly progress?: ProgressSink;
+  readonly logger?: Logger;
+}
+
+export interface DemoRun {
+  readonly summary: RunSummary;
+  /** What the CRM sandbox holds after the run: in total and per object. */
+  readonly crmRecords: number;
+  readonly crmRecordsByObject: Readonly<Record<string, number>>;
+  readonly ehr: EhrSandbox;
+  readonly crm: CrmSandbox;
+  readonly flow: ResolvedFlow;
+  readonly store: StateStore;
+  readonly stateDir: string;
+  /** Runs the flow again against the same sandboxes and state (e.g. after editing EHR data). */
+  rerun(): Promise<RunSummary>;
+  close(): Promise<void>;
+}
+
+/**
+ * The demo: both sandboxes in-process on free loopback ports, the EHR seeded with the sample, the
+ * example flow run once with a fresh pseudonymisation key and state directory.
+ */
+export async function runDemo(options: DemoOptions = {}): Promise<DemoRun> {
+  const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'sluice-demo-')));
+  const ehr = await startEhrSandbox({ seed: options.seed ?? DEMO_SEED });
+  const crm = await startCrmSandbox();
+  try {
+    const env = {
+      ...process.env,
+      SLUICE_EHR_URL: ehr.url,
+      SLUICE_CRM_URL: crm.url,
+      SLUICE_PSEUDONYM_KEY: randomBytes(32).toString('base64'),
+      SLUICE_PSEUDONYM_KEY_ID: 'demo-1',
+      SLUICE_STATE_DIR: stateDir,
+    };
+    const flow = loadFlow(DEMO_FLOW, { env });
+    const runtime = buildFlowRuntime(flow);
+    const logger = options.logger ?? createLogger();
+    const once = (): Promise<RunSummary> =>
+      runFlow({
+        flow: flow.file.flow,
+        definitionHash: flow.definitionHash,
+        source: runtime.source,
+        target: runtime.target,
+        store: runtime.store,
+        stages: runtime.stages,
+        maxBatch: runtime.maxBatch,
+        logger,
+        ...(options.progress ? { progress: options.progress } : {}),
+      });
+    const summary = await once();
+    const byObject: Record<string, number> = {};
+    for (const record of crm.records())
+      byObject[record.attributes.type] = (byObject[record.attributes.type] ?? 0) + 1;
+    return {
+      summary,
+      crmRecords: Object.values(byObject).reduce((a, b) => a + b, 0),
+      crmRecordsByObject: byObject,
+      ehr,
+      crm,
+      flow,
+      store: runtime.store,
+      stateDir,
+      rerun: once,
+      async close() {
+        await runtime.close();
+        await Promise.all([ehr.close(), crm.close()]);
+        if (options.stateDir === undefined) await rm(stateDir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await Promise.all([ehr.close(), crm.close()]);
+    if (options.stateDir === undefined) await rm(stateDir, { recursive: true, force: true });
+    throw err;
+  }
+}

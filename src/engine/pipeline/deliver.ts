@@ -1,0 +1,194 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SluiceError } from '../../core/errors/index.ts';
+import type { TargetWrite } from '../../core/mapping/canonical-to-veeva.ts';
+import type { Issue } from '../../core/mapping/outcome.ts';
+import type { Target, WriteResult } from '../../core/ports/target.ts';
+import type { LedgerEntry, StateStore } from '../store/state-store.ts';
+import { stableHash } from './stable-hash.ts';
+
+/** One source record's writes, as the record stages produced them. */
+export interface DeliveryItem {
+  /** Position of the source record in its page. */
+  readonly index: number;
+  readonly writes: readonly TargetWrite[];
+  readonly ledgerRef: string;
+}
+
+export interface DeliveryFailure {
+  readonly index: number;
+  readonly code: 'TGT_RECORD_REJECTED' | 'TGT_AMBIGUOUS_MATCH';
+  readonly issues: readonly Issue[];
+}
+
+export interface DeliveryResult {
+  readonly ledger: LedgerEntry[];
+  readonly failures: DeliveryFailure[];
+  readonly created: number;
+  readonly updated: number;
+  readonly unchanged: number;
+  readonly batches: number;
+  /** Writes delivered or unchanged per source record index. */
+  readonly deliveredByIndex: Map<number, number>;
+}
+
+export interface DeliveryContext {
+  readonly flow: string;
+  readonly runId: string;
+  readonly target: Target;
+  readonly store: StateStore;
+  readonly maxBatch: number;
+  readonly mappingVersion: string;
+  readonly signal: AbortSignal;
+  /** Rounds for entries the target asked to retry (e.g. per-entry 429); default 4. */
+  readonly entryRetries?: number;
+  readonly entryRetryDelayMs?: number;
+}
+
+interface Pending {
+  readonly item: DeliveryItem;
+  readonly write: TargetWrite;
+  readonly hash: string;
+}
+
+/**
+ * Delivers a page of records: parents before children (by rank), one upsert request per object and
+ * chunk, only what the ledger shows has changed. A rejected or ambiguous parent fails its whole
+ * record (children are not written). Per-entry transient answers are retried; if they persist the
+ * page fails, so its checkpoint does not move.
+ */
+export async function deliverPage(
+  items: readonly DeliveryItem[],
+  ctx: DeliveryContext,
+): Promise<DeliveryResult> {
+  const failed = new Map<number, DeliveryFailure>();
+  const ledger: LedgerEntry[] = [];
+  const deliveredByIndex = new Map<number, number>();
+  let created = 0;
+  let updated = 0;
+  let unchanged = 0;
+  let batches = 0;
+
+  // Later records win when two records of a page write the same target record.
+  const byKey = new Map<string, Pending>();
+  for (const item of items) {
+    for (const write of item.writes) {
+      const hash = stableHash({ object: write.object, fields: write.fields, version: ctx.mappingVersion });
+      byKey.set(`${write.object}\u0000${write.externalId}`, { item, write, hash });
+    }
+  }
+  const ranks = [...new Set([...byKey.values()].map((p) => p.write.rank))].sort((a, b) => a - b);
+
+  for (const rank of ranks) {
+    const byObject = new Map<string, Pending[]>();
+    for (const p of byKey.values()) {
+      if (p.write.rank !== rank || failed.has(p.item.index)) continue;
+      const list = byObject.get(p.write.object) ?? [];
+      list.push(p);
+      byObject.set(p.write.object, list);
+    }
+    for (const [object, pendings] of byObject) {
+      const known = await ctx.store.getLedger(
+        ctx.flow,
+        object,
+        pendings.map((p) => p.write.externalId),
+      );
+      const toSend: Pending[] = [];
+      for (const p of pendings) {
+        if (known.get(p.write.externalId)?.payloadHash === p.hash) {
+          unchanged++;
+          deliveredByIndex.set(p.item.index, (deliveredByIndex.get(p.item.index) ?? 0) + 1);
+        } else toSend.push(p);
+      }
+      let queue = toSend;
+      for (let round = 0; queue.length > 0; round++) {
+        if (round > (ctx.entryRetries ?? 4)) {
+          throw new SluiceError(
+            'TGT_HTTP_ERROR',
+            `${queue.length} ${object} record(s) were still refused as transient after ${round} attempts.`,
+            { details: { object, records: queue.length } },
+          );
+        }
+        if (round > 0)
+          await sleep((ctx.entryRetryDelayMs ?? 500) * 2 ** (round - 1), undefined, { signal: ctx.signal });
+        const retry: Pending[] = [];
+        for (let start = 0; start < queue.length; start += ctx.maxBatch) {
+          const chunk = queue.slice(start, start + ctx.maxBatch);
+          const first = chunk[0] as Pending;
+          const results = await ctx.target.upsert(
+            object,
+            first.write.externalIdField,
+            chunk.map((p) => p.write),
+            ctx.signal,
+          );
+          batches++;
+          chunk.forEach((p, i) => {
+            const result = results[i] as WriteResult;
+            switch (result.status) {
+              case 'created':
+              case 'updated':
+                if (result.status === 'created') created++;
+                else updated++;
+                deliveredByIndex.set(p.item.index, (deliveredByIndex.get(p.item.index) ?? 0) + 1);
+                ledger.push({
+                  flow: ctx.flow,
+                  object,
+                  externalId: p.write.externalId,
+                  payloadHash: p.hash,
+                  targetId: result.id,
+                  sourceRef: p.item.ledgerRef,
+                  mappingVersion: ctx.mappingVersion,
+                  runId: ctx.runId,
+                  deliveredAt: new Date().toISOString(),
+                });
+                break;
+              case 'rejected':
+                fail(failed, p, 'TGT_RECORD_REJECTED', {
+                  severity: 'error',
+                  code: result.codes.join(',') || 'TGT_RECORD_REJECTED',
+                  path: result.fields.length ? `${object}.${result.fields.join(',')}` : object,
+                  message: `the CRM rejected the ${object} record: ${result.codes.join(', ') || 'no code'}`,
+                });
+                break;
+              case 'ambiguous':
+                fail(failed, p, 'TGT_AMBIGUOUS_MATCH', {
+                  severity: 'error',
+                  code: 'TGT_AMBIGUOUS_MATCH',
+                  path: `${object}.${p.write.externalIdField}`,
+                  message: `the external id matched several ${object} records; nothing was written`,
+                });
+                break;
+              case 'retry':
+                retry.push(p);
+                break;
+            }
+          });
+        }
+        queue = retry;
+      }
+    }
+  }
+  return {
+    // Writes that succeeded stay in the ledger even when a sibling failed: they are in the target.
+    ledger,
+    failures: [...failed.values()],
+    created,
+    updated,
+    unchanged,
+    batches,
+    deliveredByIndex,
+  };
+}
+
+function fail(
+  failed: Map<number, DeliveryFailure>,
+  p: Pending,
+  code: DeliveryFailure['code'],
+  issue: Issue,
+): void {
+  const existing = failed.get(p.item.index);
+  if (existing) {
+    failed.set(p.item.index, { ...existing, issues: [...existing.issues, issue] });
+    return;
+  }
+  failed.set(p.item.index, { index: p.item.index, code, issues: [issue] });
+}

@@ -1,0 +1,127 @@
+import type { PseudonymKey } from '../../core/anonymize/pseudonym.ts';
+import type { ErrorCode } from '../../core/errors/index.ts';
+import { isJsonObject, type JsonObject, str } from '../../core/fhir/resource.ts';
+import {
+  canonicalToVeeva,
+  type TargetWrite,
+  type VeevaMappingConfig,
+} from '../../core/mapping/canonical-to-veeva.ts';
+import { fhirToCanonical, isMappedResourceType } from '../../core/mapping/fhir-to-canonical.ts';
+import type { Issue } from '../../core/mapping/outcome.ts';
+import type { SystemName } from '../../core/model/ids.ts';
+import type { WithholdPolicy } from '../../core/policy/withhold.ts';
+import type { SourceRecord } from '../../core/ports/source.ts';
+import { validateFhirResource } from '../../core/validate/fhir-schema.ts';
+import type { QuarantineStage } from '../store/state-store.ts';
+
+/** Everything the per-record stages need, fixed for a run. */
+export interface RecordStageContext {
+  readonly system: SystemName;
+  readonly validateFhir: boolean;
+  readonly withhold: WithholdPolicy;
+  readonly pseudonymKey: PseudonymKey;
+  readonly restrictedZip3: ReadonlySet<string>;
+  readonly veeva: VeevaMappingConfig;
+  /** The run's start: ages are generalised as of this instant. */
+  readonly asOf: Date;
+}
+
+/** What the record stages decided for one source record. */
+export type RecordVerdict =
+  | {
+      readonly kind: 'quarantine';
+      readonly stage: QuarantineStage;
+      readonly code: ErrorCode;
+      readonly issues: readonly Issue[];
+      readonly sourceRef?: string;
+      readonly lastUpdated?: string;
+    }
+  | { readonly kind: 'withheld'; readonly reason: string; readonly lastUpdated?: string }
+  | {
+      readonly kind: 'ready';
+      readonly writes: readonly TargetWrite[];
+      /** `Type/id`, or the pseudonym for patient data (never a clear patient id). */
+      readonly ledgerRef: string;
+      readonly sourceRef: string;
+      readonly lastUpdated?: string;
+    };
+
+/**
+ * The record-level pipeline, in order: shape → schema validation → withhold policy → FHIR → canonical
+ * → target writes. Every "no" is a verdict with a catalog code and its issues; nothing throws for bad
+ * input.
+ */
+export function processRecord(record: SourceRecord, ctx: RecordStageContext): RecordVerdict {
+  const resource = record.resource;
+  if (!isJsonObject(resource) || typeof resource.resourceType !== 'string') {
+    return quarantine('parse', 'REC_UNPARSEABLE', [
+      issueOf('REC_UNPARSEABLE', '', 'the record is not a JSON object with a resourceType'),
+    ]);
+  }
+  const type = resource.resourceType;
+  const id = str(resource.id);
+  const sourceRef = id === undefined ? undefined : `${type}/${id}`;
+  const lastUpdated = metaLastUpdated(resource);
+  const where = {
+    ...(sourceRef === undefined ? {} : { sourceRef }),
+    ...(lastUpdated ? { lastUpdated } : {}),
+  };
+
+  if (!isMappedResourceType(type) || type !== record.stream) {
+    return {
+      ...quarantine('map', 'REC_UNSUPPORTED_TYPE', [
+        issueOf(
+          'REC_UNSUPPORTED_TYPE',
+          'resourceType',
+          `resource type ${type} in stream ${record.stream} has no mapping in this flow`,
+        ),
+      ]),
+      ...where,
+    };
+  }
+  if (id === undefined) {
+    return {
+      ...quarantine('parse', 'MAP_REQUIRED_MISSING', [
+        issueOf('MAP_REQUIRED_MISSING', 'id', 'the resource has no id; it cannot be tracked or updated'),
+      ]),
+      ...where,
+    };
+  }
+  if (ctx.validateFhir) {
+    const validated = validateFhirResource(resource);
+    if (!validated.ok) return { ...quarantine('validate', validated.code, validated.issues), ...where };
+  }
+  const withheld = ctx.withhold.decide(type, resource);
+  if (withheld)
+    return { kind: 'withheld', reason: withheld.rule.reason, ...(lastUpdated ? { lastUpdated } : {}) };
+
+  const mapped = fhirToCanonical(resource as JsonObject, {
+    system: ctx.system,
+    verifiedAt: new Date().toISOString(),
+    asOf: ctx.asOf,
+    pseudonymKey: ctx.pseudonymKey,
+    restrictedZip3: ctx.restrictedZip3,
+  });
+  if (!mapped.ok) return { ...quarantine('map', mapped.code, mapped.issues), ...where };
+  const canonical = mapped.value;
+  const ledgerRef = canonical.kind === 'PatientProfile' ? canonical.pseudonym : (sourceRef as string);
+  return {
+    kind: 'ready',
+    writes: canonicalToVeeva(canonical, ctx.veeva),
+    ledgerRef,
+    sourceRef: sourceRef as string,
+    ...(lastUpdated ? { lastUpdated } : {}),
+  };
+}
+
+function metaLastUpdated(resource: JsonObject): string | undefined {
+  return isJsonObject(resource.meta) ? str(resource.meta.lastUpdated) : undefined;
+}
+
+function quarantine(stage: QuarantineStage, code: ErrorCode, issues: readonly Issue[]): RecordVerdict {
+  return { kind: 'quarantine', stage, code, issues };
+}
+
+function issueOf(code: ErrorCode, path: string, message: string): Issue {
+  return { severity: 'error', code, path, message };
+}

@@ -1,0 +1,47 @@
+/** Counts of one stream in a run. */
+export interface StreamCounts {
+  read: number;
+  /** Target records written (created + updated). */
+  delivered: number;
+  unchanged: number;
+  quarantined: number;
+  withheld: number;
+}
+
+/**
+ * What a run did, in counts and codes only: it is printed, logged and stored, so it never carries
+ * record content.
+ */
+export interface RunSummary {
+  readonly flow: string;
+  readonly runId: string;
+  readonly status: 'succeeded' | 'failed';
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly durationMs: number;
+  /** Source records read. */
+  readonly read: number;
+  /** Target records written in this run (created + updated). */
+  readonly delivered: number;
+  readonly created: number;
+  readonly updated: number;
+  /** Target records skipped because the ledger shows the same payload was already delivered. */
+  readonly unchanged: number;
+  /** Source records quarantined in this run. */
+  readonly quarantined: number;
+  /** Source records a withhold rule kept back. */
+  readonly withheld: number;
+  /** Upsert requests sent to the target. */
+  readonly batches: number;
+  readonly byStream: Readonly<Record<string, StreamCounts>>;
+  readonly quarantineReasons: Readonly<Record<string, number>>;
+  readonly withholdReasons: Readonly<Record<string, number>>;
+  /** Checkpoint position per stream after the run. */
+  readonly checkpoints: Readonly<Record<string, string>>;
+  /** Present when the run failed: the error code and message (no PHI). */
+  readonly error?: { readonly code: string; readonly message: string; readonly action: string };
+}
+
+export function emptyCounts(): StreamCounts {
+  return { read: 0, delivered: 0, unchanged: 0, quarantined: 0, withheld: 0 };
+}

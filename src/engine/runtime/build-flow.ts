@@ -1,0 +1,98 @@
+import { join } from 'node:path';
+import { FhirClient } from '../../adapters/epic-fhir/fhir-client.ts';
+import { FhirSearchSource } from '../../adapters/epic-fhir/fhir-source.ts';
+import { BackendServicesAuth } from '../../adapters/epic-fhir/smart-auth.ts';
+import { createRetryPolicy } from '../../adapters/http/retry-policy.ts';
+import { CrmAuth } from '../../adapters/veeva-crm/crm-auth.ts';
+import { VeevaTarget } from '../../adapters/veeva-crm/veeva-target.ts';
+import { loadR4Definitions } from '../../core/fhir/definitions.ts';
+import type { SystemName } from '../../core/model/ids.ts';
+import { compileWithholdPolicy } from '../../core/policy/withhold.ts';
+import type { Source } from '../../core/ports/source.ts';
+import type { Target } from '../../core/ports/target.ts';
+import type { ResolvedFlow } from '../config/load-flow.ts';
+import type { RecordStageContext } from '../pipeline/record-stages.ts';
+import { SqliteStateStore } from '../store/sqlite-store.ts';
+import type { StateStore } from '../store/state-store.ts';
+
+/** Everything a run of one flow needs, built from its resolved definition. */
+export interface FlowRuntime {
+  readonly source: Source;
+  readonly target: Target;
+  readonly store: StateStore;
+  readonly stages: Omit<RecordStageContext, 'asOf'>;
+  readonly maxBatch: number;
+  close(): Promise<void>;
+}
+
+/** The read-only scopes a flow needs: `system/<Type>.rs` for each resource type it reads. */
+export function defaultScope(resourceTypes: readonly string[]): string {
+  return resourceTypes.map((t) => `system/${t}.rs`).join(' ');
+}
+
+/** The state database of a flow: `<state.dir>/<flow>.sqlite`. */
+export function stateDbPath(flow: ResolvedFlow): string {
+  return join(flow.stateDir, `${flow.file.flow}.sqlite`);
+}
+
+/** Composition root: adapters, store and stage context for a resolved flow. */
+export function buildFlowRuntime(flow: ResolvedFlow, options: { store?: StateStore } = {}): FlowRuntime {
+  loadR4Definitions();
+  const { source: src, target: tgt, stages } = flow.file;
+
+  const sourceAuth =
+    src.auth.kind === 'smart-backend-services' && flow.sourcePrivateKey
+      ? new BackendServicesAuth({
+          baseUrl: src.baseUrl,
+          clientId: src.auth.clientId,
+          privateKey: flow.sourcePrivateKey,
+          scope: src.auth.scope ?? defaultScope(src.resources),
+          ...(src.auth.tokenUrl === undefined ? {} : { tokenUrl: src.auth.tokenUrl }),
+        })
+      : undefined;
+  const client = new FhirClient({
+    baseUrl: src.baseUrl,
+    ...(sourceAuth ? { auth: sourceAuth } : {}),
+    retry: createRetryPolicy(),
+    timeoutMs: src.timeoutSeconds * 1000,
+  });
+  const source = new FhirSearchSource({
+    system: src.system as SystemName,
+    client,
+    resourceTypes: src.resources,
+    pageSize: src.pageSize,
+  });
+
+  const target = new VeevaTarget({
+    system: tgt.system,
+    auth: new CrmAuth({
+      loginUrl: tgt.baseUrl,
+      clientId: tgt.auth.clientId,
+      clientSecret: tgt.auth.clientSecret,
+    }),
+    apiVersion: tgt.apiVersion,
+    retry: createRetryPolicy(),
+    timeoutMs: tgt.timeoutSeconds * 1000,
+  });
+
+  const store = options.store ?? SqliteStateStore.open(stateDbPath(flow));
+  return {
+    source,
+    target,
+    store,
+    maxBatch: stages.batch.maxRecords,
+    stages: {
+      system: src.system as SystemName,
+      validateFhir: stages.validate.fhir,
+      withhold: compileWithholdPolicy(stages.withhold),
+      pseudonymKey: flow.pseudonymKey,
+      restrictedZip3: flow.restrictedZip3,
+      veeva: {
+        recordTypes: tgt.recordTypes,
+        patientProfileObject: tgt.patientProfileObject,
+        ...(tgt.lineageField === null ? {} : { lineageField: tgt.lineageField }),
+      },
+    },
+    close: () => store.close(),
+  };
+}

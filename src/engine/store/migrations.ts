@@ -1,0 +1,55 @@
+/**
+ * Numbered schema migrations of the embedded store. Append only: a released migration is never
+ * edited; a change is a new step. `schema_version` records the highest applied step.
+ */
+export const SQLITE_MIGRATIONS: readonly string[] = [
+  // 1: checkpoints, delivery ledger, quarantine, runs
+  `
+  CREATE TABLE checkpoints (
+    flow TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    position TEXT NOT NULL,
+    definition_hash TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (flow, stream)
+  ) STRICT;
+  CREATE TABLE ledger (
+    flow TEXT NOT NULL,
+    object TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    payload_hash TEXT NOT NULL,
+    target_id TEXT NOT NULL,
+    source_ref TEXT NOT NULL,
+    mapping_version TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    delivered_at TEXT NOT NULL,
+    PRIMARY KEY (flow, object, external_id)
+  ) STRICT;
+  CREATE INDEX ledger_source ON ledger (flow, source_ref);
+  CREATE TABLE quarantine (
+    id TEXT PRIMARY KEY,
+    flow TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    code TEXT NOT NULL,
+    issues TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    source_ref TEXT,
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open'
+  ) STRICT;
+  CREATE INDEX quarantine_flow ON quarantine (flow, status, created_at);
+  CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    flow TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    summary TEXT
+  ) STRICT;
+  CREATE INDEX runs_flow ON runs (flow, started_at);
+  `,
+];

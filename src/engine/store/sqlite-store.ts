@@ -1,0 +1,288 @@
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
+import { SluiceError } from '../../core/errors/index.ts';
+import { SQLITE_MIGRATIONS } from './migrations.ts';
+import type {
+  Checkpoint,
+  LedgerEntry,
+  PageCommit,
+  QuarantineEntry,
+  QuarantineFilter,
+  QuarantineStatus,
+  RunRecord,
+  StateStore,
+} from './state-store.ts';
+
+type Row = Record<string, SQLInputValue>;
+
+/**
+ * The embedded state store on `node:sqlite`: WAL for concurrent readers, `synchronous=FULL` so a
+ * committed page survives a crash, one transaction per page of work.
+ */
+export class SqliteStateStore implements StateStore {
+  readonly kind = 'sqlite';
+  readonly #db: DatabaseSync;
+  readonly #now: () => Date;
+
+  private constructor(db: DatabaseSync, now: () => Date) {
+    this.#db = db;
+    this.#now = now;
+  }
+
+  /** Opens (creating if needed) the store at `path` (`:memory:` for tests) and migrates it. */
+  static open(path: string, options: { now?: () => Date } = {}): SqliteStateStore {
+    let db: DatabaseSync;
+    try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      db = new DatabaseSync(path, { timeout: 5000 });
+      db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;');
+    } catch (err) {
+      throw new SluiceError('STORE_OPEN_FAILED', `Cannot open the state store at ${path}.`, {
+        cause: err,
+        details: { path },
+      });
+    }
+    migrate(db, path);
+    return new SqliteStateStore(db, options.now ?? (() => new Date()));
+  }
+
+  async getCheckpoint(flow: string, stream: string): Promise<Checkpoint | undefined> {
+    const row = this.#db
+      .prepare('SELECT * FROM checkpoints WHERE flow = ? AND stream = ?')
+      .get(flow, stream) as Row | undefined;
+    return row ? toCheckpoint(row) : undefined;
+  }
+
+  async listCheckpoints(flow: string): Promise<Checkpoint[]> {
+    const rows = this.#db
+      .prepare('SELECT * FROM checkpoints WHERE flow = ? ORDER BY stream')
+      .all(flow) as Row[];
+    return rows.map(toCheckpoint);
+  }
+
+  async deleteCheckpoints(flow: string): Promise<number> {
+    return Number(this.#db.prepare('DELETE FROM checkpoints WHERE flow = ?').run(flow).changes);
+  }
+
+  async getLedger(
+    flow: string,
+    object: string,
+    externalIds: readonly string[],
+  ): Promise<Map<string, LedgerEntry>> {
+    const out = new Map<string, LedgerEntry>();
+    const select = this.#db.prepare('SELECT * FROM ledger WHERE flow = ? AND object = ? AND external_id = ?');
+    for (const id of externalIds) {
+      const row = select.get(flow, object, id) as Row | undefined;
+      if (row) out.set(id, toLedger(row));
+    }
+    return out;
+  }
+
+  async countLedger(flow: string): Promise<number> {
+    const row = this.#db.prepare('SELECT count(*) AS n FROM ledger WHERE flow = ?').get(flow) as Row;
+    return Number(row.n);
+  }
+
+  async commitPage(commit: PageCommit): Promise<void> {
+    const db = this.#db;
+    const upsertLedger = db.prepare(`
+      INSERT INTO ledger (flow, object, external_id, payload_hash, target_id, source_ref, mapping_version, run_id, delivered_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (flow, object, external_id) DO UPDATE SET
+        payload_hash = excluded.payload_hash, target_id = excluded.target_id, source_ref = excluded.source_ref,
+        mapping_version = excluded.mapping_version, run_id = excluded.run_id, delivered_at = excluded.delivered_at`);
+    const insertQuarantine = db.prepare(`
+      INSERT INTO quarantine (id, flow, run_id, stream, stage, code, issues, origin, source_ref, payload, created_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    const upsertCheckpoint = db.prepare(`
+      INSERT INTO checkpoints (flow, stream, position, definition_hash, run_id, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+      ON CONFLICT (flow, stream) DO UPDATE SET position = excluded.position,
+        definition_hash = excluded.definition_hash, run_id = excluded.run_id, updated_at = excluded.updated_at`);
+    const createdAt = this.#now().toISOString();
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      for (const e of commit.ledger) {
+        upsertLedger.run(
+          e.flow,
+          e.object,
+          e.externalId,
+          e.payloadHash,
+          e.targetId,
+          e.sourceRef,
+          e.mappingVersion,
+          e.runId,
+          e.deliveredAt,
+        );
+      }
+      for (const q of commit.quarantine) {
+        insertQuarantine.run(
+          randomUUID(),
+          q.flow,
+          q.runId,
+          q.stream,
+          q.stage,
+          q.code,
+          JSON.stringify(q.issues),
+          q.origin,
+          q.sourceRef ?? null,
+          q.payload,
+          createdAt,
+        );
+      }
+      const c = commit.checkpoint;
+      if (c) upsertCheckpoint.run(c.flow, c.stream, c.position, c.definitionHash, c.runId, c.updatedAt);
+      db.exec('COMMIT');
+    } catch (err) {
+      db.exec('ROLLBACK');
+      throw new SluiceError(
+        'STORE_WRITE_FAILED',
+        'A page of work could not be committed to the state store.',
+        {
+          cause: err,
+        },
+      );
+    }
+  }
+
+  async listQuarantine(filter: QuarantineFilter = {}): Promise<QuarantineEntry[]> {
+    const where: string[] = [];
+    const args: SQLInputValue[] = [];
+    if (filter.flow !== undefined) {
+      where.push('flow = ?');
+      args.push(filter.flow);
+    }
+    if (filter.status !== undefined) {
+      where.push('status = ?');
+      args.push(filter.status);
+    }
+    const sql = `SELECT * FROM quarantine ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, rowid LIMIT ?`;
+    args.push(filter.limit ?? 1000);
+    return (this.#db.prepare(sql).all(...args) as Row[]).map(toQuarantine);
+  }
+
+  async getQuarantine(id: string): Promise<QuarantineEntry | undefined> {
+    const row = this.#db.prepare('SELECT * FROM quarantine WHERE id = ?').get(id) as Row | undefined;
+    return row ? toQuarantine(row) : undefined;
+  }
+
+  async countQuarantine(flow: string, status?: QuarantineStatus): Promise<number> {
+    const row = (
+      status === undefined
+        ? this.#db.prepare('SELECT count(*) AS n FROM quarantine WHERE flow = ?').get(flow)
+        : this.#db
+            .prepare('SELECT count(*) AS n FROM quarantine WHERE flow = ? AND status = ?')
+            .get(flow, status)
+    ) as Row;
+    return Number(row.n);
+  }
+
+  async startRun(run: { runId: string; flow: string; startedAt: string }): Promise<void> {
+    this.#db
+      .prepare("INSERT INTO runs (run_id, flow, started_at, status) VALUES (?, ?, ?, 'running')")
+      .run(run.runId, run.flow, run.startedAt);
+  }
+
+  async finishRun(run: {
+    runId: string;
+    finishedAt: string;
+    status: 'succeeded' | 'failed';
+    summary: string;
+  }): Promise<void> {
+    this.#db
+      .prepare('UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE run_id = ?')
+      .run(run.finishedAt, run.status, run.summary, run.runId);
+  }
+
+  async listRuns(flow: string, limit = 20): Promise<RunRecord[]> {
+    const rows = this.#db
+      .prepare('SELECT * FROM runs WHERE flow = ? ORDER BY started_at DESC LIMIT ?')
+      .all(flow, limit) as Row[];
+    return rows.map((r) => ({
+      runId: String(r.run_id),
+      flow: String(r.flow),
+      startedAt: String(r.started_at),
+      ...(r.finished_at == null ? {} : { finishedAt: String(r.finished_at) }),
+      status: String(r.status) as RunRecord['status'],
+      ...(r.summary == null ? {} : { summary: String(r.summary) }),
+    }));
+  }
+
+  async close(): Promise<void> {
+    if (this.#db.isOpen) this.#db.close();
+  }
+}
+
+function migrate(db: DatabaseSync, path: string): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL) STRICT');
+  const row = db.prepare('SELECT max(version) AS v FROM schema_version').get() as Row | undefined;
+  const current = Number(row?.v ?? 0);
+  if (current > SQLITE_MIGRATIONS.length) {
+    throw new SluiceError(
+      'STORE_NEWER_SCHEMA',
+      `The state store at ${path} has schema version ${current}; this Sluice knows up to ${SQLITE_MIGRATIONS.length}.`,
+      { details: { path, version: current } },
+    );
+  }
+  for (let step = current; step < SQLITE_MIGRATIONS.length; step++) {
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      db.exec(SQLITE_MIGRATIONS[step] as string);
+      db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(step + 1);
+      db.exec('COMMIT');
+    } catch (err) {
+      db.exec('ROLLBACK');
+      throw new SluiceError(
+        'STORE_MIGRATION_FAILED',
+        `State store migration ${step + 1} failed at ${path}.`,
+        {
+          cause: err,
+          details: { path, step: step + 1 },
+        },
+      );
+    }
+  }
+}
+
+function toCheckpoint(r: Row): Checkpoint {
+  return {
+    flow: String(r.flow),
+    stream: String(r.stream),
+    position: String(r.position),
+    definitionHash: String(r.definition_hash),
+    runId: String(r.run_id),
+    updatedAt: String(r.updated_at),
+  };
+}
+
+function toLedger(r: Row): LedgerEntry {
+  return {
+    flow: String(r.flow),
+    object: String(r.object),
+    externalId: String(r.external_id),
+    payloadHash: String(r.payload_hash),
+    targetId: String(r.target_id),
+    sourceRef: String(r.source_ref),
+    mappingVersion: String(r.mapping_version),
+    runId: String(r.run_id),
+    deliveredAt: String(r.delivered_at),
+  };
+}
+
+function toQuarantine(r: Row): QuarantineEntry {
+  return {
+    id: String(r.id),
+    flow: String(r.flow),
+    runId: String(r.run_id),
+    stream: String(r.stream),
+    stage: String(r.stage) as QuarantineEntry['stage'],
+    code: String(r.code),
+    issues: JSON.parse(String(r.issues)) as QuarantineEntry['issues'],
+    origin: String(r.origin),
+    ...(r.source_ref == null ? {} : { sourceRef: String(r.source_ref) }),
+    payload: String(r.payload),
+    createdAt: String(r.created_at),
+    status: String(r.status) as QuarantineStatus,
+  };
+}

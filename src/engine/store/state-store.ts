@@ -1,0 +1,112 @@
+/**
+ * The durable state of flows: checkpoints, the delivery ledger, quarantine and run history. One
+ * interface, several engines: the embedded default (`node:sqlite`) and, for cluster mode, PostgreSQL.
+ * Methods are async so both engines fit; `commitPage` is the one transaction a page of work ends with.
+ */
+
+/** Where a stream stands: every record at or before `position` is delivered, withheld or quarantined. */
+export interface Checkpoint {
+  readonly flow: string;
+  readonly stream: string;
+  /** Source change position (ISO instant for FHIR `_lastUpdated`). */
+  readonly position: string;
+  /** The hash of the flow definition that produced this checkpoint. */
+  readonly definitionHash: string;
+  readonly runId: string;
+  readonly updatedAt: string;
+}
+
+/** What Sluice last wrote to a target record, so unchanged records are not written again. */
+export interface LedgerEntry {
+  readonly flow: string;
+  readonly object: string;
+  readonly externalId: string;
+  /** SHA-256 of the written payload (object + fields): equal hash means nothing to send. */
+  readonly payloadHash: string;
+  /** The id the target gave the record. */
+  readonly targetId: string;
+  /** The source record it came from, as `Type/id`, or the pseudonym for patient data. */
+  readonly sourceRef: string;
+  readonly mappingVersion: string;
+  readonly runId: string;
+  readonly deliveredAt: string;
+}
+
+export type QuarantineStage = 'parse' | 'validate' | 'policy' | 'map' | 'deliver';
+export type QuarantineStatus = 'open' | 'released' | 'discarded';
+
+export interface QuarantineIssue {
+  readonly severity: 'error' | 'warning' | 'information';
+  readonly code: string;
+  readonly path: string;
+  readonly message: string;
+}
+
+export interface NewQuarantineEntry {
+  readonly flow: string;
+  readonly runId: string;
+  readonly stream: string;
+  readonly stage: QuarantineStage;
+  /** The catalog code that decided (e.g. REC_INVALID_FHIR). */
+  readonly code: string;
+  readonly issues: readonly QuarantineIssue[];
+  /** Where the record was found (URL path, file and line). No content. */
+  readonly origin: string;
+  /** `Type/id` of the source record when it had one. */
+  readonly sourceRef?: string;
+  /** The raw record, kept so it can be inspected and released. Never logged. */
+  readonly payload: string;
+}
+
+export interface QuarantineEntry extends NewQuarantineEntry {
+  readonly id: string;
+  readonly createdAt: string;
+  readonly status: QuarantineStatus;
+}
+
+export interface RunRecord {
+  readonly runId: string;
+  readonly flow: string;
+  readonly startedAt: string;
+  readonly finishedAt?: string;
+  readonly status: 'running' | 'succeeded' | 'failed';
+  /** The run summary (counts only) as JSON. */
+  readonly summary?: string;
+}
+
+/** Everything one page of work changes, committed atomically. */
+export interface PageCommit {
+  readonly ledger: readonly LedgerEntry[];
+  readonly quarantine: readonly NewQuarantineEntry[];
+  /** The checkpoint to move to, when the page lets it advance. */
+  readonly checkpoint?: Checkpoint;
+}
+
+export interface QuarantineFilter {
+  readonly flow?: string;
+  readonly status?: QuarantineStatus;
+  readonly limit?: number;
+}
+
+export interface StateStore {
+  readonly kind: 'sqlite' | 'postgres';
+  getCheckpoint(flow: string, stream: string): Promise<Checkpoint | undefined>;
+  listCheckpoints(flow: string): Promise<Checkpoint[]>;
+  deleteCheckpoints(flow: string): Promise<number>;
+  /** Ledger entries for the given external ids of one object (absent ids are missing from the map). */
+  getLedger(flow: string, object: string, externalIds: readonly string[]): Promise<Map<string, LedgerEntry>>;
+  countLedger(flow: string): Promise<number>;
+  commitPage(commit: PageCommit): Promise<void>;
+  listQuarantine(filter?: QuarantineFilter): Promise<QuarantineEntry[]>;
+  getQuarantine(id: string): Promise<QuarantineEntry | undefined>;
+  countQuarantine(flow: string, status?: QuarantineStatus): Promise<number>;
+  startRun(run: { runId: string; flow: string; startedAt: string }): Promise<void>;
+  finishRun(run: {
+    runId: string;
+    finishedAt: string;
+    status: 'succeeded' | 'failed';
+    summary: string;
+  }): Promise<void>;
+  listRuns(flow: string, limit?: number): Promise<RunRecord[]>;
+  close(): Promise<void>;
+}

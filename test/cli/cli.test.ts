@@ -1,0 +1,159 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../../src/testkit/data.ts';
+
+const BIN = join(REPO_ROOT, 'bin', 'sluice.js');
+const FLOW = join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml');
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function sluice(args: string[], env: Record<string, string> = {}): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Starts a long-running command and resolves with its first stdout line. */
+function firstLine(args: string[]): Promise<{ child: ChildProcess; line: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const lines = createInterface({ input: child.stdout });
+    lines.once('line', (line) => resolve({ child, line }));
+    child.once('exit', (code) => reject(new Error(`exited ${code} before printing a line`)));
+  });
+}
+
+const children: ChildProcess[] = [];
+const dirs: string[] = [];
+afterAll(() => {
+  for (const c of children) c.kill('SIGTERM');
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('sluice demo --json', () => {
+  it('exits 0 and its last stdout line reports delivered = what the CRM holds', async () => {
+    const result = await sluice(['demo', '--json'], { SLUICE_LOG_LEVEL: 'warn' });
+    expect(result.code, result.stderr).toBe(0);
+    const last = result.stdout.trim().split('\n').at(-1) ?? '';
+    const summary = JSON.parse(last) as Record<string, unknown>;
+    for (const key of ['read', 'delivered', 'quarantined', 'withheld', 'batches', 'crmRecords']) {
+      expect(summary, key).toHaveProperty(key);
+    }
+    expect(summary.delivered).toBeGreaterThan(0);
+    expect(summary.delivered).toBe(summary.crmRecords);
+  }, 60_000);
+});
+
+describe('sluice run against sandboxes started separately', () => {
+  it('prints each sandbox URL on one line, then moves data with ${ENV} references', async () => {
+    const ehr = await firstLine([
+      'sandbox',
+      'ehr',
+      '--port',
+      '0',
+      '--seed',
+      join(REPO_ROOT, 'examples', 'data'),
+    ]);
+    children.push(ehr.child);
+    const crm = await firstLine(['sandbox', 'crm', '--port', '0']);
+    children.push(crm.child);
+    expect(ehr.line).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/fhir$/);
+    expect(crm.line).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const metadata = await fetch(`${ehr.line}/metadata`);
+    expect(metadata.status).toBe(200);
+
+    const state = mkdtempSync(join(tmpdir(), 'sluice-cli-'));
+    dirs.push(state);
+    const env = {
+      SLUICE_EHR_URL: ehr.line,
+      SLUICE_CRM_URL: crm.line,
+      SLUICE_PSEUDONYM_KEY: randomBytes(32).toString('base64'),
+      SLUICE_STATE_DIR: state,
+    };
+    const first = await sluice(['run', FLOW, '--once', '--json'], env);
+    expect(first.code, first.stderr).toBe(0);
+    const summary = JSON.parse(first.stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, number>;
+    expect(summary.delivered).toBeGreaterThan(0);
+    const held = (await (await fetch(`${crm.line}/__sandbox/records`)).json()) as { records: unknown[] };
+    expect(held.records.length).toBe(summary.delivered);
+
+    const second = await sluice(['run', FLOW, '--once', '--json'], env);
+    expect(second.code, second.stderr).toBe(0);
+    expect(JSON.parse(second.stdout.trim().split('\n').at(-1) ?? '{}').delivered).toBe(0);
+  }, 90_000);
+});
+
+describe('a bad flow file', () => {
+  it('is rejected before anything moves, listing every error with its key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-bad-'));
+    dirs.push(dir);
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(
+      file,
+      [
+        'flow: Bad Name',
+        'version: 1',
+        'purpose: SELLING',
+        'source:',
+        '  kind: fhir-r4',
+        '  system: epic',
+        '  baseUrl: not-a-url',
+        '  auth: { kind: none }',
+        '  resources: [Patient, Encounter]',
+        '  colour: blue',
+        'target:',
+        '  kind: veeva-crm',
+        '  system: veeva',
+        '  baseUrl: ${NO_SUCH_VARIABLE_FOR_SLUICE}',
+        '  auth: { kind: client-credentials, clientId: a, clientSecret: b }',
+        '  recordTypes: { hcp: x, hco: y }',
+        'stages:',
+        '  pseudonymize: { key: c2hvcnQ=, keyId: k }',
+      ].join('\n'),
+    );
+    const result = await sluice(['flow', 'check', file]);
+    expect(result.code).toBe(2);
+    for (const key of [
+      'flow',
+      'purpose',
+      'source.baseUrl',
+      'source.resources[1]',
+      'source',
+      'target.baseUrl',
+    ]) {
+      expect(result.stderr, key).toContain(`${key}:`);
+    }
+    expect(result.stderr).toContain('CFG_FLOW_INVALID');
+    expect(result.stderr).toContain('NO_SUCH_VARIABLE_FOR_SLUICE');
+
+    const run = await sluice(['run', file, '--once', '--json']);
+    expect(run.code).toBe(2);
+    expect(JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}').error.code).toBe('CFG_FLOW_INVALID');
+  }, 30_000);
+});

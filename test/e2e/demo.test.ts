@@ -1,0 +1,115 @@
+import { join } from 'node:path';
+import type { Patient } from '@medplum/fhirtypes';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_SEED, type DemoRun, runDemo } from '../../src/demo/run-demo.ts';
+import { syntheaBundleDir } from '../../src/sandbox/ehr/testing.ts';
+import { SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
+import { directoryWords, findPhi, patientPhi } from './phi-scan.ts';
+
+describe('the demo on the bundled sample', () => {
+  let demo: DemoRun;
+  beforeAll(async () => {
+    demo = await runDemo();
+  }, 60_000);
+  afterAll(async () => {
+    await demo?.close();
+  });
+
+  it('delivers records and the CRM holds exactly what was delivered', () => {
+    const s = demo.summary;
+    expect(s.status).toBe('succeeded');
+    expect(s.delivered).toBeGreaterThan(0);
+    expect(s.delivered).toBe(demo.crmRecords);
+    expect(demo.crmRecordsByObject.Patient_Profile__c).toBe(s.byStream.Patient?.delivered);
+    expect(s.read).toBe(Object.values(s.byStream).reduce((n, c) => n + c.read, 0));
+    // Every record read is accounted for: delivered (possibly as several CRM records), withheld or quarantined.
+    for (const c of Object.values(s.byStream))
+      expect(c.read).toBeGreaterThanOrEqual(c.quarantined + c.withheld);
+  });
+
+  it('withholds deceased patients and quarantines malformed NPIs with a specific reason', () => {
+    expect(demo.summary.withholdReasons.deceased).toBeGreaterThan(0);
+    expect(Object.keys(demo.summary.quarantineReasons)).toEqual(['MAP_INVALID_IDENTIFIER']);
+  });
+
+  it('stores one checkpoint per stream', async () => {
+    const checkpoints = await demo.store.listCheckpoints('epic-to-veeva');
+    expect(checkpoints.map((c) => c.stream).sort()).toEqual(['Organization', 'Patient', 'Practitioner']);
+    for (const c of checkpoints) expect(c.definitionHash).toBe(demo.flow.definitionHash);
+  });
+
+  it('patient profiles carry only a pseudonym and generalised demographics', () => {
+    const profiles = demo.crm.records('Patient_Profile__c');
+    expect(profiles.length).toBeGreaterThan(0);
+    for (const p of profiles) {
+      expect(p.External_ID__c).toMatch(/^p[a-z2-7]{32}$/);
+      if (p.Zip3__c != null) expect(p.Zip3__c).toMatch(/^\d{3}$/);
+      if (p.Birth_Year__c != null) expect(Number(p.Birth_Year__c)).toBeGreaterThan(1900);
+      expect(['Male', 'Female', 'Other', 'Unknown']).toContain(p.Gender__c);
+    }
+  });
+
+  it('a second run sends nothing and creates no duplicate', async () => {
+    const second = await demo.rerun();
+    expect(second.status).toBe('succeeded');
+    expect(second.delivered).toBe(0);
+    expect(second.batches).toBe(0);
+    expect(demo.crm.records().length).toBe(demo.crmRecords);
+  });
+
+  it('an edited patient is updated in place, not duplicated', async () => {
+    const patients = demo.ehr.repo.recordedIds('Patient');
+    const profilesBefore = demo.crm.records('Patient_Profile__c').length;
+    let edited = 0;
+    for (const id of patients) {
+      const patient = await demo.ehr.repo.readResource<Patient>('Patient', id);
+      if (patient.deceasedDateTime) continue;
+      await demo.ehr.repo.updateResource({
+        ...patient,
+        gender: patient.gender === 'female' ? 'male' : 'female',
+      });
+      edited++;
+      break;
+    }
+    expect(edited).toBe(1);
+    const third = await demo.rerun();
+    expect(third.updated).toBe(1);
+    expect(third.created).toBe(0);
+    expect(demo.crm.records('Patient_Profile__c').length).toBe(profilesBefore);
+  });
+});
+
+describe('no PHI reaches the CRM', () => {
+  // The whole shared Synthea set when this machine has it (60 patients), else the bundled sample.
+  const seed = [syntheaBundleDir(), join(SAMPLE_DATA_DIR, 'directory')];
+  let demo: DemoRun;
+  beforeAll(async () => {
+    demo = await runDemo({ seed });
+  }, 120_000);
+  afterAll(async () => {
+    await demo?.close();
+  });
+
+  it('finds none of any patient’s names, identifiers, phones, e-mail, street or exact birth date', async () => {
+    const patients = await patientPhi([syntheaBundleDir()]);
+    expect(patients.length).toBeGreaterThanOrEqual(9);
+    expect(demo.summary.byStream.Patient?.delivered).toBeGreaterThan(0);
+    const corpus = JSON.stringify(demo.crm.records());
+    expect(corpus.length).toBeGreaterThan(1000);
+    // Hospitals named after a family name ("Wilson Medical Center") are directory data, not leaks.
+    expect(findPhi(corpus, patients, await directoryWords(seed))).toEqual([]);
+    // Patient profiles must not hold even those words.
+    expect(findPhi(JSON.stringify(demo.crm.records('Patient_Profile__c')), patients)).toEqual([]);
+  });
+
+  it('the scan itself finds PHI when it is there, and names only as whole words', async () => {
+    const patients = await patientPhi(DEMO_SEED);
+    const first = patients[0];
+    expect(first).toBeDefined();
+    const leaked = JSON.stringify([{ note: first?.values.find((v) => v.category === 'street')?.value }]);
+    expect(findPhi(leaked, patients)).toContain(`street of ${first?.ref}`);
+    const name = first?.values.find((v) => v.category === 'name')?.value ?? '';
+    expect(findPhi(JSON.stringify({ Name: `Dr ${name}` }), patients)).toContain(`name of ${first?.ref}`);
+    expect(findPhi(JSON.stringify({ Name: `${name}218x` }), patients)).not.toContain(`name of ${first?.ref}`);
+  });
+});

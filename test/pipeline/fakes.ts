@@ -1,0 +1,141 @@
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { readResourceFile } from '../../src/adapters/files/resource-files.ts';
+import { SluiceError } from '../../src/core/errors/index.ts';
+import type { JsonObject } from '../../src/core/fhir/resource.ts';
+import type { TargetWrite } from '../../src/core/mapping/canonical-to-veeva.ts';
+import { asCrmRecordId, type SystemName } from '../../src/core/model/ids.ts';
+import { compileWithholdPolicy } from '../../src/core/policy/withhold.ts';
+import type { Source, SourcePage } from '../../src/core/ports/source.ts';
+import type { Target, WriteResult } from '../../src/core/ports/target.ts';
+import type { RecordStageContext } from '../../src/engine/pipeline/record-stages.ts';
+import { SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
+
+/** Real resources from the bundled sample, by type. */
+export async function sampleResources(
+  type: 'Patient' | 'Practitioner' | 'Organization',
+  limit: number,
+): Promise<JsonObject[]> {
+  const file =
+    type === 'Patient'
+      ? join(SAMPLE_DATA_DIR, 'synthea', 'Abdul_Koepp_e925b0f3-8006-43f6-aa31-94bd215e55e7.json.gz')
+      : join(SAMPLE_DATA_DIR, 'directory', `${type}.ndjson.gz`);
+  const out: JsonObject[] = [];
+  for await (const item of readResourceFile(file)) {
+    if (item.kind === 'resource' && (item.resource as JsonObject).resourceType === type)
+      out.push(item.resource as JsonObject);
+    if (out.length >= limit) break;
+  }
+  return out;
+}
+
+/** Stamps resources with increasing `meta.lastUpdated`, as a server would. */
+export function stamp(
+  resources: readonly JsonObject[],
+  startMs = Date.parse('2026-11-01T00:00:00Z'),
+): JsonObject[] {
+  return resources.map((r, i) => ({
+    ...r,
+    meta: { versionId: '1', lastUpdated: new Date(startMs + i * 1000).toISOString() },
+  }));
+}
+
+/**
+ * An in-memory change source: records of each stream sorted by lastUpdated, served in pages of
+ * `pageSize` from `since` (inclusive, like `_lastUpdated=ge`). `failAfterPages` simulates a crash.
+ */
+export class MemorySource implements Source {
+  readonly system = 'epic' as SystemName;
+  readonly streams: readonly string[];
+  readonly #records: Map<string, unknown[]>;
+  readonly #pageSize: number;
+  failAfterPages: number | undefined;
+  readonly reads: { stream: string; since: string | undefined }[] = [];
+
+  constructor(records: Record<string, unknown[]>, pageSize = 3) {
+    this.#records = new Map(Object.entries(records));
+    this.streams = Object.keys(records);
+    this.#pageSize = pageSize;
+  }
+
+  async *read(stream: string, since: string | undefined): AsyncGenerator<SourcePage> {
+    this.reads.push({ stream, since });
+    const all = (this.#records.get(stream) ?? []).filter((r) => {
+      const at = (r as { meta?: { lastUpdated?: string } })?.meta?.lastUpdated;
+      return since === undefined || at === undefined || at >= since;
+    });
+    let served = 0;
+    for (let i = 0; i < all.length; i += this.#pageSize) {
+      if (this.failAfterPages !== undefined && served >= this.failAfterPages) {
+        throw new SluiceError('SRC_UNREACHABLE', 'The test source went away.');
+      }
+      served++;
+      yield {
+        records: all
+          .slice(i, i + this.#pageSize)
+          .map((resource, j) => ({ stream, resource, origin: `${stream} page ${served} entry ${j}` })),
+        total: all.length,
+      };
+    }
+  }
+}
+
+type Behaviour = (write: TargetWrite) => WriteResult | undefined;
+
+/** An in-memory CRM: upserts by external id; `behaviour` can answer some writes otherwise. */
+export class MemoryTarget implements Target {
+  readonly system = 'veeva';
+  readonly maxBatchSize = 200;
+  readonly records = new Map<string, { id: string; fields: TargetWrite['fields'] }>();
+  readonly requests: { object: string; count: number }[] = [];
+  behaviour: Behaviour = () => undefined;
+  failRequests = 0;
+  #next = 1;
+
+  async upsert(object: string, _field: string, writes: readonly TargetWrite[]): Promise<WriteResult[]> {
+    if (this.failRequests > 0) {
+      this.failRequests--;
+      throw new SluiceError('TGT_UNREACHABLE', 'The test target went away.');
+    }
+    this.requests.push({ object, count: writes.length });
+    return writes.map((w) => {
+      const special = this.behaviour(w);
+      if (special) return special;
+      const key = `${object}|${w.externalId}`;
+      const existing = this.records.get(key);
+      if (existing) {
+        existing.fields = w.fields;
+        return { status: 'updated', id: asCrmRecordId(existing.id) };
+      }
+      const id = `a0${String(this.#next++).padStart(16, '0')}`;
+      this.records.set(key, { id, fields: w.fields });
+      return { status: 'created', id: asCrmRecordId(id) };
+    });
+  }
+
+  count(object: string): number {
+    return [...this.records.keys()].filter((k) => k.startsWith(`${object}|`)).length;
+  }
+}
+
+export function stageContext(
+  overrides: Partial<Omit<RecordStageContext, 'asOf'>> = {},
+): Omit<RecordStageContext, 'asOf'> {
+  return {
+    system: 'epic' as SystemName,
+    validateFhir: true,
+    withhold: compileWithholdPolicy([
+      { resourceType: 'Patient', when: 'deceased.exists() and deceased != false', reason: 'deceased' },
+    ]),
+    pseudonymKey: { id: 'test-1', secret: new Uint8Array(32).fill(7) },
+    restrictedZip3: new Set(['036']),
+    veeva: {
+      recordTypes: { hcp: 'HCP_RT', hco: 'HCO_RT' },
+      patientProfileObject: 'Patient_Profile__c',
+      lineageField: 'Sluice_Lineage__c',
+    },
+    ...overrides,
+  };
+}
+
+export const silentLogger = pino({ level: 'silent' });

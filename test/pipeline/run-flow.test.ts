@@ -1,0 +1,286 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadR4Definitions } from '../../src/core/fhir/definitions.ts';
+import type { JsonObject } from '../../src/core/fhir/resource.ts';
+import { type RunFlowOptions, runFlow } from '../../src/engine/pipeline/run-flow.ts';
+import { SqliteStateStore } from '../../src/engine/store/sqlite-store.ts';
+import { MemorySource, MemoryTarget, sampleResources, silentLogger, stageContext, stamp } from './fakes.ts';
+
+let practitioners: JsonObject[];
+let organizations: JsonObject[];
+let patients: JsonObject[];
+const dirs: string[] = [];
+
+beforeAll(async () => {
+  loadR4Definitions();
+  organizations = stamp(await sampleResources('Organization', 4), Date.parse('2026-11-01T00:00:00Z'));
+  practitioners = stamp(await sampleResources('Practitioner', 7), Date.parse('2026-11-02T00:00:00Z'));
+  patients = stamp(await sampleResources('Patient', 1), Date.parse('2026-11-03T00:00:00Z'));
+});
+
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function lastUpdatedOf(resource: JsonObject | undefined): string {
+  return String((resource?.meta as { lastUpdated?: string } | undefined)?.lastUpdated);
+}
+
+function storePath(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-run-'));
+  dirs.push(dir);
+  return join(dir, 'state.sqlite');
+}
+
+function options(
+  source: MemorySource,
+  target: MemoryTarget,
+  store: SqliteStateStore,
+  extra: Partial<RunFlowOptions> = {},
+): RunFlowOptions {
+  return {
+    flow: 'test-flow',
+    definitionHash: 'hash-1',
+    source,
+    target,
+    store,
+    stages: stageContext(),
+    maxBatch: 200,
+    logger: silentLogger,
+    ...extra,
+  };
+}
+
+describe('runFlow', () => {
+  it('delivers parents before children and records a checkpoint per stream', async () => {
+    const source = new MemorySource({
+      Organization: organizations,
+      Practitioner: practitioners,
+      Patient: patients,
+    });
+    const target = new MemoryTarget();
+    const store = SqliteStateStore.open(storePath());
+    const summary = await runFlow(options(source, target, store));
+    expect(summary.status).toBe('succeeded');
+    expect(summary.read).toBe(organizations.length + practitioners.length + patients.length);
+    expect(summary.delivered).toBe(target.records.size);
+    expect(target.count('Patient_Profile__c')).toBe(1);
+    // Within each page the Account request precedes the Address request.
+    const objects = target.requests.map((r) => r.object);
+    expect(objects.indexOf('Account')).toBeLessThan(objects.indexOf('Address_vod__c'));
+    expect((await store.getCheckpoint('test-flow', 'Practitioner'))?.position).toBe(
+      lastUpdatedOf(practitioners.at(-1)),
+    );
+    await store.close();
+  });
+
+  it('quarantines bad input with a specific code and goes on', async () => {
+    const [a, b, c] = practitioners as [JsonObject, JsonObject, JsonObject];
+    const records = [
+      a,
+      'not a resource',
+      {
+        resourceType: 'Practitioner',
+        meta: { lastUpdated: '2026-11-02T00:00:01.500Z' },
+        id: 'bad-date',
+        birthDate: 'yesterday',
+      },
+      {
+        ...b,
+        id: 'wrong-npi',
+        identifier: [{ system: 'http://hl7.org/fhir/sid/us-npi', value: '1234567890' }],
+      },
+      { resourceType: 'Observation', id: 'obs-1', status: 'final', code: { text: 'x' } },
+      { resourceType: 'Practitioner', name: [{ family: 'NoId' }] },
+      c,
+    ];
+    const source = new MemorySource({ Practitioner: records });
+    const target = new MemoryTarget();
+    const store = SqliteStateStore.open(storePath());
+    const summary = await runFlow(options(source, target, store));
+    expect(summary.status).toBe('succeeded');
+    expect(summary.quarantineReasons).toEqual({
+      REC_UNPARSEABLE: 1,
+      REC_INVALID_FHIR: 1,
+      MAP_INVALID_IDENTIFIER: 1,
+      REC_UNSUPPORTED_TYPE: 1,
+      MAP_REQUIRED_MISSING: 1,
+    });
+    expect(target.count('Account')).toBe(2);
+    const entries = await store.listQuarantine({ flow: 'test-flow' });
+    expect(entries).toHaveLength(5);
+    const invalid = entries.find((e) => e.code === 'REC_INVALID_FHIR');
+    expect(invalid?.stage).toBe('validate');
+    expect(invalid?.sourceRef).toBe('Practitioner/bad-date');
+    expect(invalid?.issues.some((i) => i.path.includes('birthDate'))).toBe(true);
+    // The record is kept for release, and its issues never quote it.
+    expect(JSON.parse(invalid?.payload ?? '{}').id).toBe('bad-date');
+    expect(JSON.stringify(invalid?.issues)).not.toContain('yesterday');
+    await store.close();
+  });
+
+  it('withholds deceased patients without quarantining them', async () => {
+    const [p] = patients as [JsonObject];
+    const dead = { ...p, id: 'dead-1', deceasedDateTime: '2020-01-01T00:00:00Z' };
+    const source = new MemorySource({ Patient: [p, dead] });
+    const target = new MemoryTarget();
+    const store = SqliteStateStore.open(storePath());
+    const summary = await runFlow(options(source, target, store));
+    expect(summary.withholdReasons).toEqual({ deceased: 1 });
+    expect(summary.quarantined).toBe(0);
+    expect(target.count('Patient_Profile__c')).toBe(1);
+    await store.close();
+  });
+
+  it('writes a record that appears twice in a page once, with its later content', async () => {
+    const [a] = organizations as [JsonObject];
+    const later = {
+      ...a,
+      name: 'Renamed Hospital',
+      meta: { versionId: '2', lastUpdated: '2026-11-01T00:10:00Z' },
+    };
+    const source = new MemorySource({ Organization: [a, later] });
+    const target = new MemoryTarget();
+    const store = SqliteStateStore.open(storePath());
+    const summary = await runFlow(options(source, target, store));
+    expect(summary.created).toBe(target.records.size);
+    const account = [...target.records.entries()].find(([k]) => k.startsWith('Account|'))?.[1];
+    expect(account?.fields.Name).toBe('Renamed Hospital');
+    await store.close();
+  });
+
+  it('does not write children of a rejected parent and quarantines the whole record', async () => {
+    const rejected = practitioners[1] as JsonObject;
+    const target = new MemoryTarget();
+    target.behaviour = (w) =>
+      w.object === 'Account' && w.externalId.endsWith(`/${String(rejected.id)}`)
+        ? {
+            status: 'rejected',
+            codes: ['FIELD_CUSTOM_VALIDATION_EXCEPTION'],
+            fields: ['Name'],
+            message: 'rule',
+          }
+        : undefined;
+    const source = new MemorySource({ Practitioner: practitioners });
+    const store = SqliteStateStore.open(storePath());
+    const summary = await runFlow(options(source, target, store));
+    expect(summary.quarantineReasons).toEqual({ TGT_RECORD_REJECTED: 1 });
+    const addresses = [...target.records.values()].filter((r) =>
+      JSON.stringify(r.fields.Account_vod__r ?? '').includes(String(rejected.id)),
+    );
+    expect(addresses).toHaveLength(0);
+    const [entry] = await store.listQuarantine({ flow: 'test-flow' });
+    expect(entry?.stage).toBe('deliver');
+    expect(entry?.issues[0]?.code).toBe('FIELD_CUSTOM_VALIDATION_EXCEPTION');
+    // The checkpoint still moves: the record is accounted for.
+    expect(summary.checkpoints.Practitioner).toBe(lastUpdatedOf(practitioners.at(-1)));
+    await store.close();
+  });
+
+  it('sends an ambiguous match to quarantine and never retries it', async () => {
+    const target = new MemoryTarget();
+    let asked = 0;
+    target.behaviour = (w) => {
+      if (w.object === 'Account' && w.externalId.endsWith(`/${String(organizations[0]?.id)}`)) {
+        asked++;
+        return { status: 'ambiguous' };
+      }
+      return undefined;
+    };
+    const store = SqliteStateStore.open(storePath());
+    const summary = await runFlow(options(new MemorySource({ Organization: organizations }), target, store));
+    expect(summary.quarantineReasons).toEqual({ TGT_AMBIGUOUS_MATCH: 1 });
+    expect(asked).toBe(1);
+    await store.close();
+  });
+
+  it('retries entries the target marks transient, and only those', async () => {
+    const target = new MemoryTarget();
+    let refusals = 2;
+    target.behaviour = (w) => {
+      if (
+        w.object === 'Account' &&
+        w.externalId.endsWith(`/${String(organizations[2]?.id)}`) &&
+        refusals > 0
+      ) {
+        refusals--;
+        return { status: 'retry', codes: ['UNABLE_TO_LOCK_ROW'] };
+      }
+      return undefined;
+    };
+    const store = SqliteStateStore.open(storePath());
+    const summary = await runFlow({
+      ...options(new MemorySource({ Organization: organizations }, 10), target, store),
+    });
+    expect(summary.status).toBe('succeeded');
+    expect(summary.quarantined).toBe(0);
+    expect(target.count('Account')).toBe(organizations.length);
+    // Two retry rounds carried only the one refused Account.
+    expect(target.requests.filter((r) => r.object === 'Account').map((r) => r.count)).toEqual([
+      organizations.length,
+      1,
+      1,
+    ]);
+    await store.close();
+  }, 20_000);
+
+  it('after a failure mid-stream, resumes from the last committed page with no duplicates', async () => {
+    const path = storePath();
+    const source = new MemorySource({ Practitioner: practitioners }, 2);
+    source.failAfterPages = 2;
+    const target = new MemoryTarget();
+    let store = SqliteStateStore.open(path);
+    const failed = await runFlow(options(source, target, store));
+    expect(failed.status).toBe('failed');
+    expect(failed.error?.code).toBe('SRC_UNREACHABLE');
+    const committed = lastUpdatedOf(practitioners[3]);
+    expect((await store.getCheckpoint('test-flow', 'Practitioner'))?.position).toBe(committed);
+    await store.close();
+
+    // A new process: the store is reopened from disk.
+    source.failAfterPages = undefined;
+    store = SqliteStateStore.open(path);
+    const resumed = await runFlow(options(source, target, store));
+    expect(resumed.status).toBe('succeeded');
+    expect(source.reads.at(-1)?.since).toBe(committed);
+    // The record at the checkpoint instant comes again and is recognised as unchanged.
+    expect(resumed.unchanged).toBeGreaterThan(0);
+    expect(target.count('Account')).toBe(practitioners.length - 0);
+    const runs = await store.listRuns('test-flow');
+    expect(runs.map((r) => r.status)).toEqual(['succeeded', 'failed']);
+    await store.close();
+  });
+
+  it('a target outage fails the page without moving its checkpoint', async () => {
+    const target = new MemoryTarget();
+    target.failRequests = 1;
+    const store = SqliteStateStore.open(storePath());
+    const summary = await runFlow(
+      options(new MemorySource({ Organization: organizations }, 10), target, store),
+    );
+    expect(summary.status).toBe('failed');
+    expect(summary.error?.code).toBe('TGT_UNREACHABLE');
+    expect(await store.getCheckpoint('test-flow', 'Organization')).toBeUndefined();
+    expect(await store.countLedger('test-flow')).toBe(0);
+    await store.close();
+  });
+
+  it('refuses to continue from checkpoints of another flow definition unless reset', async () => {
+    const source = new MemorySource({ Organization: organizations });
+    const target = new MemoryTarget();
+    const store = SqliteStateStore.open(storePath());
+    await runFlow(options(source, target, store));
+    const changed = await runFlow(options(source, target, store, { definitionHash: 'hash-2' }));
+    expect(changed.status).toBe('failed');
+    expect(changed.error?.code).toBe('STATE_DEFINITION_CHANGED');
+    const reset = await runFlow(options(source, target, store, { definitionHash: 'hash-2', reset: true }));
+    expect(reset.status).toBe('succeeded');
+    expect(source.reads.at(-1)?.since).toBeUndefined();
+    // Everything came again, and the ledger knew it was already there.
+    expect(reset.delivered).toBe(0);
+    expect(reset.unchanged).toBeGreaterThan(0);
+    await store.close();
+  });
+});
