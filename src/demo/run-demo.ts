@@ -77,6 +77,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoRun> {
         store: runtime.store,
         stages: runtime.stages,
         maxBatch: runtime.maxBatch,
+        ...runtime.runOptions,
         logger,
         ...(options.progress ? { progress: options.progress } : {}),
       });

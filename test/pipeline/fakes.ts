@@ -7,7 +7,7 @@ import type { TargetWrite } from '../../src/core/mapping/canonical-to-veeva.ts';
 import { asCrmRecordId, type SystemName } from '../../src/core/model/ids.ts';
 import { compileWithholdPolicy } from '../../src/core/policy/withhold.ts';
 import type { Source, SourcePage } from '../../src/core/ports/source.ts';
-import type { Target, WriteResult } from '../../src/core/ports/target.ts';
+import type { DeleteResult, Target, WriteResult } from '../../src/core/ports/target.ts';
 import type { RecordStageContext } from '../../src/engine/pipeline/record-stages.ts';
 import { SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
 
@@ -110,6 +110,16 @@ export class MemoryTarget implements Target {
       const id = `a0${String(this.#next++).padStart(16, '0')}`;
       this.records.set(key, { id, fields: w.fields });
       return { status: 'created', id: asCrmRecordId(id) };
+    });
+  }
+
+  async delete(ids: readonly string[]): Promise<DeleteResult[]> {
+    this.requests.push({ object: 'delete', count: ids.length });
+    return ids.map((id) => {
+      const key = [...this.records.entries()].find(([, v]) => v.id === id)?.[0];
+      if (key === undefined) return { status: 'missing' };
+      this.records.delete(key);
+      return { status: 'deleted' };
     });
   }
 

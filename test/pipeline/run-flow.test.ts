@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadR4Definitions } from '../../src/core/fhir/definitions.ts';
 import type { JsonObject } from '../../src/core/fhir/resource.ts';
+import type { Source } from '../../src/core/ports/source.ts';
 import { type RunFlowOptions, runFlow } from '../../src/engine/pipeline/run-flow.ts';
 import { SqliteStateStore } from '../../src/engine/store/sqlite-store.ts';
 import { MemorySource, MemoryTarget, sampleResources, silentLogger, stageContext, stamp } from './fakes.ts';
@@ -35,7 +36,7 @@ function storePath(): string {
 }
 
 function options(
-  source: MemorySource,
+  source: Source,
   target: MemoryTarget,
   store: SqliteStateStore,
   extra: Partial<RunFlowOptions> = {},
@@ -281,6 +282,131 @@ describe('runFlow', () => {
     // Everything came again, and the ledger knew it was already there.
     expect(reset.delivered).toBe(0);
     expect(reset.unchanged).toBeGreaterThan(0);
+    await store.close();
+  });
+});
+
+describe('differential sync', () => {
+  it('skips versions already processed when the overlap window re-reads them', async () => {
+    const bad = {
+      resourceType: 'Practitioner',
+      id: 'bad-1',
+      meta: { versionId: '1', lastUpdated: '2026-11-02T00:00:03.500Z' },
+      birthDate: 'never',
+    };
+    const source = new MemorySource({ Practitioner: [...practitioners, bad] }, 100);
+    const target = new MemoryTarget();
+    const store = SqliteStateStore.open(storePath());
+    const first = await runFlow(options(source, target, store, { overlapSeconds: 3600 }));
+    expect(first.quarantined).toBe(1);
+    const second = await runFlow(options(source, target, store, { overlapSeconds: 3600 }));
+    // Everything came again through the overlap; nothing was re-mapped, re-sent or re-quarantined.
+    expect(second.read).toBe(practitioners.length + 1);
+    expect(second.skipped).toBe(practitioners.length + 1);
+    expect(second.quarantined).toBe(0);
+    expect(second.batches).toBe(0);
+    expect(await store.countQuarantine('test-flow')).toBe(1);
+    await store.close();
+  });
+
+  it('quarantines a record stamped in the future and does not move the checkpoint past now', async () => {
+    const future = {
+      ...(practitioners[0] as JsonObject),
+      id: 'from-the-future',
+      meta: { versionId: '1', lastUpdated: '2099-01-01T00:00:00Z' },
+    };
+    const source = new MemorySource({ Practitioner: [...practitioners.slice(1), future] }, 100);
+    const store = SqliteStateStore.open(storePath());
+    const summary = await runFlow(options(source, new MemoryTarget(), store));
+    expect(summary.quarantineReasons).toEqual({ REC_FUTURE_TIMESTAMP: 1 });
+    expect(summary.checkpoints.Practitioner).toBe(lastUpdatedOf(practitioners.at(-1)));
+    await store.close();
+  });
+
+  it('deletes at the target what was deleted at the source, children first', async () => {
+    const target = new MemoryTarget();
+    const store = SqliteStateStore.open(storePath());
+    await runFlow(
+      options(new MemorySource({ Practitioner: practitioners, Patient: patients }), target, store),
+    );
+    const before = target.records.size;
+    const gonePractitioner = practitioners[0] as JsonObject;
+    const gonePatient = patients[0] as JsonObject;
+    const deletingSource = new MemorySource({ Practitioner: [], Patient: [] });
+    deletingSource.read = async function* (stream: string) {
+      yield {
+        records: [],
+        deletions: [
+          stream === 'Practitioner'
+            ? { resourceType: 'Practitioner', id: String(gonePractitioner.id), origin: 'test' }
+            : { resourceType: 'Patient', id: String(gonePatient.id), origin: 'test' },
+        ],
+        checkpoint: '2026-11-10T00:00:00Z',
+      };
+    };
+    const summary = await runFlow(options(deletingSource, target, store));
+    expect(summary.status).toBe('succeeded');
+    expect(target.count('Patient_Profile__c')).toBe(0);
+    expect(
+      [...target.records.keys()].some((k) => k.includes(`Practitioner/${String(gonePractitioner.id)}`)),
+    ).toBe(false);
+    expect(summary.deleted).toBe(before - target.records.size);
+    expect(summary.checkpoints.Patient).toBe('2026-11-10T00:00:00Z');
+    expect(await store.ledgerBySource('test-flow', `Practitioner/${String(gonePractitioner.id)}`)).toEqual(
+      [],
+    );
+    await store.close();
+  });
+
+  it('refuses checkpoints taken against another environment, and --from decides explicitly', async () => {
+    const source = new MemorySource({ Organization: organizations });
+    const store = SqliteStateStore.open(storePath());
+    await runFlow(options(source, new MemoryTarget(), store, { environment: 'ehr-a' }));
+    const moved = await runFlow(options(source, new MemoryTarget(), store, { environment: 'ehr-b' }));
+    expect(moved.error?.code).toBe('STATE_ENVIRONMENT_CHANGED');
+    const from = await runFlow(
+      options(source, new MemoryTarget(), store, { environment: 'ehr-b', from: '2026-11-01T00:00:02Z' }),
+    );
+    expect(from.status).toBe('succeeded');
+    expect(source.reads.at(-1)?.since).toBe('2026-11-01T00:00:02Z');
+    await store.close();
+  });
+
+  it('replays a window from the change log, idempotently', async () => {
+    const { ChangeLogSource } = await import('../../src/engine/pipeline/change-log-source.ts');
+    const target = new MemoryTarget();
+    const store = SqliteStateStore.open(storePath());
+    await runFlow(
+      options(new MemorySource({ Organization: organizations }), target, store, { changeLogDays: 7 }),
+    );
+    // The CRM lost two accounts; a replay from the start re-sends exactly those.
+    const lost = [...target.records.keys()].filter((k) => k.startsWith('Account|')).slice(0, 2);
+    for (const k of lost) target.records.delete(k);
+    const replaySource = new ChangeLogSource({
+      system: 'epic' as never,
+      streams: ['Organization'],
+      store,
+      flow: 'test-flow',
+      pageSize: 2,
+    });
+    // A plain replay trusts the ledger: nothing changed, nothing is sent.
+    const replay = await runFlow(options(replaySource, target, store, { replay: true }));
+    expect(replay.read).toBe(organizations.length);
+    expect(replay.skipped).toBe(0);
+    expect(replay.delivered).toBe(0);
+    // With --resend it writes everything again: the lost accounts come back, nothing is duplicated.
+    const before = target.records.size;
+    const resend = await runFlow(options(replaySource, target, store, { replay: true, resend: true }));
+    expect(resend.status).toBe('succeeded');
+    expect(resend.created).toBe(2);
+    expect(target.records.size).toBe(before + 2);
+    // A replay from a time reads only what changed from then.
+    const window = await runFlow(
+      options(replaySource, target, store, { replay: true, from: lastUpdatedOf(organizations.at(-1)) }),
+    );
+    expect(window.read).toBe(1);
+    const checkpointsAfter = await store.listCheckpoints('test-flow');
+    expect(checkpointsAfter[0]?.runId).not.toBe(replay.runId);
     await store.close();
   });
 });

@@ -1,8 +1,8 @@
 import type { RetryPolicy } from 'cockatiel';
 import { SluiceError } from '../../core/errors/index.ts';
 import type { TargetWrite } from '../../core/mapping/canonical-to-veeva.ts';
-import { asCrmRecordId } from '../../core/model/ids.ts';
-import type { Target, WriteResult } from '../../core/ports/target.ts';
+import { asCrmRecordId, type CrmRecordId } from '../../core/model/ids.ts';
+import type { DeleteResult, Target, WriteResult } from '../../core/ports/target.ts';
 import { HttpStatusError, NetworkError } from '../http/http-error.ts';
 import { type JsonResponse, requestJson } from '../http/request.ts';
 import type { CrmAuth } from './crm-auth.ts';
@@ -80,8 +80,35 @@ export class VeevaTarget implements Target {
     return response.body.map(toWriteResult);
   }
 
+  async delete(ids: readonly CrmRecordId[], signal: AbortSignal): Promise<DeleteResult[]> {
+    if (ids.length === 0) return [];
+    if (ids.length > SOBJECT_COLLECTION_LIMIT) {
+      throw new SluiceError(
+        'INTERNAL',
+        `A delete of ${ids.length} exceeds the ${SOBJECT_COLLECTION_LIMIT}-record limit.`,
+      );
+    }
+    const path = `/services/data/${this.#config.apiVersion}/composite/sobjects?ids=${ids.map(encodeURIComponent).join(',')}&allOrNone=false`;
+    let response: JsonResponse;
+    try {
+      response = await this.#config.retry.execute(
+        () => this.#send('DELETE', path, undefined, signal),
+        signal,
+      );
+    } catch (err) {
+      throw translateError(err, 'DELETE composite/sobjects');
+    }
+    if (!Array.isArray(response.body) || response.body.length !== ids.length) {
+      throw new SluiceError(
+        'TGT_BAD_RESPONSE',
+        `The CRM answered a ${ids.length}-record delete with an unexpected body.`,
+      );
+    }
+    return response.body.map(toDeleteResult);
+  }
+
   async #send(
-    method: 'PATCH' | 'POST' | 'GET',
+    method: 'PATCH' | 'POST' | 'GET' | 'DELETE',
     path: string,
     body: unknown,
     signal: AbortSignal,
@@ -126,6 +153,19 @@ export class VeevaTarget implements Target {
       throw err;
     }
   }
+}
+
+/** Codes that mean the record is already gone: the delete has nothing left to do. */
+const GONE_CODES = new Set(['ENTITY_IS_DELETED', 'INVALID_CROSS_REFERENCE_KEY', 'NOT_FOUND']);
+
+function toDeleteResult(entry: unknown): DeleteResult {
+  const e = (entry ?? {}) as { success?: unknown; errors?: unknown };
+  if (e.success === true) return { status: 'deleted' };
+  const errors = Array.isArray(e.errors) ? (e.errors as { statusCode?: unknown; errorCode?: unknown }[]) : [];
+  const codes = errors.map((x) => String(x.statusCode ?? x.errorCode ?? 'UNKNOWN'));
+  if (codes.length > 0 && codes.every((c) => GONE_CODES.has(c))) return { status: 'missing' };
+  if (codes.length > 0 && codes.every((c) => TRANSIENT_ENTRY_CODES.has(c))) return { status: 'retry', codes };
+  return { status: 'rejected', codes: codes.length > 0 ? codes : ['UNKNOWN'] };
 }
 
 function toWriteResult(entry: unknown): WriteResult {

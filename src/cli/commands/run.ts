@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { loadFlow } from '../../engine/config/load-flow.ts';
+import { ChangeLogSource } from '../../engine/pipeline/change-log-source.ts';
 import { runFlow } from '../../engine/pipeline/run-flow.ts';
 import type { RunSummary } from '../../engine/pipeline/summary.ts';
 import { buildFlowRuntime } from '../../engine/runtime/build-flow.ts';
@@ -13,7 +14,16 @@ interface RunOptions {
   once?: boolean;
   json?: boolean;
   reset?: boolean;
+  from?: string;
   progress: boolean;
+}
+
+function instant(value: string): string {
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms) || !/^\d{4}-\d{2}-\d{2}/.test(value)) {
+    throw new InvalidArgumentError('an ISO 8601 date or instant, e.g. 2026-11-23T00:00:00Z');
+  }
+  return new Date(ms).toISOString();
 }
 
 export function registerRun(program: Command): void {
@@ -24,10 +34,73 @@ export function registerRun(program: Command): void {
     .option('--once', 'run once and exit')
     .option('--json', 'print each run summary as one JSON line on stdout')
     .option('--reset', 'forget the checkpoints and read everything again (writes stay idempotent)')
+    .option('--from <instant>', 'start every stream from this instant instead of its checkpoint', instant)
     .option('--no-progress', 'no progress bar on the terminal')
     .action(async (file: string, options: RunOptions) => {
       process.exitCode = await runCommand(file, options);
     });
+
+  program
+    .command('replay')
+    .description(
+      "re-run a window of the flow's change log through the pipeline (idempotent; checkpoints stay)",
+    )
+    .argument('<flow>', 'flow file (YAML)')
+    .requiredOption('--from <instant>', 'replay records last updated at or after this instant', instant)
+    .option('--resend', 'send even what the delivery ledger says the target already has')
+    .option('--json', 'print the summary as one JSON line')
+    .option('--no-progress', 'no progress bar on the terminal')
+    .action(
+      async (
+        file: string,
+        options: { from: string; resend?: boolean; json?: boolean; progress: boolean },
+      ) => {
+        process.exitCode = await replayCommand(file, options);
+      },
+    );
+}
+
+async function replayCommand(
+  file: string,
+  options: { from: string; resend?: boolean; json?: boolean; progress: boolean },
+): Promise<number> {
+  const json = options.json === true;
+  let flow: ReturnType<typeof loadFlow>;
+  try {
+    flow = loadFlow(file);
+  } catch (err) {
+    return reportError(err, json);
+  }
+  const runtime = buildFlowRuntime(flow);
+  try {
+    const source = new ChangeLogSource({
+      system: runtime.source.system,
+      streams: runtime.source.streams,
+      store: runtime.store,
+      flow: flow.file.flow,
+      pageSize: flow.file.source.pageSize,
+    });
+    const summary = await runFlow({
+      flow: flow.file.flow,
+      definitionHash: flow.definitionHash,
+      source,
+      target: runtime.target,
+      store: runtime.store,
+      stages: runtime.stages,
+      maxBatch: runtime.maxBatch,
+      ...runtime.runOptions,
+      changeLogDays: 0,
+      replay: true,
+      from: options.from,
+      resend: options.resend === true,
+      logger: createLogger(),
+      progress: options.progress ? terminalProgress() : undefined,
+    });
+    report(summary, json);
+    return summary.status === 'succeeded' ? EXIT.ok : EXIT.failed;
+  } finally {
+    await runtime.close();
+  }
 }
 
 async function runCommand(file: string, options: RunOptions): Promise<number> {
@@ -45,6 +118,7 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
   process.once('SIGTERM', stop);
   try {
     let reset = options.reset === true;
+    let from = options.from;
     while (true) {
       const summary = await runFlow({
         flow: flow.file.flow,
@@ -54,12 +128,15 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
         store: runtime.store,
         stages: runtime.stages,
         maxBatch: runtime.maxBatch,
+        ...runtime.runOptions,
         reset,
+        ...(from === undefined ? {} : { from }),
         logger: createLogger(),
         progress: options.progress ? terminalProgress() : undefined,
         signal: controller.signal,
       });
       reset = false;
+      from = undefined;
       report(summary, json);
       if (options.once || controller.signal.aborted) {
         if (summary.error?.code === 'STATE_DEFINITION_CHANGED') return EXIT.usage;

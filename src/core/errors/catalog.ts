@@ -103,6 +103,12 @@ export const ERROR_CATALOG = {
     action: 'Add a mapping for the type or remove it from source.resources.',
     quarantine: true,
   },
+  REC_FUTURE_TIMESTAMP: {
+    title: "A source record's meta.lastUpdated lies further in the future than the allowed clock skew.",
+    action:
+      "Check the source's and this host's clocks (NTP); the checkpoint did not jump ahead. Release the record once the clocks agree.",
+    quarantine: true,
+  },
   MAP_INVALID_IDENTIFIER: {
     title: 'An identifier that drives matching (for example an NPI) is present but malformed.',
     action:
@@ -146,6 +152,11 @@ export const ERROR_CATALOG = {
     action:
       'Decide explicitly: `sluice run FLOW --reset` starts from the beginning (the ledger prevents duplicate writes), or restore the previous definition.',
   },
+  STATE_ENVIRONMENT_CHANGED: {
+    title: 'The flow now points at another source or target than the one its checkpoints were taken against.',
+    action:
+      'Use a separate state.dir per environment, or decide explicitly with `sluice run FLOW --reset` (or `--from TIME`).',
+  },
   STORE_NEWER_SCHEMA: {
     title: 'The state store was written by a newer Sluice.',
     action: 'Upgrade Sluice, or point the flow at a different state directory.',
@@ -153,7 +164,8 @@ export const ERROR_CATALOG = {
 
   // Delivery flow control (src/delivery/flow-control)
   FLOW_CIRCUIT_OPEN: {
-    title: 'The circuit breaker for a target endpoint is open after repeated server failures; nothing was sent.',
+    title:
+      'The circuit breaker for a target endpoint is open after repeated server failures; nothing was sent.',
     action:
       'Check the endpoint health (5xx, timeouts); the breaker probes again after breaker.halfOpenAfterMs and undelivered records stay pending.',
   },
@@ -240,13 +252,15 @@ export const ERROR_CATALOG = {
 
   // Tamper-evident audit trail (src/engine/audit)
   AUDIT_ENTRY_INVALID: {
-    title: 'An audit entry was refused: a field is missing, not a code or token, or a detail value is not allowed.',
+    title:
+      'An audit entry was refused: a field is missing, not a code or token, or a detail value is not allowed.',
     action:
       'Fix the caller: the message names each field. The subject must be a Sluice pseudonym and details short scalars; nothing was appended.',
   },
   AUDIT_SIGNER_MISSING: {
     title: 'The audit log was opened without a checkpoint signing key, so it cannot append or seal entries.',
-    action: 'Configure the audit signing key (a private Ed25519 or P-256 JWK with a kid) and open the log again.',
+    action:
+      'Configure the audit signing key (a private Ed25519 or P-256 JWK with a kid) and open the log again.',
   },
   AUDIT_CONCURRENT_APPEND: {
     title: 'Another writer appended to the same audit log at the same time; the batch was not written.',
@@ -263,13 +277,96 @@ export const ERROR_CATALOG = {
       'Ask for positions between the retention cut and the current size; entries before the cut were pruned with their proofs.',
   },
   AUDIT_QUERY_INVALID: {
-    title: 'An audit search has an invalid filter (time, kind, pseudonym or paging value).',
+    title:
+      'An audit search or retention request has an invalid parameter (time, kind, pseudonym or paging value).',
     action: 'Correct the parameter named in the message.',
   },
   AUDIT_PRUNE_REFUSED: {
     title: 'Retention pruning was refused because the part of the log to prune does not verify.',
     action:
       'Run the audit verification and investigate the reported break; pruning would destroy the evidence, so nothing was deleted.',
+  },
+
+  // Anonymization pipeline, token vault and release risk (src/core/anonymize)
+  ANON_RULES_INVALID: {
+    title:
+      'An anonymization rule set failed validation (syntax, unknown method or parameter, or a path that names no FHIR element).',
+    action:
+      'Fix every listed key (rules[i].path, rules[i].params…) in the rule set file; paths are checked against the FHIR R4 model.',
+  },
+  ANON_CONTEXT_INVALID: {
+    title:
+      'The anonymization context lacks something the rule set or release check needs (pseudonym key, hash salt, token vault, ZIP3 list, threshold).',
+    action:
+      'Provide the item named in the message in the flow configuration (keys need at least 32 bytes, salts at least 16), then run again.',
+  },
+  ANON_UNKNOWN_ELEMENT: {
+    title: 'A resource held an element the FHIR R4 model does not define; it was removed (fail closed).',
+    action:
+      'Nothing to do for this release; if the element is needed, ask the source to send it as a proper extension and add a rule for it.',
+  },
+  ANON_METHOD_UNSUPPORTED: {
+    title: 'A rule applied a method to an element type it cannot transform; the element was removed instead.',
+    action:
+      'Narrow the rule path (the message names it and the element type) or choose a method that fits the type.',
+  },
+  ANON_NO_PERSON: {
+    title:
+      'A per-person method (date shift, perturbation) found no patient reference on the resource; the values were removed.',
+    action:
+      'Check that the resource references its patient (subject/patient), or add a rule that generalises or redacts the element.',
+  },
+  ANON_REFERENCE_UNRESOLVED: {
+    title:
+      'A reference could not be rewritten to a pseudonym or token (contained, identifier-only or unknown bundle reference); it was removed.',
+    action:
+      'Nothing to do if the link is not needed; otherwise send literal Type/id references from the source.',
+  },
+  ANON_RESOURCE_SUPPRESSED: {
+    title:
+      'A resource was withheld whole by the anonymization rule set (suppress rule or type not released).',
+    action:
+      'Expected when the rule set says so; change its resourceTypes or suppress rules to release the resource.',
+  },
+  ANON_RISK_EXCEEDED: {
+    title:
+      'A release was refused: its re-identification risk breaks a configured threshold (k-anonymity, l-diversity, risk).',
+    action:
+      'Generalise further (wider age bands, ZIP3 or state, fewer quasi-identifiers) or aggregate; the details list each failed threshold with its value.',
+  },
+  ANON_REIDENTIFY_DENIED: {
+    title:
+      'A re-identification request was refused (permission missing, invalid, expired, revoked, for another actor or namespace, or no reason given).',
+    action:
+      'Obtain a re-identification permission for this actor and namespace from the privacy officer and state a reason; the refusal is itself audited.',
+  },
+  ANON_TOKEN_UNKNOWN: {
+    title: 'A token is not in the token vault (mistyped, from another vault, or the vault was rotated).',
+    action: 'Check the token and that the vault file of the flow that issued it is the one opened.',
+  },
+  ANON_VAULT_FAILED: {
+    title: 'The token vault could not be opened, read or written, or its secret does not match its contents.',
+    action:
+      'Check the vault path and permissions and that the configured vault secret is the one it was created with; tokens are never reissued silently.',
+  },
+
+  // Bulk Data export source (src/adapters/epic-fhir/bulk)
+  SRC_EXPORT_INCOMPLETE: {
+    title:
+      'A Bulk Data export could not be read completely: a listed file was gone (404/410), kept failing or ended short, or the server reported export errors.',
+    action:
+      'Run again: the checkpoint did not move, so a new export starts from it. If it repeats, check how long the EHR keeps export files and the file named in the message.',
+  },
+  SRC_EXPORT_TIMEOUT: {
+    title: 'A Bulk Data export did not complete within the configured maximum wait.',
+    action:
+      'Raise the bulk export max wait, or narrow the flow (fewer resource types, a recent checkpoint); the checkpoint did not move.',
+  },
+  SRC_EXPORT_FOREIGN_URL: {
+    title:
+      'A Bulk Data status or file URL points to another origin than the FHIR base; Sluice did not follow it (the access token would go there).',
+    action:
+      'If the EHR serves export files from a storage host you trust, add its origin to the bulk allowed origins; otherwise report it to the EHR administrators.',
   },
 
   // Sandboxes

@@ -11,9 +11,27 @@ export interface SourceRecord {
   readonly origin: string;
 }
 
+/** A resource the source reports as deleted since the last checkpoint. */
+export interface SourceDeletion {
+  readonly resourceType: string;
+  readonly id: string;
+  /** When it was deleted, if the source says. */
+  readonly at?: string;
+  readonly origin: string;
+}
+
 /** One page (or file chunk) of a stream: the unit after which a checkpoint may advance. */
 export interface SourcePage {
   readonly records: readonly SourceRecord[];
+  /** Resources deleted at the source (bulk export `deleted`, `_history` DELETE entries). */
+  readonly deletions?: readonly SourceDeletion[];
+  /**
+   * The position to checkpoint once this page (and every page before it) is committed, when the
+   * source knows it better than the records' `meta.lastUpdated` — e.g. a bulk export's
+   * `transactionTime`, given only on the last page of the export. When absent, the pipeline uses the
+   * greatest `meta.lastUpdated` of the page's records.
+   */
+  readonly checkpoint?: string;
   /** The server's total for the whole query when it reports one (progress only). */
   readonly total?: number;
   /** Non-fatal notes from the source (e.g. OperationOutcome entries in a searchset), no PHI. */

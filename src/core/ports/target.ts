@@ -16,6 +16,12 @@ export type WriteResult =
   /** A transient failure for this entry only (e.g. a per-entry 429 inside a 200 batch answer). */
   | { readonly status: 'retry'; readonly codes: readonly string[] };
 
+/** What happened to one delete. A record already gone counts as done: deletes are idempotent. */
+export type DeleteResult =
+  | { readonly status: 'deleted' | 'missing' }
+  | { readonly status: 'rejected'; readonly codes: readonly string[] }
+  | { readonly status: 'retry'; readonly codes: readonly string[] };
+
 /**
  * A delivery target. `upsert` writes a batch of records of one object type keyed by external id and
  * returns one result per write, in order. Failures of the whole request throw.
@@ -30,4 +36,6 @@ export interface Target {
     writes: readonly TargetWrite[],
     signal: AbortSignal,
   ): Promise<WriteResult[]>;
+  /** Deletes records by target id (at most `maxBatchSize`), one result per id, in order. */
+  delete(ids: readonly CrmRecordId[], signal: AbortSignal): Promise<DeleteResult[]>;
 }

@@ -57,6 +57,10 @@ const source = z
       .refine((r) => new Set(r).size === r.length, 'lists a resource type twice'),
     pageSize: z.number().int().min(1).max(1000).default(200),
     timeoutSeconds: z.number().positive().max(600).default(60),
+    /** Re-read this long before each checkpoint (late commits on the server); repeats are skipped. */
+    overlapSeconds: z.number().int().min(0).max(86_400).default(60),
+    /** A meta.lastUpdated this far ahead of the local clock is quarantined as clock skew. */
+    clockSkewSeconds: z.number().int().min(0).max(86_400).default(300),
   })
   .strict();
 
@@ -113,6 +117,8 @@ const stages = z
         restrictedZip3: z.array(nonEmpty).min(1).default(['hhs-2000']),
       })
       .strict(),
+    /** What a deletion at the source does: delete the records at the target, or ignore it. */
+    deletes: z.enum(['delete', 'ignore']).default('delete'),
     batch: z
       .object({ maxRecords: z.number().int().min(1).max(200).default(200) })
       .strict()
@@ -134,9 +140,13 @@ export const FlowFileSchema = z
       .strict()
       .default({ intervalSeconds: 60 }),
     state: z
-      .object({ dir: nonEmpty.default('.sluice') })
+      .object({
+        dir: nonEmpty.default('.sluice'),
+        /** Source records are kept this many days for `sluice replay` (0 keeps none). */
+        changeLogDays: z.number().int().min(0).max(3650).default(7),
+      })
       .strict()
-      .default({ dir: '.sluice' }),
+      .default({ dir: '.sluice', changeLogDays: 7 }),
   })
   .strict();
 

@@ -42,6 +42,8 @@ export interface DeliveryContext {
   /** Rounds for entries the target asked to retry (e.g. per-entry 429); default 4. */
   readonly entryRetries?: number;
   readonly entryRetryDelayMs?: number;
+  /** Ignore the ledger: send even unchanged records (a replay after the target lost data). */
+  readonly resend?: boolean;
 }
 
 interface Pending {
@@ -94,7 +96,7 @@ export async function deliverPage(
       );
       const toSend: Pending[] = [];
       for (const p of pendings) {
-        if (known.get(p.write.externalId)?.payloadHash === p.hash) {
+        if (!ctx.resend && known.get(p.write.externalId)?.payloadHash === p.hash) {
           unchanged++;
           deliveredByIndex.set(p.item.index, (deliveredByIndex.get(p.item.index) ?? 0) + 1);
         } else toSend.push(p);

@@ -5,12 +5,14 @@ import { CANONICAL_TO_VEEVA_VERSION } from '../../core/mapping/canonical-to-veev
 import { FHIR_TO_CANONICAL_VERSION } from '../../core/mapping/fhir-to-canonical.ts';
 import type { Source } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
-import type { NewQuarantineEntry, StateStore } from '../store/state-store.ts';
+import type { NewQuarantineEntry, SeenVersion, StateStore } from '../store/state-store.ts';
+import { propagateDeletions } from './deletions.ts';
 import { type DeliveryItem, deliverPage } from './deliver.ts';
 import { prefetch } from './prefetch.ts';
 import { NO_PROGRESS, type ProgressSink } from './progress.ts';
 import { processRecord, type RecordStageContext } from './record-stages.ts';
 import { emptyCounts, type RunSummary, type StreamCounts } from './summary.ts';
+import { refOf, versionKeyOf } from './version-key.ts';
 
 export const MAPPING_VERSION = `${FHIR_TO_CANONICAL_VERSION}+${CANONICAL_TO_VEEVA_VERSION}`;
 
@@ -23,8 +25,27 @@ export interface RunFlowOptions {
   readonly store: StateStore;
   readonly stages: Omit<RecordStageContext, 'asOf'>;
   readonly maxBatch: number;
+  /** Which source and target this run talks to (a hash of their URLs); checkpoints are tied to it. */
+  readonly environment?: string;
   /** Forget the checkpoints first and read everything again (the ledger keeps writes idempotent). */
   readonly reset?: boolean;
+  /** Start every stream from this instant instead of its checkpoint (an explicit decision). */
+  readonly from?: string;
+  /**
+   * Replay: re-process records already seen (from the change log source) without moving checkpoints.
+   * Delivery stays idempotent through the ledger.
+   */
+  readonly replay?: boolean;
+  /** Send again even what the ledger says the target already has (replay after a target restore). */
+  readonly resend?: boolean;
+  /** Re-read this many seconds before each checkpoint; versions already processed are skipped. */
+  readonly overlapSeconds?: number;
+  /** A `meta.lastUpdated` further than this in the future is quarantined as clock skew. */
+  readonly clockSkewSeconds?: number;
+  /** Keep source records for replay this many days (0 keeps none). */
+  readonly changeLogDays?: number;
+  /** What a deletion at the source does at the target. */
+  readonly deletes?: 'delete' | 'ignore';
   readonly logger: Logger;
   readonly progress?: ProgressSink;
   readonly signal?: AbortSignal;
@@ -52,39 +73,99 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
   let created = 0;
   let updated = 0;
   let batches = 0;
+  let deleted = 0;
+  let skipped = 0;
+  const environment = options.environment ?? '';
+  const overlapMs = (options.overlapSeconds ?? 0) * 1000;
+  const skewMs = (options.clockSkewSeconds ?? 300) * 1000;
+  const keepChanges = (options.changeLogDays ?? 0) > 0;
 
   await store.startRun({ runId, flow, startedAt: started.toISOString() });
-  log.info({ streams: options.source.streams }, 'run started');
+  log.info({ streams: options.source.streams, replay: options.replay === true }, 'run started');
   let error: SluiceError | undefined;
   try {
     if (options.reset) {
       const removed = await store.deleteCheckpoints(flow);
       log.info({ removed }, 'checkpoints reset');
     }
-    await assertDefinitionUnchanged(store, flow, options.definitionHash);
+    if (options.from === undefined && !options.replay) {
+      await assertCheckpointsMatch(store, flow, options.definitionHash, environment);
+    }
     const stages: RecordStageContext = { ...options.stages, asOf: started };
+    const latestAllowed = new Date(started.getTime() + skewMs).toISOString();
 
     for (const stream of options.source.streams) {
       const counts = emptyCounts();
       byStream[stream] = counts;
       const checkpoint = await store.getCheckpoint(flow, stream);
-      let position = checkpoint?.position;
+      let position = options.replay ? options.from : (options.from ?? checkpoint?.position);
       if (position !== undefined) checkpoints[stream] = position;
+      const readFrom =
+        position === undefined || overlapMs === 0
+          ? position
+          : new Date(Date.parse(position) - overlapMs).toISOString();
       progress.streamStarted(stream);
       let processed = 0;
-      for await (const page of prefetch(options.source.read(stream, position, signal), 1)) {
+      for await (const page of prefetch(options.source.read(stream, readFrom, signal), 1)) {
         signal.throwIfAborted();
         const quarantine: NewQuarantineEntry[] = [];
         const items: DeliveryItem[] = [];
+        const seen: SeenVersion[] = [];
+        const changeLog: { ref: string; versionKey: string; lastUpdated?: string; payload: string }[] = [];
+        const refs = page.records.map((r) => refOf(r.resource));
+        const known = options.replay
+          ? new Map<string, SeenVersion>()
+          : await store.getSeen(
+              flow,
+              stream,
+              refs.filter((r): r is string => r !== undefined),
+            );
         let maxUpdated = position;
+        const outcomes = new Map<number, SeenVersion['outcome']>();
+        const keys = new Map<number, string>();
         page.records.forEach((record, index) => {
           counts.read++;
+          const ref = refs[index];
+          const versionKey = versionKeyOf(record.resource);
+          keys.set(index, versionKey);
+          if (ref !== undefined && known.get(ref)?.versionKey === versionKey) {
+            skipped++;
+            counts.unchanged++;
+            return;
+          }
           const verdict = processRecord(record, stages);
-          if (
-            verdict.lastUpdated !== undefined &&
-            (maxUpdated === undefined || verdict.lastUpdated > maxUpdated)
-          ) {
-            maxUpdated = verdict.lastUpdated;
+          const stampTime = verdict.lastUpdated;
+          if (stampTime !== undefined && stampTime > latestAllowed) {
+            quarantine.push({
+              flow,
+              runId,
+              stream,
+              stage: 'parse',
+              code: 'REC_FUTURE_TIMESTAMP',
+              issues: [
+                {
+                  severity: 'error',
+                  code: 'REC_FUTURE_TIMESTAMP',
+                  path: 'meta.lastUpdated',
+                  message: `meta.lastUpdated is more than ${skewMs / 1000} s ahead of this host's clock`,
+                },
+              ],
+              origin: record.origin,
+              ...(ref === undefined ? {} : { sourceRef: ref }),
+              payload: safeStringify(record.resource),
+            });
+            outcomes.set(index, 'quarantined');
+            return;
+          }
+          if (stampTime !== undefined && (maxUpdated === undefined || stampTime > maxUpdated))
+            maxUpdated = stampTime;
+          if (keepChanges && ref !== undefined) {
+            changeLog.push({
+              ref,
+              versionKey,
+              ...(stampTime === undefined ? {} : { lastUpdated: stampTime }),
+              payload: safeStringify(record.resource),
+            });
           }
           switch (verdict.kind) {
             case 'quarantine':
@@ -99,13 +180,16 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
                 ...(verdict.sourceRef === undefined ? {} : { sourceRef: verdict.sourceRef }),
                 payload: safeStringify(record.resource),
               });
+              outcomes.set(index, 'quarantined');
               break;
             case 'withheld':
               counts.withheld++;
               withholdReasons[verdict.reason] = (withholdReasons[verdict.reason] ?? 0) + 1;
+              outcomes.set(index, 'withheld');
               break;
             case 'ready':
               items.push({ index, writes: verdict.writes, ledgerRef: verdict.ledgerRef });
+              outcomes.set(index, 'delivered');
               break;
           }
         });
@@ -118,10 +202,12 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           maxBatch: Math.min(options.maxBatch, options.target.maxBatchSize),
           mappingVersion: MAPPING_VERSION,
           signal,
+          resend: options.resend === true,
         });
         for (const failure of delivery.failures) {
           const record = page.records[failure.index];
-          const resource = record?.resource as { resourceType?: unknown; id?: unknown } | undefined;
+          const ref = refs[failure.index];
+          outcomes.set(failure.index, 'quarantined');
           quarantine.push({
             flow,
             runId,
@@ -130,31 +216,65 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
             code: failure.code,
             issues: failure.issues,
             origin: record?.origin ?? stream,
-            ...(typeof resource?.id === 'string'
-              ? { sourceRef: `${String(resource.resourceType)}/${resource.id}` }
-              : {}),
+            ...(ref === undefined ? {} : { sourceRef: ref }),
             payload: safeStringify(record?.resource),
           });
         }
+        for (const [index, outcome] of outcomes) {
+          const ref = refs[index];
+          if (ref !== undefined) seen.push({ ref, versionKey: keys.get(index) as string, outcome });
+        }
+
+        const removal =
+          page.deletions?.length && options.deletes !== 'ignore'
+            ? await propagateDeletions(page.deletions, {
+                flow,
+                store,
+                target: options.target,
+                stages: options.stages,
+                signal,
+              })
+            : undefined;
+        for (const d of page.deletions ?? []) {
+          seen.push({
+            ref: `${d.resourceType}/${d.id}`,
+            versionKey: `deleted:${d.at ?? ''}`,
+            outcome: 'deleted',
+          });
+        }
+
         for (const q of quarantine) quarantineReasons[q.code] = (quarantineReasons[q.code] ?? 0) + 1;
         counts.quarantined += quarantine.length;
         counts.delivered += delivery.created + delivery.updated;
         counts.unchanged += delivery.unchanged;
         created += delivery.created;
         updated += delivery.updated;
-        batches += delivery.batches;
+        batches += delivery.batches + (removal?.batches ?? 0);
+        deleted += removal?.deleted ?? 0;
 
-        const advance = maxUpdated !== undefined && maxUpdated !== position;
+        // The source's own position (a bulk export's transactionTime) wins; else the newest record read.
+        const next = page.checkpoint ?? maxUpdated;
+        const advance =
+          !options.replay &&
+          next !== undefined &&
+          next !== checkpoint?.position &&
+          (position === undefined || next >= position);
         await store.commitPage({
+          flow,
+          stream,
           ledger: delivery.ledger,
+          ...(removal ? { ledgerDeletes: removal.ledgerDeletes } : {}),
           quarantine,
+          seen,
+          changeLog,
           ...(advance
             ? {
                 checkpoint: {
                   flow,
                   stream,
-                  position: maxUpdated as string,
+                  position: next as string,
                   definitionHash: options.definitionHash,
+                  environment,
                   runId,
                   updatedAt: now().toISOString(),
                 },
@@ -162,8 +282,8 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
             : {}),
         });
         if (advance) {
-          position = maxUpdated;
-          checkpoints[stream] = maxUpdated as string;
+          position = next;
+          checkpoints[stream] = next as string;
         }
         processed += page.records.length;
         progress.pageCommitted(stream, processed, page.total);
@@ -173,6 +293,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         );
       }
       progress.streamFinished(stream, processed);
+    }
+    if (keepChanges) {
+      const cutoff = new Date(started.getTime() - (options.changeLogDays ?? 0) * 86_400_000).toISOString();
+      const pruned = await store.pruneChangeLog(flow, cutoff);
+      if (pruned > 0) log.info({ pruned }, 'change log pruned');
     }
   } catch (err) {
     error = toSluiceError(err);
@@ -200,6 +325,8 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     ...total,
     created,
     updated,
+    skipped,
+    deleted,
     batches,
     byStream,
     quarantineReasons,
@@ -225,13 +352,27 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
   return summary;
 }
 
-async function assertDefinitionUnchanged(store: StateStore, flow: string, hash: string): Promise<void> {
-  const stale = (await store.listCheckpoints(flow)).filter((c) => c.definitionHash !== hash);
+async function assertCheckpointsMatch(
+  store: StateStore,
+  flow: string,
+  hash: string,
+  environment: string,
+): Promise<void> {
+  const checkpoints = await store.listCheckpoints(flow);
+  const stale = checkpoints.filter((c) => c.definitionHash !== hash);
   if (stale.length > 0) {
     throw new SluiceError(
       'STATE_DEFINITION_CHANGED',
       `Flow ${flow} changed since the checkpoints of stream(s) ${stale.map((c) => c.stream).join(', ')} were written.`,
       { details: { flow, streams: stale.map((c) => c.stream) } },
+    );
+  }
+  const moved = checkpoints.filter((c) => c.environment !== '' && c.environment !== environment);
+  if (moved.length > 0) {
+    throw new SluiceError(
+      'STATE_ENVIRONMENT_CHANGED',
+      `Flow ${flow} now points at another source or target than its checkpoints of stream(s) ${moved.map((c) => c.stream).join(', ')}.`,
+      { details: { flow, streams: moved.map((c) => c.stream) } },
     );
   }
 }

@@ -27,6 +27,10 @@ export interface RunSummary {
   readonly updated: number;
   /** Target records skipped because the ledger shows the same payload was already delivered. */
   readonly unchanged: number;
+  /** Source records skipped because this version was already processed (overlap re-reads, repeats). */
+  readonly skipped: number;
+  /** Target records deleted because their source record was deleted. */
+  readonly deleted: number;
   /** Source records quarantined in this run. */
   readonly quarantined: number;
   /** Source records a withhold rule kept back. */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { FhirClient } from '../../adapters/epic-fhir/fhir-client.ts';
 import { FhirSearchSource } from '../../adapters/epic-fhir/fhir-source.ts';
@@ -22,6 +23,14 @@ export interface FlowRuntime {
   readonly store: StateStore;
   readonly stages: Omit<RecordStageContext, 'asOf'>;
   readonly maxBatch: number;
+  /** The run options the flow file sets (overlap, skew, retention, deletes, environment). */
+  readonly runOptions: {
+    readonly environment: string;
+    readonly overlapSeconds: number;
+    readonly clockSkewSeconds: number;
+    readonly changeLogDays: number;
+    readonly deletes: 'delete' | 'ignore';
+  };
   close(): Promise<void>;
 }
 
@@ -81,6 +90,13 @@ export function buildFlowRuntime(flow: ResolvedFlow, options: { store?: StateSto
     target,
     store,
     maxBatch: stages.batch.maxRecords,
+    runOptions: {
+      environment: createHash('sha256').update(`${src.baseUrl}\n${tgt.baseUrl}`).digest('hex').slice(0, 16),
+      overlapSeconds: src.overlapSeconds,
+      clockSkewSeconds: src.clockSkewSeconds,
+      changeLogDays: flow.file.state.changeLogDays,
+      deletes: stages.deletes,
+    },
     stages: {
       system: src.system as SystemName,
       validateFhir: stages.validate.fhir,

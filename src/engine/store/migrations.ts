@@ -52,4 +52,31 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX runs_flow ON runs (flow, started_at);
   `,
+  // 2: source versions already processed (overlap de-duplication), the change log for replay, and the
+  //    environment a checkpoint belongs to
+  `
+  CREATE TABLE source_versions (
+    flow TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    version_key TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (flow, stream, ref)
+  ) STRICT;
+  CREATE TABLE change_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    flow TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    version_key TEXT NOT NULL,
+    last_updated TEXT,
+    payload TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    UNIQUE (flow, stream, ref, version_key)
+  ) STRICT;
+  CREATE INDEX change_log_time ON change_log (flow, stream, last_updated);
+  CREATE INDEX change_log_recorded ON change_log (flow, recorded_at);
+  ALTER TABLE checkpoints ADD COLUMN environment TEXT NOT NULL DEFAULT '';
+  `,
 ];

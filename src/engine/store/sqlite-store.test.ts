@@ -84,6 +84,7 @@ describe('SqliteStateStore', () => {
         stream: 'Organization',
         position: '2026-11-23T00:00:00Z',
         definitionHash: 'd',
+        environment: 'e',
         runId: 'r1',
         updatedAt: 'x',
       },

@@ -5,6 +5,7 @@ import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
 import { SluiceError } from '../../core/errors/index.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
 import type {
+  ChangeLogEntry,
   Checkpoint,
   LedgerEntry,
   PageCommit,
@@ -12,6 +13,7 @@ import type {
   QuarantineFilter,
   QuarantineStatus,
   RunRecord,
+  SeenVersion,
   StateStore,
 } from './state-store.ts';
 
@@ -85,6 +87,60 @@ export class SqliteStateStore implements StateStore {
     return Number(row.n);
   }
 
+  async ledgerBySource(flow: string, sourceRef: string): Promise<LedgerEntry[]> {
+    const rows = this.#db
+      .prepare('SELECT * FROM ledger WHERE flow = ? AND source_ref = ? ORDER BY object DESC')
+      .all(flow, sourceRef) as Row[];
+    return rows.map(toLedger);
+  }
+
+  async getSeen(flow: string, stream: string, refs: readonly string[]): Promise<Map<string, SeenVersion>> {
+    const out = new Map<string, SeenVersion>();
+    const select = this.#db.prepare(
+      'SELECT * FROM source_versions WHERE flow = ? AND stream = ? AND ref = ?',
+    );
+    for (const ref of refs) {
+      const row = select.get(flow, stream, ref) as Row | undefined;
+      if (row) {
+        out.set(ref, {
+          ref,
+          versionKey: String(row.version_key),
+          outcome: String(row.outcome) as SeenVersion['outcome'],
+        });
+      }
+    }
+    return out;
+  }
+
+  async readChangeLog(
+    flow: string,
+    stream: string,
+    from: string | undefined,
+    afterSeq: number,
+    limit: number,
+  ): Promise<ChangeLogEntry[]> {
+    const rows = this.#db
+      .prepare(
+        `SELECT * FROM change_log WHERE flow = ? AND stream = ? AND seq > ?
+         AND (? IS NULL OR last_updated IS NULL OR last_updated >= ?) ORDER BY seq LIMIT ?`,
+      )
+      .all(flow, stream, afterSeq, from ?? null, from ?? null, limit) as Row[];
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      stream: String(r.stream),
+      ref: String(r.ref),
+      versionKey: String(r.version_key),
+      ...(r.last_updated == null ? {} : { lastUpdated: String(r.last_updated) }),
+      payload: String(r.payload),
+    }));
+  }
+
+  async pruneChangeLog(flow: string, before: string): Promise<number> {
+    return Number(
+      this.#db.prepare('DELETE FROM change_log WHERE flow = ? AND recorded_at < ?').run(flow, before).changes,
+    );
+  }
+
   async commitPage(commit: PageCommit): Promise<void> {
     const db = this.#db;
     const upsertLedger = db.prepare(`
@@ -97,9 +153,18 @@ export class SqliteStateStore implements StateStore {
       INSERT INTO quarantine (id, flow, run_id, stream, stage, code, issues, origin, source_ref, payload, created_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     const upsertCheckpoint = db.prepare(`
-      INSERT INTO checkpoints (flow, stream, position, definition_hash, run_id, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-      ON CONFLICT (flow, stream) DO UPDATE SET position = excluded.position,
+      INSERT INTO checkpoints (flow, stream, position, definition_hash, environment, run_id, updated_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (flow, stream) DO UPDATE SET position = excluded.position, environment = excluded.environment,
         definition_hash = excluded.definition_hash, run_id = excluded.run_id, updated_at = excluded.updated_at`);
+    const deleteLedger = db.prepare('DELETE FROM ledger WHERE flow = ? AND object = ? AND external_id = ?');
+    const upsertSeen = db.prepare(`
+      INSERT INTO source_versions (flow, stream, ref, version_key, outcome, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+      ON CONFLICT (flow, stream, ref) DO UPDATE SET version_key = excluded.version_key,
+        outcome = excluded.outcome, updated_at = excluded.updated_at`);
+    const insertChange = db.prepare(`
+      INSERT OR IGNORE INTO change_log (flow, stream, ref, version_key, last_updated, payload, recorded_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?)`);
     const createdAt = this.#now().toISOString();
     db.exec('BEGIN IMMEDIATE');
     try {
@@ -131,8 +196,36 @@ export class SqliteStateStore implements StateStore {
           createdAt,
         );
       }
+      const { flow, stream } = commit;
+      if (commit.ledgerDeletes?.length || commit.seen?.length || commit.changeLog?.length) {
+        if (flow === undefined || stream === undefined) throw new Error('commitPage needs flow and stream');
+      }
+      for (const d of commit.ledgerDeletes ?? []) deleteLedger.run(flow as string, d.object, d.externalId);
+      for (const v of commit.seen ?? [])
+        upsertSeen.run(flow as string, stream as string, v.ref, v.versionKey, v.outcome, createdAt);
+      for (const c of commit.changeLog ?? []) {
+        insertChange.run(
+          flow as string,
+          stream as string,
+          c.ref,
+          c.versionKey,
+          c.lastUpdated ?? null,
+          c.payload,
+          createdAt,
+        );
+      }
       const c = commit.checkpoint;
-      if (c) upsertCheckpoint.run(c.flow, c.stream, c.position, c.definitionHash, c.runId, c.updatedAt);
+      if (c) {
+        upsertCheckpoint.run(
+          c.flow,
+          c.stream,
+          c.position,
+          c.definitionHash,
+          c.environment,
+          c.runId,
+          c.updatedAt,
+        );
+      }
       db.exec('COMMIT');
     } catch (err) {
       db.exec('ROLLBACK');
@@ -251,6 +344,7 @@ function toCheckpoint(r: Row): Checkpoint {
     stream: String(r.stream),
     position: String(r.position),
     definitionHash: String(r.definition_hash),
+    environment: String(r.environment ?? ''),
     runId: String(r.run_id),
     updatedAt: String(r.updated_at),
   };

@@ -12,6 +12,8 @@ export interface Checkpoint {
   readonly position: string;
   /** The hash of the flow definition that produced this checkpoint. */
   readonly definitionHash: string;
+  /** Which source and target it was taken against (a hash of their URLs): another EHR starts afresh. */
+  readonly environment: string;
   readonly runId: string;
   readonly updatedAt: string;
 }
@@ -74,9 +76,32 @@ export interface RunRecord {
   readonly summary?: string;
 }
 
+/** A source record version the flow has finished with (delivered, withheld or quarantined). */
+export interface SeenVersion {
+  readonly ref: string;
+  readonly versionKey: string;
+  readonly outcome: 'delivered' | 'withheld' | 'quarantined' | 'deleted';
+}
+
+/** A source record as read, kept for replay under the flow's retention. */
+export interface ChangeLogEntry {
+  readonly seq: number;
+  readonly stream: string;
+  readonly ref: string;
+  readonly versionKey: string;
+  readonly lastUpdated?: string;
+  readonly payload: string;
+}
+
 /** Everything one page of work changes, committed atomically. */
 export interface PageCommit {
+  readonly flow?: string;
+  readonly stream?: string;
   readonly ledger: readonly LedgerEntry[];
+  /** Ledger rows to remove (the target records were deleted). */
+  readonly ledgerDeletes?: readonly { readonly object: string; readonly externalId: string }[];
+  readonly seen?: readonly SeenVersion[];
+  readonly changeLog?: readonly Omit<ChangeLogEntry, 'seq' | 'stream'>[];
   readonly quarantine: readonly NewQuarantineEntry[];
   /** The checkpoint to move to, when the page lets it advance. */
   readonly checkpoint?: Checkpoint;
@@ -96,6 +121,20 @@ export interface StateStore {
   /** Ledger entries for the given external ids of one object (absent ids are missing from the map). */
   getLedger(flow: string, object: string, externalIds: readonly string[]): Promise<Map<string, LedgerEntry>>;
   countLedger(flow: string): Promise<number>;
+  /** Ledger entries written for one source record (`Type/id`, or a pseudonym). */
+  ledgerBySource(flow: string, sourceRef: string): Promise<LedgerEntry[]>;
+  /** The versions already processed, for the refs given. */
+  getSeen(flow: string, stream: string, refs: readonly string[]): Promise<Map<string, SeenVersion>>;
+  /** Change log entries of a stream from a time (by `meta.lastUpdated`), in order, a page at a time. */
+  readChangeLog(
+    flow: string,
+    stream: string,
+    from: string | undefined,
+    afterSeq: number,
+    limit: number,
+  ): Promise<ChangeLogEntry[]>;
+  /** Removes change log entries recorded before `before` (ISO instant); returns how many. */
+  pruneChangeLog(flow: string, before: string): Promise<number>;
   commitPage(commit: PageCommit): Promise<void>;
   listQuarantine(filter?: QuarantineFilter): Promise<QuarantineEntry[]>;
   getQuarantine(id: string): Promise<QuarantineEntry | undefined>;
