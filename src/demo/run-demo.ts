@@ -1,14 +1,16 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 import { loadFlow, type ResolvedFlow } from '../engine/config/load-flow.ts';
 import type { ProgressSink } from '../engine/pipeline/progress.ts';
 import { runFlow } from '../engine/pipeline/run-flow.ts';
 import type { RunSummary } from '../engine/pipeline/summary.ts';
-import { buildFlowRuntime } from '../engine/runtime/build-flow.ts';
+import { buildFlowRuntime, flowRunOptions } from '../engine/runtime/build-flow.ts';
 import { createLogger } from '../engine/runtime/logger.ts';
 import type { StateStore } from '../engine/store/state-store.ts';
 import { type CrmSandbox, startCrmSandbox } from '../sandbox/crm/index.ts';
@@ -18,10 +20,11 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** The example flow the demo runs. */
 export const DEMO_FLOW = join(ROOT, 'examples', 'flows', 'epic-to-veeva.yaml');
-/** The bundled sample: Synthea patients and a provider directory (see examples/data/README.md). */
+/** The bundled sample: Synthea patients, a provider directory and privacy consents (see examples/data/README.md). */
 export const DEMO_SEED = [
   join(ROOT, 'examples', 'data', 'synthea'),
   join(ROOT, 'examples', 'data', 'directory'),
+  join(ROOT, 'examples', 'data', 'consents'),
 ];
 
 export interface DemoOptions {
@@ -31,6 +34,8 @@ export interface DemoOptions {
   readonly stateDir?: string;
   readonly progress?: ProgressSink;
   readonly logger?: Logger;
+  /** Runs against the seeded EHR sandbox before the flow (tests add consents or faults here). */
+  readonly prepare?: (ehr: EhrSandbox, crm: CrmSandbox) => Promise<void>;
 }
 
 export interface DemoRun {
@@ -55,8 +60,15 @@ export interface DemoRun {
 export async function runDemo(options: DemoOptions = {}): Promise<DemoRun> {
   const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'sluice-demo-')));
   const ehr = await startEhrSandbox({ seed: options.seed ?? DEMO_SEED });
-  const crm = await startCrmSandbox();
+  // The CRM trusts the demo's batch signing key and refuses unsigned batches.
+  const batchJwks = JSON.parse(
+    readFileSync(join(ROOT, 'examples', 'keys', 'batch-signing.jwks.json'), 'utf8'),
+  ) as {
+    keys: JWK[];
+  };
+  const crm = await startCrmSandbox({ batchJwks, requireSignedBatches: true });
   try {
+    await options.prepare?.(ehr, crm);
     const env = {
       ...process.env,
       SLUICE_EHR_URL: ehr.url,
@@ -70,14 +82,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoRun> {
     const logger = options.logger ?? createLogger();
     const once = (): Promise<RunSummary> =>
       runFlow({
-        flow: flow.file.flow,
-        definitionHash: flow.definitionHash,
-        source: runtime.source,
-        target: runtime.target,
-        store: runtime.store,
-        stages: runtime.stages,
-        maxBatch: runtime.maxBatch,
-        ...runtime.runOptions,
+        ...flowRunOptions(flow, runtime),
         logger,
         ...(options.progress ? { progress: options.progress } : {}),
       });

@@ -16,7 +16,7 @@ function writeFlow(dir: string): string {
   const text = readFileSync(join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml'), 'utf8')
     .replace('pageSize: 200', 'pageSize: 40')
     .replace('maxRecords: 200', 'maxRecords: 15')
-    .replace('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`);
+    .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`);
   const file = join(dir, 'flow.yaml');
   writeFileSync(file, text);
   return file;

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { Patient } from '@medplum/fhirtypes';
+import type { Consent, Patient } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_SEED, type DemoRun, runDemo } from '../../src/demo/run-demo.ts';
 import { syntheaBundleDir } from '../../src/sandbox/ehr/testing.ts';
@@ -34,7 +34,12 @@ describe('the demo on the bundled sample', () => {
 
   it('stores one checkpoint per stream', async () => {
     const checkpoints = await demo.store.listCheckpoints('epic-to-veeva');
-    expect(checkpoints.map((c) => c.stream).sort()).toEqual(['Organization', 'Patient', 'Practitioner']);
+    expect(checkpoints.map((c) => c.stream).sort()).toEqual([
+      'Consent',
+      'Organization',
+      'Patient',
+      'Practitioner',
+    ]);
     for (const c of checkpoints) expect(c.definitionHash).toBe(demo.flow.definitionHash);
   });
 
@@ -79,12 +84,42 @@ describe('the demo on the bundled sample', () => {
   });
 });
 
+function permitConsent(patientId: string): Consent {
+  return {
+    resourceType: 'Consent',
+    status: 'active',
+    scope: {
+      coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }],
+    },
+    category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+    patient: { reference: `Patient/${patientId}` },
+    provision: {
+      type: 'permit',
+      actor: [
+        {
+          role: {
+            coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }],
+          },
+          reference: { reference: 'Organization/sluice-demo-crm' },
+        },
+      ],
+      purpose: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'HOPERAT' }],
+    },
+  };
+}
+
 describe('no PHI reaches the CRM', () => {
   // The whole shared Synthea set when this machine has it (60 patients), else the bundled sample.
   const seed = [syntheaBundleDir(), join(SAMPLE_DATA_DIR, 'directory')];
   let demo: DemoRun;
   beforeAll(async () => {
-    demo = await runDemo({ seed });
+    // Every patient of this larger set consents to the demo flow's purpose and recipient.
+    demo = await runDemo({
+      seed,
+      prepare: async (ehr) => {
+        for (const id of ehr.repo.recordedIds('Patient')) await ehr.repo.createResource(permitConsent(id));
+      },
+    });
   }, 120_000);
   afterAll(async () => {
     await demo?.close();

@@ -58,7 +58,7 @@ export class MemorySource implements Source {
     this.#pageSize = pageSize;
   }
 
-  async *read(stream: string, since: string | undefined): AsyncGenerator<SourcePage> {
+  async *read(stream: string, since: string | undefined, _signal?: AbortSignal): AsyncGenerator<SourcePage> {
     this.reads.push({ stream, since });
     const all = (this.#records.get(stream) ?? []).filter((r) => {
       const at = (r as { meta?: { lastUpdated?: string } })?.meta?.lastUpdated;

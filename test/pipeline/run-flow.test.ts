@@ -410,3 +410,121 @@ describe('differential sync', () => {
     await store.close();
   });
 });
+
+describe('consent at ingest and at send time', () => {
+  const settings = {
+    purpose: 'HOPERAT',
+    recipient: { id: 'Organization/crm', role: 'IRCP' },
+    policyVersion: 'test-policy@1',
+    defaultDecision: 'deny' as const,
+    refreshMs: 0,
+  };
+  const consentFor = (
+    patientId: string,
+    type: 'permit' | 'deny',
+    lastUpdated: string,
+    id = `c-${patientId}`,
+  ) => ({
+    resourceType: 'Consent',
+    id,
+    meta: { versionId: lastUpdated, lastUpdated },
+    status: 'active',
+    scope: {
+      coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }],
+    },
+    category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+    patient: { reference: `Patient/${patientId}` },
+    dateTime: '2026-01-01T00:00:00Z',
+    provision: {
+      type,
+      purpose: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'HOPERAT' }],
+    },
+  });
+
+  async function gateFor(): Promise<
+    InstanceType<typeof import('../../src/engine/consent/consent-gate.ts').ConsentGate>
+  > {
+    const { ConsentGate } = await import('../../src/engine/consent/consent-gate.ts');
+    return new ConsentGate(settings, 'epic', stageContext().pseudonymKey);
+  }
+
+  it('sends only patients whose consent permits, and says why the others stayed', async () => {
+    const [p] = patients as [JsonObject];
+    const a = { ...p, id: 'pa' };
+    const b = { ...p, id: 'pb' };
+    const c = { ...p, id: 'pc' };
+    const source = new MemorySource({
+      Consent: [
+        consentFor('pa', 'permit', '2026-11-01T00:00:00Z'),
+        consentFor('pb', 'deny', '2026-11-01T00:00:01Z'),
+      ],
+      Patient: [a, b, c],
+    });
+    const target = new MemoryTarget();
+    const store = SqliteStateStore.open(storePath());
+    const summary = await runFlow(options(source, target, store, { consent: await gateFor() }));
+    expect(summary.status).toBe('succeeded');
+    expect(target.count('Patient_Profile__c')).toBe(1);
+    // pb opted out; pc has no consent and the default is deny.
+    expect(summary.withholdReasons).toEqual({ 'consent-deny': 2 });
+    expect(summary.byStream.Consent?.read).toBe(2);
+    await store.close();
+  });
+
+  it('a revocation committed before the send stops the send; one after it deletes what was sent', async () => {
+    const [p] = patients as [JsonObject];
+    const source = new MemorySource({
+      Consent: [
+        consentFor('pa', 'permit', '2026-11-01T00:00:00Z'),
+        consentFor('pb', 'permit', '2026-11-01T00:00:01Z'),
+      ],
+      Patient: [
+        { ...p, id: 'pa' },
+        { ...p, id: 'pb' },
+      ],
+    });
+    // Between ingest and send, pb's consent is revoked at the source (seen by the send-time refresh).
+    const read = source.read.bind(source);
+    let consentReads = 0;
+    source.read = async function* (stream: string, since: string | undefined, signal?: AbortSignal) {
+      if (stream === 'Consent' && consentReads++ > 0) {
+        yield {
+          records: [
+            { stream, resource: consentFor('pb', 'deny', '2026-11-01T00:00:05Z'), origin: 'refresh' },
+          ],
+        };
+        return;
+      }
+      yield* read(stream, since, signal as AbortSignal);
+    };
+    const target = new MemoryTarget();
+    const store = SqliteStateStore.open(storePath());
+    const gate = await gateFor();
+    const first = await runFlow(options(source, target, store, { consent: gate }));
+    expect(first.withholdReasons).toEqual({ 'consent-changed-before-send': 1 });
+    expect(target.count('Patient_Profile__c')).toBe(1);
+
+    // Later pa revokes too: the next run deletes pa's profile from the CRM (suppression).
+    const later = new MemorySource({
+      Consent: [consentFor('pa', 'deny', '2026-11-02T00:00:00Z')],
+      Patient: [],
+    });
+    const second = await runFlow(options(later, target, store, { consent: await gateFor() }));
+    expect(second.status).toBe('succeeded');
+    expect(second.suppressed).toBe(1);
+    expect(target.count('Patient_Profile__c')).toBe(0);
+    await store.close();
+  });
+
+  it('quarantines a malformed consent with a specific code', async () => {
+    const source = new MemorySource({
+      Consent: [{ resourceType: 'Consent', id: 'broken', meta: { lastUpdated: '2026-11-01T00:00:00Z' } }],
+      Patient: [],
+    });
+    const store = SqliteStateStore.open(storePath());
+    const summary = await runFlow(options(source, new MemoryTarget(), store, { consent: await gateFor() }));
+    expect(summary.quarantined).toBe(1);
+    expect(Object.keys(summary.quarantineReasons)[0]).toMatch(/^CONSENT_/);
+    await store.close();
+  });
+});

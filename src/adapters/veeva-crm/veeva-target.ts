@@ -2,7 +2,7 @@ import type { RetryPolicy } from 'cockatiel';
 import { SluiceError } from '../../core/errors/index.ts';
 import type { TargetWrite } from '../../core/mapping/canonical-to-veeva.ts';
 import { asCrmRecordId, type CrmRecordId } from '../../core/model/ids.ts';
-import type { DeleteResult, Target, WriteResult } from '../../core/ports/target.ts';
+import type { DeleteResult, Target, UpsertOptions, WriteResult } from '../../core/ports/target.ts';
 import { HttpStatusError, NetworkError } from '../http/http-error.ts';
 import { type JsonResponse, requestJson } from '../http/request.ts';
 import type { CrmAuth } from './crm-auth.ts';
@@ -48,6 +48,7 @@ export class VeevaTarget implements Target {
     externalIdField: string,
     writes: readonly TargetWrite[],
     signal: AbortSignal,
+    options: UpsertOptions = {},
   ): Promise<WriteResult[]> {
     if (writes.length === 0) return [];
     if (writes.length > SOBJECT_COLLECTION_LIMIT) {
@@ -65,9 +66,15 @@ export class VeevaTarget implements Target {
         [externalIdField]: w.externalId,
       })),
     };
+    // The envelope travels with the records it seals; a retry re-sends the same batch, same signature.
+    const envelope = options.seal ? await options.seal(body.records) : undefined;
+    const headers: Record<string, string> = envelope === undefined ? {} : { 'x-sluice-batch': envelope };
     let response: JsonResponse;
     try {
-      response = await this.#config.retry.execute(() => this.#send('PATCH', path, body, signal), signal);
+      response = await this.#config.retry.execute(
+        () => this.#send('PATCH', path, body, signal, headers),
+        signal,
+      );
     } catch (err) {
       throw translateError(err, `PATCH ${path}`);
     }
@@ -112,6 +119,7 @@ export class VeevaTarget implements Target {
     path: string,
     body: unknown,
     signal: AbortSignal,
+    extraHeaders: Readonly<Record<string, string>> = {},
   ): Promise<JsonResponse> {
     const attempt = async (): Promise<JsonResponse> => {
       const session = await this.#config.auth.session(signal);
@@ -121,7 +129,7 @@ export class VeevaTarget implements Target {
           method,
           body,
           signal,
-          headers: { authorization: `Bearer ${session.accessToken}` },
+          headers: { ...extraHeaders, authorization: `Bearer ${session.accessToken}` },
           timeoutMs: this.#config.timeoutMs ?? 120_000,
         },
         'CRM',

@@ -4,7 +4,7 @@ import { loadFlow } from '../../engine/config/load-flow.ts';
 import { ChangeLogSource } from '../../engine/pipeline/change-log-source.ts';
 import { runFlow } from '../../engine/pipeline/run-flow.ts';
 import type { RunSummary } from '../../engine/pipeline/summary.ts';
-import { buildFlowRuntime } from '../../engine/runtime/build-flow.ts';
+import { buildFlowRuntime, flowRunOptions } from '../../engine/runtime/build-flow.ts';
 import { createLogger } from '../../engine/runtime/logger.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
 import { terminalProgress } from '../progress-bar.ts';
@@ -81,14 +81,8 @@ async function replayCommand(
       pageSize: flow.file.source.pageSize,
     });
     const summary = await runFlow({
-      flow: flow.file.flow,
-      definitionHash: flow.definitionHash,
+      ...flowRunOptions(flow, runtime),
       source,
-      target: runtime.target,
-      store: runtime.store,
-      stages: runtime.stages,
-      maxBatch: runtime.maxBatch,
-      ...runtime.runOptions,
       changeLogDays: 0,
       replay: true,
       from: options.from,
@@ -121,14 +115,7 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
     let from = options.from;
     while (true) {
       const summary = await runFlow({
-        flow: flow.file.flow,
-        definitionHash: flow.definitionHash,
-        source: runtime.source,
-        target: runtime.target,
-        store: runtime.store,
-        stages: runtime.stages,
-        maxBatch: runtime.maxBatch,
-        ...runtime.runOptions,
+        ...flowRunOptions(flow, runtime),
         reset,
         ...(from === undefined ? {} : { from }),
         logger: createLogger(),

@@ -1,5 +1,7 @@
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import { type Command, InvalidArgumentError } from 'commander';
+import type { JWK } from 'jose';
 import { startCrmSandbox } from '../../sandbox/crm/index.ts';
 import { loadClientsFile, startEhrSandbox } from '../../sandbox/ehr/index.ts';
 import { reportError } from '../output.ts';
@@ -65,17 +67,31 @@ export function registerSandbox(program: Command): void {
     .option('--port <n>', 'port on 127.0.0.1 (0 picks a free one)', port, 0)
     .option('--db <file>', 'SQLite file for the records (default: in memory)')
     .option('--daily-limit <n>', 'API requests allowed per rolling 24 hours', positive)
-    .action(async (options: { port: number; db?: string; dailyLimit?: number }) => {
-      try {
-        const crm = await startCrmSandbox({
-          port: options.port,
-          ...(options.db ? { dbPath: options.db } : {}),
-          ...(options.dailyLimit ? { dailyRequestLimit: options.dailyLimit } : {}),
-        });
-        process.stdout.write(`${crm.url}\n`);
-        await serveUntilStopped(() => crm.close());
-      } catch (err) {
-        process.exitCode = reportError(err, false);
-      }
-    });
+    .option('--batch-jwks <file>', 'trusted batch signing keys (JWKS): signed batch envelopes are verified')
+    .option('--require-signed-batches', 'with --batch-jwks: refuse upserts without a signed envelope')
+    .action(
+      async (options: {
+        port: number;
+        db?: string;
+        dailyLimit?: number;
+        batchJwks?: string;
+        requireSignedBatches?: boolean;
+      }) => {
+        try {
+          const batchJwks = options.batchJwks
+            ? (JSON.parse(await readFile(options.batchJwks, 'utf8')) as { keys: JWK[] })
+            : undefined;
+          const crm = await startCrmSandbox({
+            port: options.port,
+            ...(batchJwks ? { batchJwks, requireSignedBatches: options.requireSignedBatches === true } : {}),
+            ...(options.db ? { dbPath: options.db } : {}),
+            ...(options.dailyLimit ? { dailyRequestLimit: options.dailyLimit } : {}),
+          });
+          process.stdout.write(`${crm.url}\n`);
+          await serveUntilStopped(() => crm.close());
+        } catch (err) {
+          process.exitCode = reportError(err, false);
+        }
+      },
+    );
 }

@@ -369,6 +369,76 @@ export const ERROR_CATALOG = {
       'If the EHR serves export files from a storage host you trust, add its origin to the bulk allowed origins; otherwise report it to the EHR administrators.',
   },
 
+  // Compiled FHIR R4 schema validation (src/core/validate/compiled); issue codes inside REC_INVALID_FHIR
+  VAL_NOT_A_RESOURCE: {
+    title:
+      'A record (or a contained / Bundle entry resource) is not a JSON object with a known R4 resourceType.',
+    action:
+      'Fix the producer so it sends FHIR R4 JSON resources; the path shows which nested resource is wrong.',
+    quarantine: true,
+  },
+  VAL_UNKNOWN_ELEMENT: {
+    title:
+      'A resource has a property its R4 type does not define (misspelt, wrong choice type, or from another version).',
+    action: 'Remove or rename the property at the path at the source; custom data belongs in an extension.',
+    quarantine: true,
+  },
+  VAL_CARDINALITY: {
+    title:
+      'A required element is missing, repeats too often, or is an array where one value is expected (or vice versa).',
+    action:
+      'Supply the element named in the path, or fix its JSON shape at the source, then release the record.',
+    quarantine: true,
+  },
+  VAL_TYPE: {
+    title: 'A value has the wrong JSON type for its FHIR type (for example a number given as a string).',
+    action:
+      'Fix the value at the path at the source (FHIR JSON uses numbers for decimal/integer, booleans for boolean).',
+    quarantine: true,
+  },
+  VAL_EMPTY: {
+    title:
+      'A value is empty (empty string, object or array, a null, or an element with only an id); FHIR forbids these.',
+    action: 'Omit the element at the source instead of sending it empty, then release the record.',
+    quarantine: true,
+  },
+  VAL_FORMAT: {
+    title:
+      'A primitive value is malformed (date, dateTime, instant, time, uri, code, integer range, base64, oid, uuid, narrative).',
+    action:
+      'Fix the value at the path at the source; the message names the FHIR type whose format it breaks.',
+    quarantine: true,
+  },
+  VAL_ID: {
+    title: 'A resource or element id breaks the FHIR id format ([A-Za-z0-9-.], 1 to 64 characters).',
+    action:
+      'Fix the id at the source. If a trusted source (such as Epic) legitimately sends longer ids, enable allowLongIds for that source.',
+    quarantine: true,
+  },
+  VAL_CHOICE: {
+    title:
+      'A choice element (value[x], effective[x]…) is given with more than one type, or its extension belongs to another type.',
+    action: 'Keep exactly one variant of the choice element at the source, then release the record.',
+    quarantine: true,
+  },
+  VAL_CODE: {
+    title: 'A code is not in the value set its element is bound to with required strength.',
+    action:
+      'Map the source code to the required value set (named in the message) before sending, then release the record.',
+    quarantine: true,
+  },
+  VAL_INVARIANT: {
+    title:
+      'A resource breaks a FHIR invariant (the message gives its key, for example per-1 or ref-1, and its rule).',
+    action:
+      'Fix the resource so the named rule holds (see the R4 specification for the key), then release the record.',
+    quarantine: true,
+  },
+  VAL_REFERENCE: {
+    title: 'A literal reference names a resource type the element does not allow (reported as a warning).',
+    action: 'Check the reference at the source; the record is still accepted.',
+  },
+
   // Sandboxes
   SANDBOX_SEED_INVALID: {
     title: 'A seed file for a sandbox could not be loaded.',

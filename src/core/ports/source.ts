@@ -45,5 +45,10 @@ export interface SourcePage {
 export interface Source {
   readonly system: SystemName;
   readonly streams: readonly string[];
+  /**
+   * True when only `SourcePage.checkpoint` may move a checkpoint: the records are not in change order
+   * (a bulk export's files), so their `meta.lastUpdated` says nothing about what was already read.
+   */
+  readonly explicitCheckpoints?: boolean;
   read(stream: string, since: string | undefined, signal: AbortSignal): AsyncIterable<SourcePage>;
 }

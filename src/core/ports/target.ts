@@ -16,6 +16,14 @@ export type WriteResult =
   /** A transient failure for this entry only (e.g. a per-entry 429 inside a 200 batch answer). */
   | { readonly status: 'retry'; readonly codes: readonly string[] };
 
+export interface UpsertOptions {
+  /**
+   * Seals the batch: given the exact records the request will carry, returns a signed envelope
+   * (compact JWS) the target receives with them and can verify.
+   */
+  readonly seal?: (records: readonly unknown[]) => Promise<string | undefined>;
+}
+
 /** What happened to one delete. A record already gone counts as done: deletes are idempotent. */
 export type DeleteResult =
   | { readonly status: 'deleted' | 'missing' }
@@ -35,6 +43,7 @@ export interface Target {
     externalIdField: string,
     writes: readonly TargetWrite[],
     signal: AbortSignal,
+    options?: UpsertOptions,
   ): Promise<WriteResult[]>;
   /** Deletes records by target id (at most `maxBatchSize`), one result per id, in order. */
   delete(ids: readonly CrmRecordId[], signal: AbortSignal): Promise<DeleteResult[]>;

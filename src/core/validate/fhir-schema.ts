@@ -15,8 +15,10 @@ export function validateFhirResource(resource: unknown): Outcome<JsonObject> {
       { severity: 'error', code: 'REC_UNPARSEABLE', path: '', message: 'not a FHIR resource object' },
     ]);
   }
+  let warnings: OperationOutcomeIssue[];
   try {
-    validateResource(resource as unknown as Resource);
+    // Without errors the validator returns its warnings (e.g. two values for one choice element).
+    warnings = validateResource(resource as unknown as Resource);
   } catch (err) {
     if (err instanceof OperationOutcomeError) {
       const issues = (err.outcome.issue ?? []).map(toIssue);
@@ -25,7 +27,7 @@ export function validateFhirResource(resource: unknown): Outcome<JsonObject> {
     }
     throw err;
   }
-  return ok(resource);
+  return ok(resource, warnings.map(toIssue));
 }
 
 function toIssue(issue: OperationOutcomeIssue): Issue {

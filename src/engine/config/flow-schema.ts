@@ -57,6 +57,28 @@ const source = z
       .refine((r) => new Set(r).size === r.length, 'lists a resource type twice'),
     pageSize: z.number().int().min(1).max(1000).default(200),
     timeoutSeconds: z.number().positive().max(600).default(60),
+    /**
+     * How changes are read: `search` (`_lastUpdated` search, paged) or `bulk` (Bulk Data `$export`
+     * with `_since`, checkpointed on the manifest's transactionTime, deletions included).
+     */
+    mode: z.enum(['search', 'bulk']).default('search'),
+    bulk: z
+      .object({
+        /** Export level: the whole system, the Patient compartment, or one Group. */
+        level: z.enum(['system', 'patient', 'group']).default('system'),
+        groupId: nonEmpty.optional(),
+        /** Give up (and keep the checkpoint) when the export takes longer than this. */
+        maxWaitMinutes: z
+          .number()
+          .positive()
+          .max(24 * 60)
+          .default(120),
+        /** Resources the server reports it could not export: fail the run (default) or note them. */
+        exportErrors: z.enum(['fail', 'note']).default('fail'),
+      })
+      .strict()
+      .refine((b) => b.level !== 'group' || b.groupId !== undefined, 'level group needs a groupId')
+      .default({ level: 'system', maxWaitMinutes: 120, exportErrors: 'fail' }),
     /** Re-read this long before each checkpoint (late commits on the server); repeats are skipped. */
     overlapSeconds: z.number().int().min(0).max(86_400).default(60),
     /** A meta.lastUpdated this far ahead of the local clock is quarantined as clock skew. */
@@ -117,10 +139,34 @@ const stages = z
         restrictedZip3: z.array(nonEmpty).min(1).default(['hhs-2000']),
       })
       .strict(),
+    /**
+     * Consent at ingest and send time for patient data: Consent resources are read from the source
+     * (stream `Consent`, before the others) and every patient record needs a permit for the flow's
+     * purpose and this recipient. Without this stage patient data moves on the flow's purpose alone.
+     */
+    consent: z
+      .object({
+        /** The recipient as consent rules name it: a `Type/id` reference and a role code. */
+        recipient: z.object({ id: nonEmpty, role: nonEmpty }).strict(),
+        /** Version of the consent policy; stamped on every decision and batch. */
+        policyVersion: nonEmpty,
+        /** Decision when no consent applies: deny unless the flow says otherwise. */
+        defaultDecision: z.enum(['permit', 'deny']).default('deny'),
+        /** Re-read consents before a send when the last read is older than this (0: before every send). */
+        refreshSeconds: z.number().min(0).max(3600).default(0),
+        /** What a revocation does to data already delivered: delete it at the target, or leave it. */
+        onRevoke: z.enum(['delete', 'ignore']).default('delete'),
+      })
+      .strict()
+      .optional(),
     /** What a deletion at the source does: delete the records at the target, or ignore it. */
     deletes: z.enum(['delete', 'ignore']).default('delete'),
     batch: z
-      .object({ maxRecords: z.number().int().min(1).max(200).default(200) })
+      .object({
+        maxRecords: z.number().int().min(1).max(200).default(200),
+        /** Private JWK (ES256 or EdDSA, with a kid) that signs each batch envelope; relative to the flow file. */
+        signingKeyFile: nonEmpty.optional(),
+      })
       .strict()
       .default({ maxRecords: 200 }),
   })

@@ -24,6 +24,8 @@ export interface ResolvedFlow {
   /** SHA-256 of the flow definition as written (before `${ENV}` substitution): ties checkpoints to it. */
   readonly definitionHash: string;
   readonly sourcePrivateKey: JWK | undefined;
+  /** The private JWK that signs batch envelopes (`stages.batch.signingKeyFile`), when set. */
+  readonly batchSigningKey: JWK | undefined;
   readonly pseudonymKey: PseudonymKey;
   readonly restrictedZip3: ReadonlySet<string>;
   /** Absolute state directory. */
@@ -79,21 +81,23 @@ export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedF
   }));
   const parsed = FlowFileSchema.safeParse(value);
   if (!parsed.success) issues.push(...zodIssues(parsed.error));
-  if (!parsed.success || issues.length > 0) throw invalid(path, issues);
 
-  const file = parsed.data;
   const baseDir = dirname(absolute);
   const resolveFile = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p));
-
+  // Keys, lists and rules are checked even when the schema failed, so one run reports every problem.
+  const parts = checkedParts(parsed.success ? parsed.data : value);
   const sourcePrivateKey =
-    file.source.auth.kind === 'smart-backend-services'
-      ? readJwk(resolveFile(file.source.auth.privateKeyFile), issues)
-      : undefined;
-  const secret = decodeKey(file.stages.pseudonymize.key, issues);
-  const restricted = loadRestrictedZip3(file.stages.pseudonymize.restrictedZip3, issues);
-  file.stages.withhold.forEach((rule, index) => {
+    parts.privateKeyFile === undefined ? undefined : readJwk(resolveFile(parts.privateKeyFile), issues);
+  const batchSigningKey =
+    parts.signingKeyFile === undefined
+      ? undefined
+      : readJwk(resolveFile(parts.signingKeyFile), issues, 'stages.batch.signingKeyFile', ['ES256', 'EdDSA']);
+  const secret = parts.key === undefined ? undefined : decodeKey(parts.key, issues);
+  const restricted = loadRestrictedZip3(parts.restrictedZip3, issues);
+  parts.withhold.forEach((when, index) => {
+    if (when === undefined) return;
     try {
-      compileFhirPath(rule.when);
+      compileFhirPath(when);
     } catch (err) {
       issues.push({
         key: `stages.withhold[${index}].when`,
@@ -101,20 +105,70 @@ export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedF
       });
     }
   });
-  if (issues.length > 0) throw invalid(path, issues);
+  if (!parsed.success || issues.length > 0) throw invalid(path, issues);
+  const file = parsed.data;
 
   return deepFreeze({
     path: absolute,
     file,
     definitionHash,
     sourcePrivateKey,
+    batchSigningKey,
     pseudonymKey: { id: file.stages.pseudonymize.keyId, secret: secret as Uint8Array },
     restrictedZip3: restricted,
     stateDir: resolve(options.cwd ?? process.cwd(), file.state.dir),
   });
 }
 
-function invalid(path: string, issues: readonly ConfigIssue[]): SluiceError {
+/** The parts of a flow checked beyond its schema, read leniently so a file failing the schema is checked too. */
+function checkedParts(file: unknown): {
+  privateKeyFile?: string;
+  signingKeyFile?: string;
+  key?: string;
+  restrictedZip3: readonly string[];
+  withhold: readonly (string | undefined)[];
+} {
+  const source = field(file, 'source');
+  const auth = field(source, 'auth');
+  const stages = field(file, 'stages');
+  const pseudonymize = field(stages, 'pseudonymize');
+  const privateKeyFile = field(auth, 'privateKeyFile');
+  const key = field(pseudonymize, 'key');
+  const lists = field(pseudonymize, 'restrictedZip3');
+  const withhold = field(stages, 'withhold');
+  const signingKeyFile = field(field(stages, 'batch'), 'signingKeyFile');
+  const nonEmptyString = (v: unknown): v is string => typeof v === 'string' && v !== '';
+  return {
+    ...(field(auth, 'kind') === 'smart-backend-services' && nonEmptyString(privateKeyFile)
+      ? { privateKeyFile }
+      : {}),
+    ...(nonEmptyString(key) ? { key } : {}),
+    ...(nonEmptyString(signingKeyFile) ? { signingKeyFile } : {}),
+    restrictedZip3: Array.isArray(lists) && lists.every(nonEmptyString) ? lists : [],
+    withhold: Array.isArray(withhold)
+      ? withhold.map((rule) => {
+          const when = field(rule, 'when');
+          return nonEmptyString(when) ? when : undefined;
+        })
+      : [],
+  };
+}
+
+function field(value: unknown, name: string): unknown {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+    ? (value as Record<string, unknown>)[name]
+    : undefined;
+}
+
+function invalid(path: string, all: readonly ConfigIssue[]): SluiceError {
+  // A value can fail two checks with the same message (e.g. a URL); list each problem once.
+  const seen = new Set<string>();
+  const issues = all.filter((i) => {
+    const id = `${i.key}\u0000${i.message}`;
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  });
   const lines = issues.map((i) => `  - ${i.key || '(file)'}: ${i.message}`).join('\n');
   return new SluiceError('CFG_FLOW_INVALID', `Flow file ${path} has ${issues.length} error(s):\n${lines}`, {
     details: { file: path, issues: issues.map((i) => `${i.key || '(file)'}: ${i.message}`) },
@@ -122,20 +176,25 @@ function invalid(path: string, issues: readonly ConfigIssue[]): SluiceError {
 }
 
 function zodIssues(error: z.ZodError): ConfigIssue[] {
-  return error.issues.map((issue) => {
+  return error.issues.flatMap((issue) => {
     const key = issue.path
       .map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))
       .join('.')
       .replace(/\.\[/g, '[');
+    // One issue per unknown key, under its own dotted key (a misspelt key is easiest to find by name).
     if (issue.code === 'unrecognized_keys') {
-      return { key, message: `unknown key(s): ${issue.keys.join(', ')}` };
+      return issue.keys.map((k) => ({ key: key === '' ? k : `${key}.${k}`, message: 'unknown key' }));
     }
-    return { key, message: issue.message };
+    return [{ key, message: issue.message }];
   });
 }
 
-function readJwk(file: string, issues: ConfigIssue[]): JWK | undefined {
-  const key = 'source.auth.privateKeyFile';
+function readJwk(
+  file: string,
+  issues: ConfigIssue[],
+  key = 'source.auth.privateKeyFile',
+  algs: readonly string[] = ['RS384', 'ES384'],
+): JWK | undefined {
   let jwk: unknown;
   try {
     jwk = JSON.parse(readFileSync(file, 'utf8'));
@@ -146,8 +205,15 @@ function readJwk(file: string, issues: ConfigIssue[]): JWK | undefined {
   }
   const alg = (jwk as { alg?: unknown }).alg;
   const d = (jwk as { d?: unknown }).d;
-  if (alg !== 'RS384' && alg !== 'ES384') {
-    issues.push({ key, message: 'the key must be a JWK with "alg" RS384 or ES384' });
+  if (typeof alg !== 'string' || !algs.includes(alg)) {
+    issues.push({ key, message: `the key must be a JWK with "alg" ${algs.join(' or ')}` });
+    return undefined;
+  }
+  if (typeof (jwk as { kid?: unknown }).kid !== 'string') {
+    issues.push({
+      key,
+      message: 'the key needs a "kid" (it names the key to receivers and allows rotation)',
+    });
     return undefined;
   }
   if (typeof d !== 'string') {

@@ -28,12 +28,29 @@ export async function propagateDeletions(
     readonly signal: AbortSignal;
   },
 ): Promise<DeletionResult> {
+  const refs = deletions.map((d) =>
+    d.resourceType === 'Patient'
+      ? pseudonymize(ctx.stages.pseudonymKey, ctx.stages.system, 'Patient', d.id)
+      : `${d.resourceType}/${d.id}`,
+  );
+  return deleteByLedgerRefs(refs, ctx);
+}
+
+/**
+ * Deletes at the target every record the ledger holds for these source refs (`Type/id` or a
+ * pseudonym): for source deletions and for consent revocations (suppression).
+ */
+export async function deleteByLedgerRefs(
+  refs: readonly string[],
+  ctx: {
+    readonly flow: string;
+    readonly store: StateStore;
+    readonly target: Target;
+    readonly signal: AbortSignal;
+  },
+): Promise<DeletionResult> {
   const found: { object: string; externalId: string; targetId: string }[] = [];
-  for (const d of deletions) {
-    const ref =
-      d.resourceType === 'Patient'
-        ? pseudonymize(ctx.stages.pseudonymKey, ctx.stages.system, 'Patient', d.id)
-        : `${d.resourceType}/${d.id}`;
+  for (const ref of refs) {
     for (const e of await ctx.store.ledgerBySource(ctx.flow, ref)) found.push(e);
   }
   // Children (addresses) before their parent account: ledgerBySource orders by object name descending.

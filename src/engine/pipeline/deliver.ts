@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { buildEnvelope, type EnvelopeAlg, type SigningKey, signEnvelope } from '../../core/batch/envelope.ts';
 import { SluiceError } from '../../core/errors/index.ts';
 import type { TargetWrite } from '../../core/mapping/canonical-to-veeva.ts';
 import type { Issue } from '../../core/mapping/outcome.ts';
 import type { Target, WriteResult } from '../../core/ports/target.ts';
-import type { LedgerEntry, StateStore } from '../store/state-store.ts';
+import type { BatchManifest, LedgerEntry, StateStore } from '../store/state-store.ts';
 import { stableHash } from './stable-hash.ts';
 
 /** One source record's writes, as the record stages produced them. */
@@ -12,6 +14,8 @@ export interface DeliveryItem {
   readonly index: number;
   readonly writes: readonly TargetWrite[];
   readonly ledgerRef: string;
+  /** The person's pseudonym when the data needs consent at send time. */
+  readonly subject?: string;
 }
 
 export interface DeliveryFailure {
@@ -22,6 +26,7 @@ export interface DeliveryFailure {
 
 export interface DeliveryResult {
   readonly ledger: LedgerEntry[];
+  readonly manifests: BatchManifest[];
   readonly failures: DeliveryFailure[];
   readonly created: number;
   readonly updated: number;
@@ -44,6 +49,22 @@ export interface DeliveryContext {
   readonly entryRetryDelayMs?: number;
   /** Ignore the ledger: send even unchanged records (a replay after the target lost data). */
   readonly resend?: boolean;
+  /** Names this page within the run (stream and page number): batch ids derive from it. */
+  readonly pageKey?: string;
+  /** Batch envelopes: every upsert request is one batch with a manifest, signed when a key is set. */
+  readonly sealing?: BatchSealing;
+}
+
+/** What every batch envelope of a run says, and the key that signs it. */
+export interface BatchSealing {
+  readonly sourceSystem: string;
+  readonly targetSystem: string;
+  readonly purpose: string;
+  readonly policyVersion: string;
+  readonly signingKey?: SigningKey;
+  readonly alg?: EnvelopeAlg;
+  /** When consent was last checked for this page's records (the batch's creation instant). */
+  readonly checkedAt?: Date;
 }
 
 interface Pending {
@@ -65,6 +86,7 @@ export async function deliverPage(
   const failed = new Map<number, DeliveryFailure>();
   const ledger: LedgerEntry[] = [];
   const deliveredByIndex = new Map<number, number>();
+  const manifests: BatchManifest[] = [];
   let created = 0;
   let updated = 0;
   let unchanged = 0;
@@ -116,13 +138,21 @@ export async function deliverPage(
         for (let start = 0; start < queue.length; start += ctx.maxBatch) {
           const chunk = queue.slice(start, start + ctx.maxBatch);
           const first = chunk[0] as Pending;
+          const sealed = ctx.sealing ? sealer(ctx, ctx.sealing, object, batches, chunk) : undefined;
           const results = await ctx.target.upsert(
             object,
             first.write.externalIdField,
             chunk.map((p) => p.write),
             ctx.signal,
+            sealed ? { seal: sealed.seal } : {},
           );
           batches++;
+          const manifest = sealed?.manifest();
+          if (manifest) {
+            const counts: Record<string, number> = {};
+            for (const r of results) counts[r.status] = (counts[r.status] ?? 0) + 1;
+            manifests.push({ ...manifest, results: counts });
+          }
           chunk.forEach((p, i) => {
             const result = results[i] as WriteResult;
             switch (result.status) {
@@ -172,12 +202,73 @@ export async function deliverPage(
   return {
     // Writes that succeeded stay in the ledger even when a sibling failed: they are in the target.
     ledger,
+    manifests,
     failures: [...failed.values()],
     created,
     updated,
     unchanged,
     batches,
     deliveredByIndex,
+  };
+}
+
+/**
+ * The envelope of one upsert request: built over the exact records the request carries, items named
+ * by pseudonymous source ids, signed when the flow has a key. Its id is stable within the run.
+ */
+function sealer(
+  ctx: DeliveryContext,
+  sealing: BatchSealing,
+  object: string,
+  sequence: number,
+  chunk: readonly Pending[],
+): {
+  seal: (records: readonly unknown[]) => Promise<string | undefined>;
+  manifest: () => Omit<BatchManifest, 'results'> | undefined;
+} {
+  const batchId = `b${createHash('sha256')
+    .update(`${ctx.runId}\u0000${ctx.pageKey ?? ''}\u0000${object}\u0000${sequence}`)
+    .digest('hex')
+    .slice(0, 31)}`;
+  let built: Omit<BatchManifest, 'results'> | undefined;
+  return {
+    async seal(records) {
+      const envelope = buildEnvelope(
+        {
+          batchId,
+          sourceSystem: sealing.sourceSystem,
+          targetSystem: sealing.targetSystem,
+          purpose: sealing.purpose,
+          consentPolicyVersion: sealing.policyVersion,
+          createdAt: sealing.checkedAt ?? new Date(),
+          resourceTypes: [object],
+          items: chunk.map((p) => ({
+            sourceId: p.item.ledgerRef,
+            canonicalId: p.write.externalId,
+            transformationVersion: ctx.mappingVersion,
+            validationStatus: 'valid' as const,
+          })),
+        },
+        records,
+      );
+      const jws = sealing.signingKey
+        ? await signEnvelope(envelope, sealing.signingKey, sealing.alg ?? 'ES256')
+        : undefined;
+      built = {
+        batchId,
+        flow: ctx.flow,
+        runId: ctx.runId,
+        object,
+        createdAt: envelope.createdAt,
+        purpose: envelope.purpose,
+        policyVersion: envelope.consentPolicyVersion,
+        recordCount: envelope.recordCount,
+        envelope: JSON.stringify(envelope),
+        ...(jws === undefined ? {} : { jws }),
+      };
+      return jws;
+    },
+    manifest: () => built,
   };
 }
 

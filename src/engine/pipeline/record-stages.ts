@@ -1,4 +1,5 @@
 import type { PseudonymKey } from '../../core/anonymize/pseudonym.ts';
+import type { ConsentDecision } from '../../core/consent/index.ts';
 import type { ErrorCode } from '../../core/errors/index.ts';
 import { isJsonObject, type JsonObject, str } from '../../core/fhir/resource.ts';
 import {
@@ -24,6 +25,8 @@ export interface RecordStageContext {
   readonly veeva: VeevaMappingConfig;
   /** The run's start: ages are generalised as of this instant. */
   readonly asOf: Date;
+  /** The ingest-time consent check for patient data (absent: the flow has no consent stage). */
+  readonly consent?: (subject: string, resourceType: string) => ConsentDecision;
 }
 
 /** What the record stages decided for one source record. */
@@ -36,7 +39,13 @@ export type RecordVerdict =
       readonly sourceRef?: string;
       readonly lastUpdated?: string;
     }
-  | { readonly kind: 'withheld'; readonly reason: string; readonly lastUpdated?: string }
+  | {
+      readonly kind: 'withheld';
+      readonly reason: string;
+      readonly lastUpdated?: string;
+      /** The consent decision, when consent withheld it. */
+      readonly decision?: ConsentDecision;
+    }
   | {
       readonly kind: 'ready';
       readonly writes: readonly TargetWrite[];
@@ -44,6 +53,8 @@ export type RecordVerdict =
       readonly ledgerRef: string;
       readonly sourceRef: string;
       readonly lastUpdated?: string;
+      /** The person's pseudonym, for data that needs consent at send time. */
+      readonly subject?: string;
     };
 
 /**
@@ -104,13 +115,26 @@ export function processRecord(record: SourceRecord, ctx: RecordStageContext): Re
   });
   if (!mapped.ok) return { ...quarantine('map', mapped.code, mapped.issues), ...where };
   const canonical = mapped.value;
-  const ledgerRef = canonical.kind === 'PatientProfile' ? canonical.pseudonym : (sourceRef as string);
+  const subject = canonical.kind === 'PatientProfile' ? canonical.pseudonym : undefined;
+  if (subject !== undefined && ctx.consent) {
+    const decision = ctx.consent(subject, type);
+    if (decision.decision !== 'permit') {
+      return {
+        kind: 'withheld',
+        reason: `consent-${decision.decision}`,
+        decision,
+        ...(lastUpdated ? { lastUpdated } : {}),
+      };
+    }
+  }
+  const ledgerRef = subject ?? (sourceRef as string);
   return {
     kind: 'ready',
     writes: canonicalToVeeva(canonical, ctx.veeva),
     ledgerRef,
     sourceRef: sourceRef as string,
     ...(lastUpdated ? { lastUpdated } : {}),
+    ...(subject === undefined ? {} : { subject }),
   };
 }
 

@@ -5,9 +5,10 @@ import { CANONICAL_TO_VEEVA_VERSION } from '../../core/mapping/canonical-to-veev
 import { FHIR_TO_CANONICAL_VERSION } from '../../core/mapping/fhir-to-canonical.ts';
 import type { Source } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
-import type { NewQuarantineEntry, SeenVersion, StateStore } from '../store/state-store.ts';
-import { propagateDeletions } from './deletions.ts';
-import { type DeliveryItem, deliverPage } from './deliver.ts';
+import { CONSENT_STREAM, type ConsentGate } from '../consent/consent-gate.ts';
+import type { NewQuarantineEntry, SeenVersion, StateStore, StoredConsent } from '../store/state-store.ts';
+import { deleteByLedgerRefs, propagateDeletions } from './deletions.ts';
+import { type BatchSealing, type DeliveryItem, deliverPage } from './deliver.ts';
 import { prefetch } from './prefetch.ts';
 import { NO_PROGRESS, type ProgressSink } from './progress.ts';
 import { processRecord, type RecordStageContext } from './record-stages.ts';
@@ -46,6 +47,14 @@ export interface RunFlowOptions {
   readonly changeLogDays?: number;
   /** What a deletion at the source does at the target. */
   readonly deletes?: 'delete' | 'ignore';
+  /** Consent at ingest and send time (absent: the flow has no consent stage). */
+  readonly consent?: ConsentGate;
+  /** Where send-time consent refreshes read (a search source when the main source is a bulk export). */
+  readonly consentSource?: Source;
+  /** What a revoked consent does to data already delivered: delete it at the target, or leave it. */
+  readonly onRevoke?: 'delete' | 'ignore';
+  /** Batch envelopes (manifests, signatures); absent: requests are not sealed. */
+  readonly sealing?: Omit<BatchSealing, 'checkedAt'>;
   readonly logger: Logger;
   readonly progress?: ProgressSink;
   readonly signal?: AbortSignal;
@@ -75,6 +84,8 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
   let batches = 0;
   let deleted = 0;
   let skipped = 0;
+  let suppressed = 0;
+  const gate = options.consent;
   const environment = options.environment ?? '';
   const overlapMs = (options.overlapSeconds ?? 0) * 1000;
   const skewMs = (options.clockSkewSeconds ?? 300) * 1000;
@@ -91,7 +102,15 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     if (options.from === undefined && !options.replay) {
       await assertCheckpointsMatch(store, flow, options.definitionHash, environment);
     }
-    const stages: RecordStageContext = { ...options.stages, asOf: started };
+    if (gate) {
+      const loaded = await gate.load(store, flow);
+      log.info({ consents: loaded }, 'consent directives loaded');
+    }
+    const stages: RecordStageContext = {
+      ...options.stages,
+      asOf: started,
+      ...(gate ? { consent: (subject: string, type: string) => gate.check(subject, type) } : {}),
+    };
     const latestAllowed = new Date(started.getTime() + skewMs).toISOString();
 
     for (const stream of options.source.streams) {
@@ -106,11 +125,15 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           : new Date(Date.parse(position) - overlapMs).toISOString();
       progress.streamStarted(stream);
       let processed = 0;
+      let pageNumber = 0;
       for await (const page of prefetch(options.source.read(stream, readFrom, signal), 1)) {
         signal.throwIfAborted();
+        pageNumber++;
         const quarantine: NewQuarantineEntry[] = [];
         const items: DeliveryItem[] = [];
         const seen: SeenVersion[] = [];
+        const consents: StoredConsent[] = [];
+        const consentChanged = new Set<string>();
         const changeLog: { ref: string; versionKey: string; lastUpdated?: string; payload: string }[] = [];
         const refs = page.records.map((r) => refOf(r.resource));
         const known = options.replay
@@ -131,6 +154,31 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           if (ref !== undefined && known.get(ref)?.versionKey === versionKey) {
             skipped++;
             counts.unchanged++;
+            return;
+          }
+          if (gate && stream === CONSENT_STREAM) {
+            const applied = gate.ingest(record.resource);
+            if (applied.ok) {
+              consents.push(applied.value.stored);
+              consentChanged.add(applied.value.subject);
+              outcomes.set(index, 'applied');
+              const at = applied.value.state.source.lastUpdated;
+              const stamp = at === undefined ? undefined : new Date(at).toISOString();
+              if (stamp !== undefined && (maxUpdated === undefined || stamp > maxUpdated)) maxUpdated = stamp;
+            } else {
+              quarantine.push({
+                flow,
+                runId,
+                stream,
+                stage: 'policy',
+                code: applied.code,
+                issues: applied.issues,
+                origin: record.origin,
+                ...(ref === undefined ? {} : { sourceRef: ref }),
+                payload: safeStringify(record.resource),
+              });
+              outcomes.set(index, 'quarantined');
+            }
             return;
           }
           const verdict = processRecord(record, stages);
@@ -188,13 +236,38 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
               outcomes.set(index, 'withheld');
               break;
             case 'ready':
-              items.push({ index, writes: verdict.writes, ledgerRef: verdict.ledgerRef });
+              items.push({
+                index,
+                writes: verdict.writes,
+                ledgerRef: verdict.ledgerRef,
+                ...(verdict.subject === undefined ? {} : { subject: verdict.subject }),
+              });
               outcomes.set(index, 'delivered');
               break;
           }
         });
 
-        const delivery = await deliverPage(items, {
+        // Send-time consent: re-read what changed at the source, then check each person again.
+        let sendable = items;
+        let checkedAt: Date | undefined;
+        if (gate && items.some((i) => i.subject !== undefined)) {
+          const refreshed = await gate.refresh(options.consentSource ?? options.source, signal);
+          consents.push(...refreshed.stored);
+          for (const subject of refreshed.subjects) consentChanged.add(subject);
+          const at = new Date();
+          checkedAt = at;
+          sendable = items.filter((item) => {
+            if (item.subject === undefined || gate.check(item.subject, stream, at).decision === 'permit')
+              return true;
+            counts.withheld++;
+            withholdReasons['consent-changed-before-send'] =
+              (withholdReasons['consent-changed-before-send'] ?? 0) + 1;
+            outcomes.set(item.index, 'withheld');
+            return false;
+          });
+        }
+
+        const delivery = await deliverPage(sendable, {
           flow,
           runId,
           target: options.target,
@@ -203,6 +276,10 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           mappingVersion: MAPPING_VERSION,
           signal,
           resend: options.resend === true,
+          pageKey: `${stream}#${pageNumber}`,
+          ...(options.sealing
+            ? { sealing: { ...options.sealing, ...(checkedAt ? { checkedAt } : {}) } }
+            : {}),
         });
         for (const failure of delivery.failures) {
           const record = page.records[failure.index];
@@ -235,6 +312,18 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
                 signal,
               })
             : undefined;
+        // Suppression: what was delivered for a person whose consent no longer permits is deleted.
+        let suppression: Awaited<ReturnType<typeof deleteByLedgerRefs>> | undefined;
+        if (gate && consentChanged.size > 0 && options.onRevoke !== 'ignore') {
+          const now2 = new Date();
+          const revoked = [...consentChanged].filter(
+            (subject) => gate.check(subject, 'Patient', now2).decision !== 'permit',
+          );
+          if (revoked.length > 0) {
+            suppression = await deleteByLedgerRefs(revoked, { flow, store, target: options.target, signal });
+            suppressed += suppression.deleted;
+          }
+        }
         for (const d of page.deletions ?? []) {
           seen.push({
             ref: `${d.resourceType}/${d.id}`,
@@ -249,11 +338,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         counts.unchanged += delivery.unchanged;
         created += delivery.created;
         updated += delivery.updated;
-        batches += delivery.batches + (removal?.batches ?? 0);
+        batches += delivery.batches + (removal?.batches ?? 0) + (suppression?.batches ?? 0);
         deleted += removal?.deleted ?? 0;
 
         // The source's own position (a bulk export's transactionTime) wins; else the newest record read.
-        const next = page.checkpoint ?? maxUpdated;
+        const next = options.source.explicitCheckpoints ? page.checkpoint : (page.checkpoint ?? maxUpdated);
         const advance =
           !options.replay &&
           next !== undefined &&
@@ -263,7 +352,9 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           flow,
           stream,
           ledger: delivery.ledger,
-          ...(removal ? { ledgerDeletes: removal.ledgerDeletes } : {}),
+          ledgerDeletes: [...(removal?.ledgerDeletes ?? []), ...(suppression?.ledgerDeletes ?? [])],
+          consents,
+          batches: delivery.manifests,
           quarantine,
           seen,
           changeLog,
@@ -285,6 +376,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           position = next;
           checkpoints[stream] = next as string;
         }
+        if (gate && stream === CONSENT_STREAM) gate.noteStreamPosition(position);
         processed += page.records.length;
         progress.pageCommitted(stream, processed, page.total);
         log.debug(
@@ -327,6 +419,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     updated,
     skipped,
     deleted,
+    suppressed,
     batches,
     byStream,
     quarantineReasons,

@@ -31,6 +31,8 @@ export interface RunSummary {
   readonly skipped: number;
   /** Target records deleted because their source record was deleted. */
   readonly deleted: number;
+  /** Target records deleted because the person's consent no longer permits (suppression). */
+  readonly suppressed: number;
   /** Source records quarantined in this run. */
   readonly quarantined: number;
   /** Source records a withhold rule kept back. */

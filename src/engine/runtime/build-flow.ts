@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { BulkExportClient } from '../../adapters/epic-fhir/bulk/bulk-client.ts';
+import { BulkExportSource } from '../../adapters/epic-fhir/bulk/bulk-source.ts';
 import { FhirClient } from '../../adapters/epic-fhir/fhir-client.ts';
 import { FhirSearchSource } from '../../adapters/epic-fhir/fhir-source.ts';
 import { BackendServicesAuth } from '../../adapters/epic-fhir/smart-auth.ts';
@@ -12,7 +14,10 @@ import { compileWithholdPolicy } from '../../core/policy/withhold.ts';
 import type { Source } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
 import type { ResolvedFlow } from '../config/load-flow.ts';
+import { CONSENT_STREAM, ConsentGate } from '../consent/consent-gate.ts';
+import type { BatchSealing } from '../pipeline/deliver.ts';
 import type { RecordStageContext } from '../pipeline/record-stages.ts';
+import type { RunFlowOptions } from '../pipeline/run-flow.ts';
 import { SqliteStateStore } from '../store/sqlite-store.ts';
 import type { StateStore } from '../store/state-store.ts';
 
@@ -23,6 +28,11 @@ export interface FlowRuntime {
   readonly store: StateStore;
   readonly stages: Omit<RecordStageContext, 'asOf'>;
   readonly maxBatch: number;
+  readonly consent?: ConsentGate;
+  /** Send-time consent refreshes always search (a bulk export per send would be absurd). */
+  readonly consentSource: Source;
+  /** Every upsert request is a batch with a manifest; signed when the flow has a signing key. */
+  readonly sealing: Omit<BatchSealing, 'checkedAt'>;
   /** The run options the flow file sets (overlap, skew, retention, deletes, environment). */
   readonly runOptions: {
     readonly environment: string;
@@ -30,6 +40,7 @@ export interface FlowRuntime {
     readonly clockSkewSeconds: number;
     readonly changeLogDays: number;
     readonly deletes: 'delete' | 'ignore';
+    readonly onRevoke: 'delete' | 'ignore';
   };
   close(): Promise<void>;
 }
@@ -49,13 +60,15 @@ export function buildFlowRuntime(flow: ResolvedFlow, options: { store?: StateSto
   loadR4Definitions();
   const { source: src, target: tgt, stages } = flow.file;
 
+  // Consent directives are read first, so every patient record meets the current consent.
+  const streams = stages.consent ? [CONSENT_STREAM, ...src.resources] : [...src.resources];
   const sourceAuth =
     src.auth.kind === 'smart-backend-services' && flow.sourcePrivateKey
       ? new BackendServicesAuth({
           baseUrl: src.baseUrl,
           clientId: src.auth.clientId,
           privateKey: flow.sourcePrivateKey,
-          scope: src.auth.scope ?? defaultScope(src.resources),
+          scope: src.auth.scope ?? defaultScope(streams),
           ...(src.auth.tokenUrl === undefined ? {} : { tokenUrl: src.auth.tokenUrl }),
         })
       : undefined;
@@ -65,12 +78,32 @@ export function buildFlowRuntime(flow: ResolvedFlow, options: { store?: StateSto
     retry: createRetryPolicy(),
     timeoutMs: src.timeoutSeconds * 1000,
   });
-  const source = new FhirSearchSource({
+  const search = new FhirSearchSource({
     system: src.system as SystemName,
     client,
-    resourceTypes: src.resources,
+    resourceTypes: streams,
     pageSize: src.pageSize,
   });
+  const source: Source =
+    src.mode === 'bulk'
+      ? new BulkExportSource({
+          system: src.system as SystemName,
+          client: new BulkExportClient({
+            baseUrl: src.baseUrl,
+            ...(sourceAuth ? { auth: sourceAuth } : {}),
+            retry: createRetryPolicy(),
+            timeoutMs: src.timeoutSeconds * 1000,
+            maxWaitMs: src.bulk.maxWaitMinutes * 60_000,
+          }),
+          resourceTypes: streams,
+          pageSize: src.pageSize,
+          level:
+            src.bulk.level === 'group'
+              ? { kind: 'group', groupId: src.bulk.groupId as string }
+              : { kind: src.bulk.level },
+          exportErrors: src.bulk.exportErrors,
+        })
+      : search;
 
   const target = new VeevaTarget({
     system: tgt.system,
@@ -90,13 +123,42 @@ export function buildFlowRuntime(flow: ResolvedFlow, options: { store?: StateSto
     target,
     store,
     maxBatch: stages.batch.maxRecords,
+    consentSource: search,
+    sealing: {
+      sourceSystem: src.system,
+      targetSystem: tgt.system,
+      purpose: flow.file.purpose,
+      policyVersion: stages.consent?.policyVersion ?? 'no-consent-stage',
+      ...(flow.batchSigningKey
+        ? {
+            signingKey: { kid: String(flow.batchSigningKey.kid), privateKey: flow.batchSigningKey },
+            alg: flow.batchSigningKey.alg === 'EdDSA' ? ('EdDSA' as const) : ('ES256' as const),
+          }
+        : {}),
+    },
     runOptions: {
       environment: createHash('sha256').update(`${src.baseUrl}\n${tgt.baseUrl}`).digest('hex').slice(0, 16),
       overlapSeconds: src.overlapSeconds,
       clockSkewSeconds: src.clockSkewSeconds,
       changeLogDays: flow.file.state.changeLogDays,
       deletes: stages.deletes,
+      onRevoke: stages.consent?.onRevoke ?? 'delete',
     },
+    ...(stages.consent
+      ? {
+          consent: new ConsentGate(
+            {
+              purpose: flow.file.purpose,
+              recipient: stages.consent.recipient,
+              policyVersion: stages.consent.policyVersion,
+              defaultDecision: stages.consent.defaultDecision,
+              refreshMs: stages.consent.refreshSeconds * 1000,
+            },
+            src.system,
+            flow.pseudonymKey,
+          ),
+        }
+      : {}),
     stages: {
       system: src.system as SystemName,
       validateFhir: stages.validate.fhir,
@@ -110,5 +172,21 @@ export function buildFlowRuntime(flow: ResolvedFlow, options: { store?: StateSto
       },
     },
     close: () => store.close(),
+  };
+}
+
+/** The `runFlow` options a flow file and its runtime determine (callers add logger, progress, signal). */
+export function flowRunOptions(flow: ResolvedFlow, runtime: FlowRuntime): Omit<RunFlowOptions, 'logger'> {
+  return {
+    flow: flow.file.flow,
+    definitionHash: flow.definitionHash,
+    source: runtime.source,
+    target: runtime.target,
+    store: runtime.store,
+    stages: runtime.stages,
+    maxBatch: runtime.maxBatch,
+    ...runtime.runOptions,
+    ...(runtime.consent ? { consent: runtime.consent, consentSource: runtime.consentSource } : {}),
+    sealing: runtime.sealing,
   };
 }

@@ -79,4 +79,33 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX change_log_recorded ON change_log (flow, recorded_at);
   ALTER TABLE checkpoints ADD COLUMN environment TEXT NOT NULL DEFAULT '';
   `,
+  // 3: consent directives the flow has read (subject is a pseudonym), for send-time checks across runs
+  `
+  CREATE TABLE consent_states (
+    flow TEXT NOT NULL,
+    consent_key TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (flow, consent_key)
+  ) STRICT;
+  CREATE INDEX consent_subject ON consent_states (flow, subject);
+  `,
+  // 4: batch manifests: what was sent, when, why, under which policy (sluice batches show)
+  `
+  CREATE TABLE batches (
+    batch_id TEXT PRIMARY KEY,
+    flow TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    object TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    policy_version TEXT NOT NULL,
+    record_count INTEGER NOT NULL,
+    envelope TEXT NOT NULL,
+    jws TEXT,
+    results TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX batches_flow ON batches (flow, created_at);
+  `,
 ];

@@ -5,6 +5,7 @@ import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
 import { SluiceError } from '../../core/errors/index.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
 import type {
+  BatchManifest,
   ChangeLogEntry,
   Checkpoint,
   LedgerEntry,
@@ -15,6 +16,7 @@ import type {
   RunRecord,
   SeenVersion,
   StateStore,
+  StoredConsent,
 } from './state-store.ts';
 
 type Row = Record<string, SQLInputValue>;
@@ -135,6 +137,29 @@ export class SqliteStateStore implements StateStore {
     }));
   }
 
+  async listConsents(flow: string): Promise<StoredConsent[]> {
+    const rows = this.#db
+      .prepare('SELECT consent_key, subject, state FROM consent_states WHERE flow = ?')
+      .all(flow) as Row[];
+    return rows.map((r) => ({
+      key: String(r.consent_key),
+      subject: String(r.subject),
+      state: String(r.state),
+    }));
+  }
+
+  async listBatches(flow: string, limit = 50): Promise<BatchManifest[]> {
+    const rows = this.#db
+      .prepare('SELECT * FROM batches WHERE flow = ? ORDER BY created_at DESC, rowid DESC LIMIT ?')
+      .all(flow, limit) as Row[];
+    return rows.map(toBatch);
+  }
+
+  async getBatch(batchId: string): Promise<BatchManifest | undefined> {
+    const row = this.#db.prepare('SELECT * FROM batches WHERE batch_id = ?').get(batchId) as Row | undefined;
+    return row ? toBatch(row) : undefined;
+  }
+
   async pruneChangeLog(flow: string, before: string): Promise<number> {
     return Number(
       this.#db.prepare('DELETE FROM change_log WHERE flow = ? AND recorded_at < ?').run(flow, before).changes,
@@ -162,6 +187,13 @@ export class SqliteStateStore implements StateStore {
       INSERT INTO source_versions (flow, stream, ref, version_key, outcome, updated_at) VALUES (?, ?, ?, ?, ?, ?)
       ON CONFLICT (flow, stream, ref) DO UPDATE SET version_key = excluded.version_key,
         outcome = excluded.outcome, updated_at = excluded.updated_at`);
+    const upsertConsent = db.prepare(`
+      INSERT INTO consent_states (flow, consent_key, subject, state, updated_at) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT (flow, consent_key) DO UPDATE SET subject = excluded.subject, state = excluded.state,
+        updated_at = excluded.updated_at`);
+    const insertBatch = db.prepare(`
+      INSERT OR REPLACE INTO batches (batch_id, flow, run_id, object, created_at, purpose, policy_version,
+        record_count, envelope, jws, results) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     const insertChange = db.prepare(`
       INSERT OR IGNORE INTO change_log (flow, stream, ref, version_key, last_updated, payload, recorded_at)
       VALUES (?, ?, ?, ?, ?, ?, ?)`);
@@ -197,9 +229,16 @@ export class SqliteStateStore implements StateStore {
         );
       }
       const { flow, stream } = commit;
-      if (commit.ledgerDeletes?.length || commit.seen?.length || commit.changeLog?.length) {
+      if (
+        commit.ledgerDeletes?.length ||
+        commit.seen?.length ||
+        commit.changeLog?.length ||
+        commit.consents?.length
+      ) {
         if (flow === undefined || stream === undefined) throw new Error('commitPage needs flow and stream');
       }
+      for (const c of commit.consents ?? [])
+        upsertConsent.run(flow as string, c.key, c.subject, c.state, createdAt);
       for (const d of commit.ledgerDeletes ?? []) deleteLedger.run(flow as string, d.object, d.externalId);
       for (const v of commit.seen ?? [])
         upsertSeen.run(flow as string, stream as string, v.ref, v.versionKey, v.outcome, createdAt);
@@ -212,6 +251,21 @@ export class SqliteStateStore implements StateStore {
           c.lastUpdated ?? null,
           c.payload,
           createdAt,
+        );
+      }
+      for (const b of commit.batches ?? []) {
+        insertBatch.run(
+          b.batchId,
+          b.flow,
+          b.runId,
+          b.object,
+          b.createdAt,
+          b.purpose,
+          b.policyVersion,
+          b.recordCount,
+          b.envelope,
+          b.jws ?? null,
+          JSON.stringify(b.results),
         );
       }
       const c = commit.checkpoint;
@@ -336,6 +390,22 @@ function migrate(db: DatabaseSync, path: string): void {
       );
     }
   }
+}
+
+function toBatch(r: Row): BatchManifest {
+  return {
+    batchId: String(r.batch_id),
+    flow: String(r.flow),
+    runId: String(r.run_id),
+    object: String(r.object),
+    createdAt: String(r.created_at),
+    purpose: String(r.purpose),
+    policyVersion: String(r.policy_version),
+    recordCount: Number(r.record_count),
+    envelope: String(r.envelope),
+    ...(r.jws == null ? {} : { jws: String(r.jws) }),
+    results: JSON.parse(String(r.results)) as Record<string, number>,
+  };
 }
 
 function toCheckpoint(r: Row): Checkpoint {

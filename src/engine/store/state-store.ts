@@ -80,7 +80,7 @@ export interface RunRecord {
 export interface SeenVersion {
   readonly ref: string;
   readonly versionKey: string;
-  readonly outcome: 'delivered' | 'withheld' | 'quarantined' | 'deleted';
+  readonly outcome: 'delivered' | 'withheld' | 'quarantined' | 'deleted' | 'applied';
 }
 
 /** A source record as read, kept for replay under the flow's retention. */
@@ -93,6 +93,31 @@ export interface ChangeLogEntry {
   readonly payload: string;
 }
 
+/** A sent batch as recorded: its envelope (what, when, why, under which policy) and outcome counts. */
+export interface BatchManifest {
+  readonly batchId: string;
+  readonly flow: string;
+  readonly runId: string;
+  readonly object: string;
+  readonly createdAt: string;
+  readonly purpose: string;
+  readonly policyVersion: string;
+  readonly recordCount: number;
+  /** The envelope JSON (batch id, systems, purpose, policy, items with pseudonymous source ids, hash). */
+  readonly envelope: string;
+  /** The signed envelope (compact JWS) when the flow signs batches. */
+  readonly jws?: string;
+  /** Outcome counts: created, updated, rejected, ambiguous, retried. */
+  readonly results: Readonly<Record<string, number>>;
+}
+
+/** A canonical consent directive as stored: its key, its (pseudonymous) subject and its JSON. */
+export interface StoredConsent {
+  readonly key: string;
+  readonly subject: string;
+  readonly state: string;
+}
+
 /** Everything one page of work changes, committed atomically. */
 export interface PageCommit {
   readonly flow?: string;
@@ -102,6 +127,9 @@ export interface PageCommit {
   readonly ledgerDeletes?: readonly { readonly object: string; readonly externalId: string }[];
   readonly seen?: readonly SeenVersion[];
   readonly changeLog?: readonly Omit<ChangeLogEntry, 'seq' | 'stream'>[];
+  readonly batches?: readonly BatchManifest[];
+  /** Consent directives read in this page (JSON of the canonical ConsentState, keyed). */
+  readonly consents?: readonly StoredConsent[];
   readonly quarantine: readonly NewQuarantineEntry[];
   /** The checkpoint to move to, when the page lets it advance. */
   readonly checkpoint?: Checkpoint;
@@ -133,6 +161,9 @@ export interface StateStore {
     afterSeq: number,
     limit: number,
   ): Promise<ChangeLogEntry[]>;
+  listConsents(flow: string): Promise<StoredConsent[]>;
+  listBatches(flow: string, limit?: number): Promise<BatchManifest[]>;
+  getBatch(batchId: string): Promise<BatchManifest | undefined>;
   /** Removes change log entries recorded before `before` (ISO instant); returns how many. */
   pruneChangeLog(flow: string, before: string): Promise<number>;
   commitPage(commit: PageCommit): Promise<void>;

@@ -1,3 +1,4 @@
+import type { JWK } from 'jose';
 import { SluiceError } from '../../core/errors/index.ts';
 import type { FaultInjector } from '../shared/faults.ts';
 import type { RequestLog } from '../shared/request-log.ts';
@@ -40,6 +41,10 @@ export interface CrmSandboxOptions {
   readonly sessionSeconds?: number;
   /** Clock for the quota window, token expiry and record timestamps. */
   readonly now?: () => Date;
+  /** Trusted batch signing keys (JWKS): signed batch envelopes (`X-Sluice-Batch`) are verified. */
+  readonly batchJwks?: { readonly keys: readonly JWK[] };
+  /** With `batchJwks`: refuse upserts without an envelope (400 BATCH_ENVELOPE_MISSING). */
+  readonly requireSignedBatches?: boolean;
 }
 
 export interface CrmSandbox {
@@ -47,6 +52,8 @@ export interface CrmSandbox {
   readonly url: string;
   readonly faults: FaultInjector;
   readonly requests: RequestLog;
+  /** Batch envelopes it verified (batch id, key id, record count, purpose). */
+  readonly verifiedBatches: readonly { batchId: string; kid: string; recordCount: number; purpose: string }[];
   /** The records it holds (deleted ones excluded), of one object or of all. */
   records(object?: string): SObjectRecord[];
   close(): Promise<void>;
@@ -64,6 +71,9 @@ export async function startCrmSandbox(options: CrmSandboxOptions = {}): Promise<
     quota: new RollingQuota(options.dailyRequestLimit ?? 100_000, now),
     cursors: new QueryCursors(now),
     now,
+    ...(options.batchJwks ? { batchJwks: options.batchJwks } : {}),
+    ...(options.requireSignedBatches ? { requireSignedBatches: true } : {}),
+    verifiedBatches: [],
     origin: () => origin,
   };
 
@@ -97,6 +107,7 @@ export async function startCrmSandbox(options: CrmSandboxOptions = {}): Promise<
     url: origin,
     faults: server.faults,
     requests: server.requests,
+    verifiedBatches: ctx.verifiedBatches,
     records(object?: string): SObjectRecord[] {
       const records = listRecords(ctx, object);
       if (!records) throw new SluiceError('INTERNAL', `The CRM sandbox has no object named ${object}.`);

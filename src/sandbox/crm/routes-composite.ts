@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { verifyEnvelope } from '../../core/batch/envelope.ts';
 import type { CrmContext } from './context.ts';
 import {
   type CollectionError,
@@ -157,6 +158,32 @@ function versionNumber(version: string): number {
   return Number(version.replace(/^v/, ''));
 }
 
+/**
+ * A receiver's check of a signed batch envelope: signature by a trusted key, and a payload hash that
+ * matches the records of this very request. Anything else is refused as a whole (400), nothing written.
+ */
+async function checkBatchEnvelope(
+  ctx: CrmContext,
+  header: unknown,
+  records: readonly unknown[],
+): Promise<void> {
+  if (!ctx.batchJwks) return;
+  if (typeof header !== 'string' || header === '') {
+    if (!ctx.requireSignedBatches) return;
+    throw new SfHttpError(400, [sfError('BATCH_ENVELOPE_MISSING', 'This org accepts signed batches only')]);
+  }
+  const verified = await verifyEnvelope(header, ctx.batchJwks, records);
+  if (!verified.ok) {
+    throw new SfHttpError(400, [sfError(verified.code, verified.issues[0]?.message ?? 'envelope refused')]);
+  }
+  ctx.verifiedBatches.push({
+    batchId: verified.value.envelope.batchId,
+    kid: verified.value.kid,
+    recordCount: verified.value.envelope.recordCount,
+    purpose: verified.value.envelope.purpose,
+  });
+}
+
 export function registerCompositeRoutes(api: FastifyInstance, ctx: CrmContext): void {
   const { records } = ctx;
   const BASE = '/services/data/:version/composite/sobjects';
@@ -169,6 +196,7 @@ export function registerCompositeRoutes(api: FastifyInstance, ctx: CrmContext): 
       const ext = records.externalIdField(object, request.params.field);
       if ('error' in ext) throw new SfHttpError(ext.status, [ext.error]);
       const body = readBody(request.body);
+      await checkBatchEnvelope(ctx, request.headers['x-sluice-batch'], body.records);
       for (const record of body.records) {
         if (typeOf(ctx, record) !== object) {
           throw new SfHttpError(400, [

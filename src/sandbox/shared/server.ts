@@ -31,7 +31,12 @@ declare module 'fastify' {
  * loopback interface.
  */
 export function createSandboxServer(options: SandboxServerOptions): SandboxServer {
-  const app = Fastify({ logger: false, bodyLimit: options.bodyLimitBytes ?? 64 * 1024 * 1024 });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: options.bodyLimitBytes ?? 64 * 1024 * 1024,
+    // A signed batch envelope for 200 records travels in one header (about 50 KB); Node's default is 16 KB.
+    http: { maxHeaderSize: 1024 * 1024 },
+  });
   const faults = new FaultInjector();
   const requests = new RequestLog();
 

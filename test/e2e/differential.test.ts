@@ -1,0 +1,120 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Practitioner } from '@medplum/fhirtypes';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadFlow } from '../../src/engine/config/load-flow.ts';
+import { runFlow } from '../../src/engine/pipeline/run-flow.ts';
+import type { RunSummary } from '../../src/engine/pipeline/summary.ts';
+import { buildFlowRuntime, flowRunOptions } from '../../src/engine/runtime/build-flow.ts';
+import { type CrmSandbox, startCrmSandbox } from '../../src/sandbox/crm/index.ts';
+import { type EhrSandbox, startEhrSandbox } from '../../src/sandbox/ehr/index.ts';
+import { REPO_ROOT, SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
+
+/** The example flow, without the consent stage (these tests are about change capture), in a mode. */
+function flowText(mode: 'search' | 'bulk'): string {
+  return readFileSync(join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml'), 'utf8')
+    .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`)
+    .replace(
+      'resources: [Organization, Practitioner, Patient]',
+      `resources: [Organization, Practitioner]\n  mode: ${mode}`,
+    )
+    .replace(/ {2}consent:\n(?: {4}.*\n)+/, '');
+}
+
+for (const mode of ['search', 'bulk'] as const) {
+  describe(`differential sync (${mode})`, () => {
+    let ehr: EhrSandbox;
+    let crm: CrmSandbox;
+    let dir: string;
+    let run: () => Promise<RunSummary>;
+    let close: () => Promise<void>;
+    beforeAll(async () => {
+      ehr = await startEhrSandbox({ seed: [join(SAMPLE_DATA_DIR, 'directory')] });
+      crm = await startCrmSandbox();
+      dir = mkdtempSync(join(tmpdir(), `sluice-diff-${mode}-`));
+      writeFileSync(join(dir, 'flow.yaml'), flowText(mode));
+      const flow = loadFlow(join(dir, 'flow.yaml'), {
+        env: {
+          SLUICE_EHR_URL: ehr.url,
+          SLUICE_CRM_URL: crm.url,
+          SLUICE_PSEUDONYM_KEY: randomBytes(32).toString('base64'),
+          SLUICE_STATE_DIR: join(dir, 'state'),
+        },
+      });
+      const runtime = buildFlowRuntime(flow);
+      run = () => runFlow({ ...flowRunOptions(flow, runtime), logger: pino({ level: 'silent' }) });
+      close = () => runtime.close();
+    }, 60_000);
+    afterAll(async () => {
+      await close?.();
+      await Promise.all([ehr?.close(), crm?.close()]);
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('sends everything once, then exactly what was edited, deleted and re-added', async () => {
+      const first = await run();
+      expect(first.status).toBe('succeeded');
+      const accountsBefore = crm.records('Account').length;
+      expect(accountsBefore).toBeGreaterThan(100);
+
+      const again = await run();
+      expect(again.delivered).toBe(0);
+      expect(again.deleted).toBe(0);
+
+      // Edit two practitioners, delete a third, delete and re-add a fourth.
+      const ids = ehr.repo
+        .recordedIds('Practitioner')
+        .filter((id) =>
+          crm.records('Account').some((a) => a.External_ID_vod__c === `epic:Practitioner/${id}`),
+        );
+      const [edit1, edit2, gone, readded] = ids as [string, string, string, string];
+      await new Promise((r) => setTimeout(r, 10));
+      for (const id of [edit1, edit2]) {
+        const p = await ehr.repo.readResource<Practitioner>('Practitioner', id);
+        await ehr.repo.updateResource<Practitioner>({
+          ...p,
+          name: [{ ...p.name?.[0], family: `Renamed${id.slice(0, 4)}` }],
+        });
+      }
+      await ehr.repo.deleteResource('Practitioner', gone);
+      const original = await ehr.repo.readResource<Practitioner>('Practitioner', readded);
+      await ehr.repo.deleteResource('Practitioner', readded);
+      await ehr.repo.updateResource<Practitioner>({ ...original, meta: {} });
+
+      const before = new Map(
+        [...crm.records('Account'), ...crm.records('Address_vod__c')].map((r) => [r.Id, r.LastModifiedDate]),
+      );
+      const third = await run();
+      expect(third.status).toBe('succeeded');
+      const names = new Map(crm.records('Account').map((a) => [String(a.External_ID_vod__c), a]));
+      expect(String(names.get(`epic:Practitioner/${edit1}`)?.LastName)).toMatch(/^Renamed/);
+      expect(String(names.get(`epic:Practitioner/${edit2}`)?.LastName)).toMatch(/^Renamed/);
+      // Exactly the edited and re-added practitioners were written (each an Account and its Address:
+      // the lineage field names the source version); nothing else was touched.
+      expect(third.updated).toBe(6);
+      expect(third.created).toBe(0);
+      const touched = [...crm.records('Account'), ...crm.records('Address_vod__c')].filter(
+        (r) => before.get(r.Id) !== r.LastModifiedDate,
+      );
+      const owners = new Set(
+        touched.map((r) => String(r.External_ID_vod__c ?? '').replace(/#address\/\d+$/, '')),
+      );
+      expect([...owners].sort()).toEqual(
+        [edit1, edit2, readded].map((id) => `epic:Practitioner/${id}`).sort(),
+      );
+      expect(names.has(`epic:Practitioner/${readded}`)).toBe(true);
+      if (mode === 'bulk') {
+        // Bulk export lists deletions: the deleted practitioner's account and address are removed.
+        expect(names.has(`epic:Practitioner/${gone}`)).toBe(false);
+        expect(third.deleted).toBeGreaterThanOrEqual(1);
+        expect(crm.records('Account').length).toBe(accountsBefore - 1);
+      } else {
+        // FHIR search cannot see deletions; they stay until a bulk run (documented).
+        expect(third.deleted).toBe(0);
+      }
+    }, 60_000);
+  });
+}
