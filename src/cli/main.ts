@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { registerDemo } from './commands/demo.ts';
 import { registerFlow } from './commands/flow-check.ts';
+import { registerInspect } from './commands/inspect.ts';
 import { registerRun } from './commands/run.ts';
 import { registerSandbox } from './commands/sandbox.ts';
 import { EXIT } from './output.ts';
@@ -21,5 +22,6 @@ registerRun(program);
 registerDemo(program);
 registerSandbox(program);
 registerFlow(program);
+registerInspect(program);
 
 await program.parseAsync(process.argv);

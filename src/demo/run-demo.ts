@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JWK } from 'jose';
 import type { Logger } from 'pino';
+import type { AuditLog } from '../engine/audit/index.ts';
 import { loadFlow, type ResolvedFlow } from '../engine/config/load-flow.ts';
 import type { ProgressSink } from '../engine/pipeline/progress.ts';
 import { runFlow } from '../engine/pipeline/run-flow.ts';
@@ -47,6 +48,7 @@ export interface DemoRun {
   readonly crm: CrmSandbox;
   readonly flow: ResolvedFlow;
   readonly store: StateStore;
+  readonly audit: AuditLog;
   readonly stateDir: string;
   /** Runs the flow again against the same sandboxes and state (e.g. after editing EHR data). */
   rerun(): Promise<RunSummary>;
@@ -78,7 +80,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoRun> {
       SLUICE_STATE_DIR: stateDir,
     };
     const flow = loadFlow(DEMO_FLOW, { env });
-    const runtime = buildFlowRuntime(flow);
+    const runtime = await buildFlowRuntime(flow);
     const logger = options.logger ?? createLogger();
     const once = (): Promise<RunSummary> =>
       runFlow({
@@ -98,6 +100,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoRun> {
       crm,
       flow,
       store: runtime.store,
+      audit: runtime.audit,
       stateDir,
       rerun: once,
       async close() {

@@ -13,11 +13,16 @@ export const FIXTURES_DIR = join(REPO_ROOT, 'test', 'fixtures');
 
 /**
  * The full shared public data set (60 Synthea patients, all official FHIR R4 examples), when this machine
- * has it: `SLUICE_SHARED_DATA`, else `../shared/data` beside the checkout. Tests that want the whole set
- * use it when present and fall back to the in-repository copies otherwise.
+ * has it: `SLUICE_SHARED_DATA`, else `../shared/data` beside the checkout, else the copy in
+ * `test/fixtures/shared-data` (same files, see its README for sources and licences).
  */
 export function sharedDataDir(): string | undefined {
-  const candidates = [process.env.SLUICE_SHARED_DATA, join(REPO_ROOT, '..', 'shared', 'data')];
+  const candidates = [
+    process.env.SLUICE_SHARED_DATA,
+    join(REPO_ROOT, '..', 'shared', 'data'),
+    // A copy kept in the repository, so a clone anywhere (CI) has the same public test data.
+    join(REPO_ROOT, 'test', 'fixtures', 'shared-data'),
+  ];
   for (const candidate of candidates) {
     if (candidate && existsSync(join(candidate, 'synthea'))) return candidate;
   }

@@ -144,8 +144,10 @@ describe('a bad flow file', () => {
       'purpose',
       'source.baseUrl',
       'source.resources[1]',
-      'source',
+      'source.colour',
       'target.baseUrl',
+      'audit',
+      'stages.pseudonymize.key',
     ]) {
       expect(result.stderr, key).toContain(`${key}:`);
     }
@@ -156,4 +158,45 @@ describe('a bad flow file', () => {
     expect(run.code).toBe(2);
     expect(JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}').error.code).toBe('CFG_FLOW_INVALID');
   }, 30_000);
+});
+
+describe('sluice audit verify', () => {
+  it('passes on an untouched log and names the entry where a tampered one breaks', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-audit-'));
+    dirs.push(dir);
+    const demo = await sluice(['demo', '--json', '--state-dir', dir], { SLUICE_LOG_LEVEL: 'warn' });
+    expect(demo.code, demo.stderr).toBe(0);
+    // `audit verify` reads the flow file for its state dir and keys; the URLs are not contacted.
+    const env = {
+      SLUICE_EHR_URL: 'http://127.0.0.1:9/fhir',
+      SLUICE_CRM_URL: 'http://127.0.0.1:9',
+      SLUICE_PSEUDONYM_KEY: randomBytes(32).toString('base64'),
+      SLUICE_STATE_DIR: dir,
+    };
+    const ok = await sluice(['audit', 'verify', FLOW, '--json'], env);
+    expect(ok.code, ok.stderr).toBe(0);
+    const report = JSON.parse(ok.stdout.trim().split('\n').at(-1) ?? '{}') as { ok: boolean; size: number };
+    expect(report.ok).toBe(true);
+    expect(report.size).toBeGreaterThan(100);
+
+    // Flip one character of entry 42's stored text (the triggers refuse updates; an attacker drops them).
+    const { DatabaseSync } = await import('node:sqlite');
+    const db = new DatabaseSync(join(dir, 'epic-to-veeva.audit.sqlite'));
+    db.exec('DROP TRIGGER audit_entries_no_update');
+    const row = db.prepare('SELECT canonical FROM audit_entries WHERE seq = 42').get() as {
+      canonical: string;
+    };
+    const flipped = row.canonical.replace(/"flow":"e/, '"flow":"f');
+    expect(flipped).not.toBe(row.canonical);
+    db.prepare('UPDATE audit_entries SET canonical = ? WHERE seq = 42').run(flipped);
+    db.close();
+    const broken = await sluice(['audit', 'verify', FLOW, '--json'], env);
+    expect(broken.code).toBe(1);
+    const brokenReport = JSON.parse(broken.stdout.trim().split('\n').at(-1) ?? '{}') as {
+      ok: boolean;
+      firstBreak: { seq: number };
+    };
+    expect(brokenReport.ok).toBe(false);
+    expect(brokenReport.firstBreak.seq).toBe(42);
+  }, 60_000);
 });

@@ -69,7 +69,7 @@ describe('consent revocations racing a send', () => {
         SLUICE_STATE_DIR: join(dir, 'state'),
       },
     });
-    const runtime = buildFlowRuntime(flow);
+    const runtime = await buildFlowRuntime(flow);
     const run = () =>
       runFlow({
         ...flowRunOptions(flow, runtime),

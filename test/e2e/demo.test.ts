@@ -54,6 +54,67 @@ describe('the demo on the bundled sample', () => {
     }
   });
 
+  it('every sent, withheld and quarantined record has its audit entry, and the log verifies', async () => {
+    const s = demo.summary;
+    const all: Awaited<ReturnType<typeof demo.audit.query>>['entries'][number][] = [];
+    let after: number | undefined;
+    do {
+      const page = await demo.audit.query({
+        runId: s.runId,
+        limit: 1000,
+        ...(after === undefined ? {} : { after }),
+      });
+      all.push(...page.entries);
+      after = page.next;
+    } while (after !== undefined);
+    const count = (kind: string, filter: (e: (typeof all)[number]) => boolean = () => true) =>
+      all.filter((e) => e.kind === kind && filter(e)).length;
+    // One per record sent (batch entries carry reason "batch"), withheld (consent decisions are
+    // access-decision entries) and quarantined.
+    const sentRecords = count('send', (e) => e.reason !== 'batch');
+    expect(sentRecords).toBe(
+      s.byStream.Organization!.delivered / 2 +
+        s.byStream.Practitioner!.delivered / 2 +
+        s.byStream.Patient!.delivered,
+    );
+    expect(count('send', (e) => e.reason === 'batch')).toBe(s.batches);
+    expect(count('withhold') + count('access-decision')).toBe(s.withheld);
+    expect(count('quarantine')).toBe(s.quarantined);
+    expect(count('run-start')).toBe(1);
+    expect(count('run-end')).toBe(1);
+    // Patient entries name the person by pseudonym only.
+    const patientEntries = all.filter((e) => e.details.stream === 'Patient');
+    expect(patientEntries.length).toBeGreaterThan(0);
+    for (const e of patientEntries) {
+      expect(e.subject).toMatch(/^p[a-z2-7]{32}$/);
+      expect(e.details.source).toBeUndefined();
+    }
+    // No patient id appears anywhere in the audit.
+    const text = JSON.stringify(all);
+    for (const id of demo.ehr.repo.recordedIds('Patient')) expect(text).not.toContain(id);
+    const report = await demo.audit.verify();
+    expect(report.ok).toBe(true);
+    expect(report.unsealed).toBe(0);
+    expect(report.checkpoints).toBeGreaterThan(0);
+  });
+
+  it('explains a delivered patient from source to CRM record', async () => {
+    const profile = demo.crm.records('Patient_Profile__c')[0];
+    const pseudonym = String(profile?.External_ID__c);
+    const ledger = await demo.store.ledgerBySource('epic-to-veeva', pseudonym);
+    expect(ledger.map((l) => l.targetId)).toEqual([profile?.Id]);
+    const entries = (await demo.audit.query({ subject: pseudonym, limit: 100 })).entries;
+    const sent = entries.find((e) => e.kind === 'send');
+    expect(sent?.batchId).toBeDefined();
+    const batch = await demo.store.getBatch(sent?.batchId as string);
+    expect(batch?.jws).toBeDefined();
+    expect(
+      JSON.parse(batch?.envelope ?? '{}').items.some((i: { sourceId: string }) => i.sourceId === pseudonym),
+    ).toBe(true);
+    // The CRM sandbox verified that batch's signature on receipt.
+    expect(demo.crm.verifiedBatches.map((b) => b.batchId)).toContain(sent?.batchId);
+  });
+
   it('a second run sends nothing and creates no duplicate', async () => {
     const second = await demo.rerun();
     expect(second.status).toBe('succeeded');

@@ -44,7 +44,7 @@ for (const mode of ['search', 'bulk'] as const) {
           SLUICE_STATE_DIR: join(dir, 'state'),
         },
       });
-      const runtime = buildFlowRuntime(flow);
+      const runtime = await buildFlowRuntime(flow);
       run = () => runFlow({ ...flowRunOptions(flow, runtime), logger: pino({ level: 'silent' }) });
       close = () => runtime.close();
     }, 60_000);

@@ -71,7 +71,7 @@ async function replayCommand(
   } catch (err) {
     return reportError(err, json);
   }
-  const runtime = buildFlowRuntime(flow);
+  const runtime = await buildFlowRuntime(flow);
   try {
     const source = new ChangeLogSource({
       system: runtime.source.system,
@@ -105,7 +105,7 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
   } catch (err) {
     return reportError(err, json);
   }
-  const runtime = buildFlowRuntime(flow);
+  const runtime = await buildFlowRuntime(flow);
   const controller = new AbortController();
   const stop = (): void => controller.abort();
   process.once('SIGINT', stop);

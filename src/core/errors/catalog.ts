@@ -439,6 +439,16 @@ export const ERROR_CATALOG = {
     action: 'Check the reference at the source; the record is still accepted.',
   },
 
+  // Inspection commands
+  QUARANTINE_NOT_FOUND: {
+    title: "The quarantine entry named on the command line is not in this flow's state.",
+    action: 'List the entries with `sluice quarantine list FLOW` and use one of their ids.',
+  },
+  BATCH_NOT_FOUND: {
+    title: "The batch named on the command line is not in this flow's state.",
+    action: 'List the batches with `sluice batches list FLOW` and use one of their ids.',
+  },
+
   // Sandboxes
   SANDBOX_SEED_INVALID: {
     title: 'A seed file for a sandbox could not be loaded.',

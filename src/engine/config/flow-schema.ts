@@ -181,6 +181,20 @@ export const FlowFileSchema = z
     source,
     target,
     stages,
+    /**
+     * The tamper-evident audit trail (hash chain, Merkle tree, signed checkpoints) every decision and
+     * send of the flow is written to. Key files are relative to the flow file.
+     */
+    audit: z
+      .object({
+        /** Private JWK (Ed25519 or ES256, with a kid) that signs the audit checkpoints. */
+        signingKeyFile: nonEmpty,
+        /** Public keys (JWKS) `sluice audit verify` trusts; default: the signing key's public half. */
+        verifyKeysFile: nonEmpty.optional(),
+        /** Sign a checkpoint at least every this many entries (and at the end of every run). */
+        checkpointEvery: z.number().int().min(1).max(1_000_000).default(1000),
+      })
+      .strict(),
     schedule: z
       .object({ intervalSeconds: z.number().int().min(1).max(86_400).default(60) })
       .strict()

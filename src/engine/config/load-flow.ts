@@ -24,6 +24,10 @@ export interface ResolvedFlow {
   /** SHA-256 of the flow definition as written (before `${ENV}` substitution): ties checkpoints to it. */
   readonly definitionHash: string;
   readonly sourcePrivateKey: JWK | undefined;
+  /** The private JWK that signs audit checkpoints (`audit.signingKeyFile`). */
+  readonly auditSigningKey: JWK | undefined;
+  /** Keys `sluice audit verify` trusts (`audit.verifyKeysFile`), when given. */
+  readonly auditVerifyKeys: { readonly keys: readonly JWK[] } | undefined;
   /** The private JWK that signs batch envelopes (`stages.batch.signingKeyFile`), when set. */
   readonly batchSigningKey: JWK | undefined;
   readonly pseudonymKey: PseudonymKey;
@@ -92,6 +96,18 @@ export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedF
     parts.signingKeyFile === undefined
       ? undefined
       : readJwk(resolveFile(parts.signingKeyFile), issues, 'stages.batch.signingKeyFile', ['ES256', 'EdDSA']);
+  const auditSigningKey =
+    parts.auditKeyFile === undefined
+      ? undefined
+      : readJwk(resolveFile(parts.auditKeyFile), issues, 'audit.signingKeyFile', [
+          'EdDSA',
+          'Ed25519',
+          'ES256',
+        ]);
+  const auditVerifyKeys =
+    parts.auditJwksFile === undefined
+      ? undefined
+      : readJwks(resolveFile(parts.auditJwksFile), issues, 'audit.verifyKeysFile');
   const secret = parts.key === undefined ? undefined : decodeKey(parts.key, issues);
   const restricted = loadRestrictedZip3(parts.restrictedZip3, issues);
   parts.withhold.forEach((when, index) => {
@@ -114,6 +130,8 @@ export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedF
     definitionHash,
     sourcePrivateKey,
     batchSigningKey,
+    auditSigningKey,
+    auditVerifyKeys,
     pseudonymKey: { id: file.stages.pseudonymize.keyId, secret: secret as Uint8Array },
     restrictedZip3: restricted,
     stateDir: resolve(options.cwd ?? process.cwd(), file.state.dir),
@@ -124,6 +142,8 @@ export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedF
 function checkedParts(file: unknown): {
   privateKeyFile?: string;
   signingKeyFile?: string;
+  auditKeyFile?: string;
+  auditJwksFile?: string;
   key?: string;
   restrictedZip3: readonly string[];
   withhold: readonly (string | undefined)[];
@@ -137,6 +157,9 @@ function checkedParts(file: unknown): {
   const lists = field(pseudonymize, 'restrictedZip3');
   const withhold = field(stages, 'withhold');
   const signingKeyFile = field(field(stages, 'batch'), 'signingKeyFile');
+  const audit = field(file, 'audit');
+  const auditKeyFile = field(audit, 'signingKeyFile');
+  const auditJwksFile = field(audit, 'verifyKeysFile');
   const nonEmptyString = (v: unknown): v is string => typeof v === 'string' && v !== '';
   return {
     ...(field(auth, 'kind') === 'smart-backend-services' && nonEmptyString(privateKeyFile)
@@ -144,6 +167,8 @@ function checkedParts(file: unknown): {
       : {}),
     ...(nonEmptyString(key) ? { key } : {}),
     ...(nonEmptyString(signingKeyFile) ? { signingKeyFile } : {}),
+    ...(nonEmptyString(auditKeyFile) ? { auditKeyFile } : {}),
+    ...(nonEmptyString(auditJwksFile) ? { auditJwksFile } : {}),
     restrictedZip3: Array.isArray(lists) && lists.every(nonEmptyString) ? lists : [],
     withhold: Array.isArray(withhold)
       ? withhold.map((rule) => {
@@ -221,6 +246,27 @@ function readJwk(
     return undefined;
   }
   return jwk as JWK;
+}
+
+function readJwks(file: string, issues: ConfigIssue[], key: string): { keys: JWK[] } | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    issues.push({ key, message: code ? `cannot read ${file} (${code})` : `${file} is not JSON` });
+    return undefined;
+  }
+  const keys = (value as { keys?: unknown }).keys;
+  if (!Array.isArray(keys) || keys.length === 0) {
+    issues.push({ key, message: 'must be a JWKS: {"keys": [ ...public JWKs ]}' });
+    return undefined;
+  }
+  if (keys.some((k) => typeof (k as { d?: unknown }).d === 'string')) {
+    issues.push({ key, message: 'holds a private key; a verification set must contain public keys only' });
+    return undefined;
+  }
+  return { keys: keys as JWK[] };
 }
 
 function decodeKey(value: string, issues: ConfigIssue[]): Uint8Array | undefined {

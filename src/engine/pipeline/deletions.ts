@@ -10,6 +10,8 @@ export interface DeletionResult {
   readonly ledgerDeletes: { object: string; externalId: string }[];
   /** Target records deleted (or found already gone). */
   readonly deleted: number;
+  /** The source refs that had target records to delete. */
+  readonly refs: string[];
   readonly batches: number;
 }
 
@@ -50,8 +52,11 @@ export async function deleteByLedgerRefs(
   },
 ): Promise<DeletionResult> {
   const found: { object: string; externalId: string; targetId: string }[] = [];
+  const withRecords: string[] = [];
   for (const ref of refs) {
-    for (const e of await ctx.store.ledgerBySource(ctx.flow, ref)) found.push(e);
+    const entries = await ctx.store.ledgerBySource(ctx.flow, ref);
+    if (entries.length > 0) withRecords.push(ref);
+    found.push(...entries);
   }
   // Children (addresses) before their parent account: ledgerBySource orders by object name descending.
   const ordered = [...found].sort(
@@ -84,5 +89,6 @@ export async function deleteByLedgerRefs(
     ledgerDeletes: ordered.map((e) => ({ object: e.object, externalId: e.externalId })),
     deleted,
     batches,
+    refs: withRecords,
   };
 }

@@ -45,6 +45,8 @@ export type RecordVerdict =
       readonly lastUpdated?: string;
       /** The consent decision, when consent withheld it. */
       readonly decision?: ConsentDecision;
+      /** The person's pseudonym, when the record is patient data. */
+      readonly subject?: string;
     }
   | {
       readonly kind: 'ready';
@@ -123,6 +125,7 @@ export function processRecord(record: SourceRecord, ctx: RecordStageContext): Re
         kind: 'withheld',
         reason: `consent-${decision.decision}`,
         decision,
+        subject,
         ...(lastUpdated ? { lastUpdated } : {}),
       };
     }

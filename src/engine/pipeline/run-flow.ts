@@ -1,12 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { SluiceError, toSluiceError } from '../../core/errors/index.ts';
 import { CANONICAL_TO_VEEVA_VERSION } from '../../core/mapping/canonical-to-veeva.ts';
 import { FHIR_TO_CANONICAL_VERSION } from '../../core/mapping/fhir-to-canonical.ts';
 import type { Source } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
+import type { AuditEventInput } from '../audit/entry.ts';
 import { CONSENT_STREAM, type ConsentGate } from '../consent/consent-gate.ts';
 import type { NewQuarantineEntry, SeenVersion, StateStore, StoredConsent } from '../store/state-store.ts';
+import { type AuditContext, pageAuditEntries, type RecordNote } from './audit-entries.ts';
 import { deleteByLedgerRefs, propagateDeletions } from './deletions.ts';
 import { type BatchSealing, type DeliveryItem, deliverPage } from './deliver.ts';
 import { prefetch } from './prefetch.ts';
@@ -14,6 +17,11 @@ import { NO_PROGRESS, type ProgressSink } from './progress.ts';
 import { processRecord, type RecordStageContext } from './record-stages.ts';
 import { emptyCounts, type RunSummary, type StreamCounts } from './summary.ts';
 import { refOf, versionKeyOf } from './version-key.ts';
+
+/** Receives the audit entries of a run, page by page, before the page's state is committed. */
+export interface AuditSink {
+  append(entries: readonly AuditEventInput[]): Promise<unknown>;
+}
 
 export const MAPPING_VERSION = `${FHIR_TO_CANONICAL_VERSION}+${CANONICAL_TO_VEEVA_VERSION}`;
 
@@ -53,6 +61,10 @@ export interface RunFlowOptions {
   readonly consentSource?: Source;
   /** What a revoked consent does to data already delivered: delete it at the target, or leave it. */
   readonly onRevoke?: 'delete' | 'ignore';
+  /** Where every decision and send is recorded (the tamper-evident audit log). */
+  readonly audit?: AuditSink;
+  /** The flow's purpose of use, stamped on audit entries. */
+  readonly purpose?: string;
   /** Batch envelopes (manifests, signatures); absent: requests are not sealed. */
   readonly sealing?: Omit<BatchSealing, 'checkedAt'>;
   readonly logger: Logger;
@@ -92,9 +104,25 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
   const keepChanges = (options.changeLogDays ?? 0) > 0;
 
   await store.startRun({ runId, flow, startedAt: started.toISOString() });
+  const auditContext: AuditContext = {
+    flow,
+    runId,
+    recipient: options.consent?.settings.recipient.id ?? options.target.system,
+    ...(options.purpose === undefined ? {} : { purpose: options.purpose }),
+  };
   log.info({ streams: options.source.streams, replay: options.replay === true }, 'run started');
   let error: SluiceError | undefined;
   try {
+    await options.audit?.append([
+      {
+        kind: 'run-start',
+        flow,
+        runId,
+        outcome: 'success',
+        ...(options.replay ? { reason: 'replay' } : {}),
+        details: { definitionHash: options.definitionHash.slice(0, 16), mapping: MAPPING_VERSION },
+      },
+    ]);
     if (options.reset) {
       const removed = await store.deleteCheckpoints(flow);
       log.info({ removed }, 'checkpoints reset');
@@ -145,6 +173,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
             );
         let maxUpdated = position;
         const outcomes = new Map<number, SeenVersion['outcome']>();
+        const notes = new Map<number, RecordNote>();
         const keys = new Map<number, string>();
         page.records.forEach((record, index) => {
           counts.read++;
@@ -162,6 +191,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
               consents.push(applied.value.stored);
               consentChanged.add(applied.value.subject);
               outcomes.set(index, 'applied');
+              notes.set(index, { subject: applied.value.subject, reason: 'consent-directive' });
               const at = applied.value.state.source.lastUpdated;
               const stamp = at === undefined ? undefined : new Date(at).toISOString();
               if (stamp !== undefined && (maxUpdated === undefined || stamp > maxUpdated)) maxUpdated = stamp;
@@ -178,6 +208,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
                 payload: safeStringify(record.resource),
               });
               outcomes.set(index, 'quarantined');
+              notes.set(index, { reason: applied.code });
             }
             return;
           }
@@ -203,6 +234,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
               payload: safeStringify(record.resource),
             });
             outcomes.set(index, 'quarantined');
+            notes.set(index, { reason: 'REC_FUTURE_TIMESTAMP' });
             return;
           }
           if (stampTime !== undefined && (maxUpdated === undefined || stampTime > maxUpdated))
@@ -229,11 +261,27 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
                 payload: safeStringify(record.resource),
               });
               outcomes.set(index, 'quarantined');
+              notes.set(index, { reason: verdict.code });
               break;
             case 'withheld':
               counts.withheld++;
               withholdReasons[verdict.reason] = (withholdReasons[verdict.reason] ?? 0) + 1;
               outcomes.set(index, 'withheld');
+              notes.set(index, {
+                reason: verdict.reason,
+                ...(verdict.subject === undefined ? {} : { subject: verdict.subject }),
+                ...(verdict.decision
+                  ? {
+                      decision: {
+                        value: verdict.decision.decision,
+                        rule: verdict.decision.basis.rule,
+                        consent: verdict.decision.basis.consentRef ?? '',
+                        provision: verdict.decision.basis.provisionPath ?? '',
+                        policy: verdict.decision.policyVersion,
+                      },
+                    }
+                  : {}),
+              });
               break;
             case 'ready':
               items.push({
@@ -243,6 +291,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
                 ...(verdict.subject === undefined ? {} : { subject: verdict.subject }),
               });
               outcomes.set(index, 'delivered');
+              notes.set(index, verdict.subject === undefined ? {} : { subject: verdict.subject });
               break;
           }
         });
@@ -285,6 +334,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           const record = page.records[failure.index];
           const ref = refs[failure.index];
           outcomes.set(failure.index, 'quarantined');
+          notes.set(failure.index, { ...notes.get(failure.index), reason: failure.code });
           quarantine.push({
             flow,
             runId,
@@ -340,6 +390,24 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         updated += delivery.updated;
         batches += delivery.batches + (removal?.batches ?? 0) + (suppression?.batches ?? 0);
         deleted += removal?.deleted ?? 0;
+
+        if (options.audit) {
+          await options.audit.append(
+            pageAuditEntries({
+              ctx: auditContext,
+              stream,
+              refs,
+              outcomes,
+              notes,
+              manifests: delivery.manifests,
+              deletedRecords: removal?.deleted ?? 0,
+              suppressedSubjects: suppression?.refs ?? [],
+              suppressedRecords: suppression?.deleted ?? 0,
+              pseudonymOf: (id) =>
+                pseudonymize(options.stages.pseudonymKey, options.stages.system, 'Patient', id),
+            }),
+          );
+        }
 
         // The source's own position (a bulk export's transactionTime) wins; else the newest record read.
         const next = options.source.explicitCheckpoints ? page.checkpoint : (page.checkpoint ?? maxUpdated);
@@ -427,6 +495,26 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     checkpoints,
     ...(error ? { error: { code: error.code, message: error.message, action: error.action } } : {}),
   };
+  try {
+    await options.audit?.append([
+      {
+        kind: 'run-end',
+        flow,
+        runId,
+        outcome: error ? 'serious-failure' : 'success',
+        ...(error ? { reason: error.code } : {}),
+        details: {
+          read: summary.read,
+          delivered: summary.delivered,
+          withheld: summary.withheld,
+          quarantined: summary.quarantined,
+          batches: summary.batches,
+        },
+      },
+    ]);
+  } catch (err) {
+    log.error({ code: toSluiceError(err).code }, 'audit run-end entry failed');
+  }
   await store.finishRun({
     runId,
     finishedAt: summary.finishedAt,

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BulkExportClient } from '../../adapters/epic-fhir/bulk/bulk-client.ts';
 import { BulkExportSource } from '../../adapters/epic-fhir/bulk/bulk-source.ts';
@@ -13,6 +14,8 @@ import type { SystemName } from '../../core/model/ids.ts';
 import { compileWithholdPolicy } from '../../core/policy/withhold.ts';
 import type { Source } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
+import { createCheckpointSigner } from '../audit/checkpoint.ts';
+import { AuditLog } from '../audit/index.ts';
 import type { ResolvedFlow } from '../config/load-flow.ts';
 import { CONSENT_STREAM, ConsentGate } from '../consent/consent-gate.ts';
 import type { BatchSealing } from '../pipeline/deliver.ts';
@@ -29,6 +32,8 @@ export interface FlowRuntime {
   readonly stages: Omit<RecordStageContext, 'asOf'>;
   readonly maxBatch: number;
   readonly consent?: ConsentGate;
+  /** The flow's tamper-evident audit log. */
+  readonly audit: AuditLog;
   /** Send-time consent refreshes always search (a bulk export per send would be absurd). */
   readonly consentSource: Source;
   /** Every upsert request is a batch with a manifest; signed when the flow has a signing key. */
@@ -50,13 +55,39 @@ export function defaultScope(resourceTypes: readonly string[]): string {
   return resourceTypes.map((t) => `system/${t}.rs`).join(' ');
 }
 
+/** The audit database of a flow: `<state.dir>/<flow>.audit.sqlite`. */
+export function auditDbPath(flow: ResolvedFlow): string {
+  return join(flow.stateDir, `${flow.file.flow}.audit.sqlite`);
+}
+
+/** Opens the flow's audit log: writable with the signing key, verifiable with the configured keys. */
+export async function openFlowAudit(
+  flow: ResolvedFlow,
+  options: { readOnly?: boolean } = {},
+): Promise<AuditLog> {
+  mkdirSync(flow.stateDir, { recursive: true });
+  const signer =
+    options.readOnly || flow.auditSigningKey === undefined
+      ? undefined
+      : await createCheckpointSigner(flow.auditSigningKey);
+  return AuditLog.open({
+    store: auditDbPath(flow),
+    ...(signer ? { signer } : {}),
+    ...(flow.auditVerifyKeys ? { jwks: { keys: [...flow.auditVerifyKeys.keys] } } : {}),
+    checkpointEvery: flow.file.audit.checkpointEvery,
+  });
+}
+
 /** The state database of a flow: `<state.dir>/<flow>.sqlite`. */
 export function stateDbPath(flow: ResolvedFlow): string {
   return join(flow.stateDir, `${flow.file.flow}.sqlite`);
 }
 
 /** Composition root: adapters, store and stage context for a resolved flow. */
-export function buildFlowRuntime(flow: ResolvedFlow, options: { store?: StateStore } = {}): FlowRuntime {
+export async function buildFlowRuntime(
+  flow: ResolvedFlow,
+  options: { store?: StateStore } = {},
+): Promise<FlowRuntime> {
   loadR4Definitions();
   const { source: src, target: tgt, stages } = flow.file;
 
@@ -118,6 +149,7 @@ export function buildFlowRuntime(flow: ResolvedFlow, options: { store?: StateSto
   });
 
   const store = options.store ?? SqliteStateStore.open(stateDbPath(flow));
+  const audit = await openFlowAudit(flow);
   return {
     source,
     target,
@@ -171,7 +203,11 @@ export function buildFlowRuntime(flow: ResolvedFlow, options: { store?: StateSto
         ...(tgt.lineageField === null ? {} : { lineageField: tgt.lineageField }),
       },
     },
-    close: () => store.close(),
+    audit,
+    close: async () => {
+      await audit.close();
+      await store.close();
+    },
   };
 }
 
@@ -188,5 +224,7 @@ export function flowRunOptions(flow: ResolvedFlow, runtime: FlowRuntime): Omit<R
     ...runtime.runOptions,
     ...(runtime.consent ? { consent: runtime.consent, consentSource: runtime.consentSource } : {}),
     sealing: runtime.sealing,
+    audit: runtime.audit,
+    purpose: flow.file.purpose,
   };
 }

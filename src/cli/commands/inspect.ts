@@ -1,0 +1,316 @@
+import type { Command } from 'commander';
+import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
+import { SluiceError } from '../../core/errors/index.ts';
+import type { AuditKind } from '../../engine/audit/entry.ts';
+import { loadFlow, type ResolvedFlow } from '../../engine/config/load-flow.ts';
+import { openFlowAudit, stateDbPath } from '../../engine/runtime/build-flow.ts';
+import { SqliteStateStore } from '../../engine/store/sqlite-store.ts';
+import type { StateStore } from '../../engine/store/state-store.ts';
+import { EXIT, printJson, printLine, reportError } from '../output.ts';
+
+interface JsonOption {
+  json?: boolean;
+}
+
+/** Loads the flow and opens its state store for reading; reports errors the CLI way. */
+async function withState<T>(
+  file: string,
+  json: boolean,
+  body: (flow: ResolvedFlow, store: StateStore) => Promise<T>,
+): Promise<T | number> {
+  let flow: ResolvedFlow;
+  try {
+    flow = loadFlow(file);
+  } catch (err) {
+    return reportError(err, json);
+  }
+  const store = SqliteStateStore.open(stateDbPath(flow));
+  try {
+    return await body(flow, store);
+  } catch (err) {
+    return reportError(err, json);
+  } finally {
+    await store.close();
+  }
+}
+
+/** A patient reference given on the command line becomes its pseudonym: the state never holds the id. */
+function ledgerRefOf(flow: ResolvedFlow, ref: string): string {
+  const match = /^Patient\/([A-Za-z0-9\-.]{1,256})$/.exec(ref);
+  if (!match) return ref;
+  return pseudonymize(flow.pseudonymKey, flow.file.source.system, 'Patient', match[1] as string);
+}
+
+export function registerInspect(program: Command): void {
+  const quarantine = program.command('quarantine').description('records held back as invalid or refused');
+  quarantine
+    .command('list')
+    .argument('<flow>', 'flow file')
+    .option('--status <status>', 'open, released or discarded', 'open')
+    .option('--json', 'one JSON line per entry')
+    .description('list quarantined records: code, stage, where they came from (no content)')
+    .action(async (file: string, options: JsonOption & { status: string }) => {
+      const code = await withState(file, options.json === true, async (flow, store) => {
+        const entries = await store.listQuarantine({
+          flow: flow.file.flow,
+          status: options.status as 'open',
+        });
+        for (const e of entries) {
+          const { payload: _payload, ...summary } = e;
+          if (options.json) printJson(summary);
+          else
+            printLine(
+              `${e.id}  ${e.code.padEnd(24)} ${e.stage.padEnd(8)} ${e.sourceRef ?? '-'}  ${e.origin}`,
+            );
+        }
+        if (!options.json)
+          printLine(`${entries.length} ${options.status} entr${entries.length === 1 ? 'y' : 'ies'}`);
+        return EXIT.ok;
+      });
+      process.exitCode = code;
+    });
+  quarantine
+    .command('show')
+    .argument('<flow>', 'flow file')
+    .argument('<id>', 'quarantine entry id')
+    .option('--json', 'as JSON')
+    .option('--with-payload', 'include the quarantined record itself (PHI: mind where the output goes)')
+    .description('every issue of one quarantined record, with its path and code')
+    .action(async (file: string, id: string, options: JsonOption & { withPayload?: boolean }) => {
+      const code = await withState(file, options.json === true, async (_flow, store) => {
+        const entry = await store.getQuarantine(id);
+        if (!entry)
+          throw new SluiceError('QUARANTINE_NOT_FOUND', `No quarantine entry ${id} in this flow's state.`);
+        const { payload, ...summary } = entry;
+        const shown = options.withPayload ? { ...summary, payload: JSON.parse(payload) as unknown } : summary;
+        if (options.json) printJson(shown);
+        else {
+          printLine(`${entry.id}: ${entry.code} at stage ${entry.stage} (${entry.status})`);
+          printLine(
+            `  from ${entry.origin}${entry.sourceRef ? ` (${entry.sourceRef})` : ''}, run ${entry.runId}`,
+          );
+          for (const i of entry.issues)
+            printLine(`  ${i.severity} ${i.code} ${i.path || '(record)'}: ${i.message}`);
+          if (options.withPayload) printLine(JSON.stringify(JSON.parse(payload), null, 2));
+        }
+        return EXIT.ok;
+      });
+      process.exitCode = code;
+    });
+
+  const batches = program.command('batches').description('what was sent, when, why, under which policy');
+  batches
+    .command('list')
+    .argument('<flow>', 'flow file')
+    .option('--limit <n>', 'how many, newest first', '20')
+    .option('--json', 'one JSON line per batch')
+    .action(async (file: string, options: JsonOption & { limit: string }) => {
+      const code = await withState(file, options.json === true, async (flow, store) => {
+        for (const b of await store.listBatches(flow.file.flow, Number(options.limit) || 20)) {
+          const { envelope: _e, jws: _j, ...summary } = b;
+          if (options.json) printJson({ ...summary, signed: b.jws !== undefined });
+          else
+            printLine(
+              `${b.batchId}  ${b.createdAt}  ${b.object.padEnd(20)} ${String(b.recordCount).padStart(4)} records  ${b.purpose}  ${b.policyVersion}${b.jws ? '  signed' : ''}`,
+            );
+        }
+        return EXIT.ok;
+      });
+      process.exitCode = code;
+    });
+  batches
+    .command('show')
+    .argument('<flow>', 'flow file')
+    .argument('<batchId>', 'batch id')
+    .option('--json', 'as JSON')
+    .description(
+      'a batch manifest: systems, purpose, consent policy, items (pseudonymous), payload hash, signature',
+    )
+    .action(async (file: string, batchId: string, options: JsonOption) => {
+      const code = await withState(file, options.json === true, async (_flow, store) => {
+        const batch = await store.getBatch(batchId);
+        if (!batch) throw new SluiceError('BATCH_NOT_FOUND', `No batch ${batchId} in this flow's state.`);
+        const shown = { ...batch, envelope: JSON.parse(batch.envelope) as unknown };
+        if (options.json) printJson(shown);
+        else printLine(JSON.stringify(shown, null, 2));
+        return EXIT.ok;
+      });
+      process.exitCode = code;
+    });
+
+  const audit = program.command('audit').description('the tamper-evident audit trail of a flow');
+  audit
+    .command('verify')
+    .argument('<flow>', 'flow file')
+    .option('--json', 'the report as one JSON line')
+    .description('check the whole hash chain and every signed checkpoint; say exactly where it breaks')
+    .action(async (file: string, options: JsonOption) => {
+      const json = options.json === true;
+      let flow: ResolvedFlow;
+      try {
+        flow = loadFlow(file);
+      } catch (err) {
+        process.exitCode = reportError(err, json);
+        return;
+      }
+      const log = await openFlowAudit(flow, { readOnly: true });
+      try {
+        const report = await log.verify();
+        if (json) printJson(report);
+        else if (report.ok) {
+          printLine(
+            `audit log ${report.logId}: ${report.size} entries verified, ${report.checkpoints} signed checkpoint(s), ${report.unsealed} not yet sealed`,
+          );
+        } else {
+          const b = report.firstBreak;
+          printLine(`audit log ${report.logId}: BROKEN at entry ${b?.seq} (${b?.kind}): ${b?.message}`);
+        }
+        process.exitCode = report.ok ? EXIT.ok : EXIT.failed;
+      } catch (err) {
+        process.exitCode = reportError(err, json);
+      } finally {
+        await log.close();
+      }
+    });
+  audit
+    .command('query')
+    .argument('<flow>', 'flow file')
+    .option('--subject <ref>', 'a pseudonym, or Patient/ID (turned into its pseudonym)')
+    .option('--batch <id>', 'a batch id')
+    .option('--run <id>', 'a run id')
+    .option('--kind <kind>', 'send, withhold, quarantine, access-decision, receive, run-start, run-end, …')
+    .option('--limit <n>', 'page size', '100')
+    .option('--json', 'one JSON line per entry')
+    .action(
+      async (
+        file: string,
+        options: JsonOption & {
+          subject?: string;
+          batch?: string;
+          run?: string;
+          kind?: string;
+          limit: string;
+        },
+      ) => {
+        const json = options.json === true;
+        let flow: ResolvedFlow;
+        try {
+          flow = loadFlow(file);
+        } catch (err) {
+          process.exitCode = reportError(err, json);
+          return;
+        }
+        const log = await openFlowAudit(flow, { readOnly: true });
+        try {
+          const page = await log.query({
+            flow: flow.file.flow,
+            ...(options.subject ? { subject: ledgerRefOf(flow, options.subject) } : {}),
+            ...(options.batch ? { batchId: options.batch } : {}),
+            ...(options.run ? { runId: options.run } : {}),
+            ...(options.kind ? { kind: options.kind as AuditKind } : {}),
+            limit: Number(options.limit) || 100,
+          });
+          for (const e of page.entries) {
+            if (json) printJson(e);
+            else
+              printLine(
+                `#${e.seq} ${e.at} ${e.kind.padEnd(15)} ${e.outcome.padEnd(13)} ${e.reason ?? ''} ${e.subject ?? ''} ${e.batchId ?? ''}`,
+              );
+          }
+          process.exitCode = EXIT.ok;
+        } catch (err) {
+          process.exitCode = reportError(err, json);
+        } finally {
+          await log.close();
+        }
+      },
+    );
+  audit
+    .command('export')
+    .argument('<flow>', 'flow file')
+    .description('the audit trail as FHIR R4 AuditEvent NDJSON on stdout')
+    .action(async (file: string) => {
+      let flow: ResolvedFlow;
+      try {
+        flow = loadFlow(file);
+      } catch (err) {
+        process.exitCode = reportError(err, false);
+        return;
+      }
+      const log = await openFlowAudit(flow, { readOnly: true });
+      try {
+        for await (const line of log.exportFhir({ flow: flow.file.flow })) process.stdout.write(line);
+      } finally {
+        await log.close();
+      }
+    });
+
+  program
+    .command('explain')
+    .argument('<flow>', 'flow file')
+    .argument('<record>', 'Type/id of a source record (Patient ids become their pseudonym), or a pseudonym')
+    .option('--json', 'as one JSON line')
+    .description(
+      'the lineage of a record: what the CRM holds for it, which batches carried it, every audit entry',
+    )
+    .action(async (file: string, record: string, options: JsonOption) => {
+      const json = options.json === true;
+      const code = await withState(file, json, async (flow, store) => {
+        const ref = ledgerRefOf(flow, record);
+        const ledger = await store.ledgerBySource(flow.file.flow, ref);
+        const log = await openFlowAudit(flow, { readOnly: true });
+        try {
+          const bySubject = /^p[a-z2-7]{32}$/.test(ref)
+            ? (await log.query({ flow: flow.file.flow, subject: ref, limit: 1000 })).entries
+            : [];
+          const batchIds = [
+            ...new Set(bySubject.map((e) => e.batchId).filter((b): b is string => b !== undefined)),
+          ];
+          const bySource = /^p/.test(ref)
+            ? []
+            : (await log.query({ flow: flow.file.flow, limit: 1000, order: 'desc' })).entries.filter(
+                (e) => e.details.source === ref,
+              );
+          const entries = [...bySubject, ...bySource];
+          const quarantined = (await store.listQuarantine({ flow: flow.file.flow, limit: 10_000 })).filter(
+            (q) => q.sourceRef === record,
+          );
+          const lineage = {
+            record: ref === record ? record : `${record} (pseudonym ${ref})`,
+            target: ledger.map((l) => ({
+              object: l.object,
+              externalId: l.externalId,
+              targetId: l.targetId,
+              mappingVersion: l.mappingVersion,
+              deliveredAt: l.deliveredAt,
+              runId: l.runId,
+            })),
+            batches: [
+              ...new Set([...batchIds, ...bySource.map((e) => e.batchId).filter((b): b is string => !!b)]),
+            ],
+            audit: entries.map((e) => ({
+              seq: e.seq,
+              at: e.at,
+              kind: e.kind,
+              outcome: e.outcome,
+              reason: e.reason,
+              batchId: e.batchId,
+              details: e.details,
+            })),
+            quarantine: quarantined.map((q) => ({
+              id: q.id,
+              code: q.code,
+              stage: q.stage,
+              status: q.status,
+            })),
+          };
+          if (json) printJson(lineage);
+          else printLine(JSON.stringify(lineage, null, 2));
+          return EXIT.ok;
+        } finally {
+          await log.close();
+        }
+      });
+      process.exitCode = code;
+    });
+}

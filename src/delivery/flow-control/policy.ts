@@ -1,0 +1,156 @@
+import { z } from 'zod';
+import { SluiceError } from '../../core/errors/index.ts';
+
+/**
+ * The throttle policy of one target endpoint, as configuration. Every part has a default, so `{}` is
+ * a valid, conservative policy; objects are strict so a misspelt key is an error. The flow-file schema
+ * embeds `ThrottlePolicySchema` (or `ThrottlePoliciesSchema`, keyed by endpoint name).
+ */
+
+const className = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,31}$/, 'a lower-case class name (letters, digits, dashes; up to 32 characters)');
+
+const timeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'a 24-hour time of day HH:MM');
+
+export function isTimeZone(value: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: value });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A daily window in a named time zone; `start` after `end` spans midnight (22:00–06:00). */
+export const WindowSchema = z
+  .strictObject({
+    start: timeOfDay,
+    end: timeOfDay,
+    timeZone: z.string().refine(isTimeZone, 'an IANA time zone such as Europe/Berlin or America/New_York'),
+  })
+  .refine((w) => w.start !== w.end, { message: 'start and end must differ', path: ['end'] });
+
+export const PriorityClassSchema = z.strictObject({
+  /** Share of dispatches when several classes wait: weight 4 vs 1 gets four turns to one. */
+  weight: z.number().int().min(1).max(1000),
+  /** Interactive work keeps running (slowed) above `quota.stopAt`; other classes are held there. */
+  interactive: z.boolean().default(false),
+});
+
+const ConcurrencySchema = z
+  .strictObject({
+    min: z.number().int().min(1).max(1000).default(1),
+    max: z.number().int().min(1).max(1000).default(16),
+    initial: z.number().int().min(1).max(1000).default(4),
+    /** Responses slower than this count as overload and shrink the limit. */
+    latencyTargetMs: z.number().positive().max(600_000).default(2000),
+    /** Multiplicative decrease on overload. */
+    decreaseFactor: z.number().gt(0).lt(1).default(0.7),
+  })
+  .refine((c) => c.min <= c.initial && c.initial <= c.max, {
+    message: 'needs min <= initial <= max',
+    path: ['initial'],
+  });
+
+const RetrySchema = z
+  .strictObject({
+    /** Attempts in all, the first included; 1 disables retries. */
+    maxAttempts: z.number().int().min(1).max(20).default(5),
+    baseMs: z.number().int().min(1).max(600_000).default(250),
+    maxMs: z.number().int().min(1).max(3_600_000).default(30_000),
+    /** `full`: uniform in [0, c]; `equal`: uniform in [c/2, c], for c = min(maxMs, baseMs·2^(attempt-1)). */
+    jitter: z.enum(['full', 'equal']).default('full'),
+    /** Upper bound on a server's Retry-After; a larger (or malformed epoch) value waits this long. */
+    maxRetryAfterMs: z.number().int().min(0).max(3_600_000).default(120_000),
+  })
+  .refine((r) => r.baseMs <= r.maxMs, { message: 'needs baseMs <= maxMs', path: ['baseMs'] });
+
+const BreakerSchema = z
+  .strictObject({
+    /** Opens after this many consecutive server failures (the default trip rule, 5). */
+    consecutiveFailures: z.number().int().min(1).max(1000).optional(),
+    /** Or: opens when this share of calls fails within `samplingWindowMs` (at `minimumRps` or more). */
+    failureRatio: z.number().gt(0).lt(1).optional(),
+    samplingWindowMs: z.number().int().min(1000).max(3_600_000).default(30_000),
+    minimumRps: z.number().min(0).max(10_000).default(1),
+    /** Cool-down before one probe call is let through. */
+    halfOpenAfterMs: z.number().int().min(1).max(86_400_000).default(30_000),
+  })
+  .refine((b) => b.consecutiveFailures === undefined || b.failureRatio === undefined, {
+    message: 'set consecutiveFailures or failureRatio, not both',
+    path: ['failureRatio'],
+  });
+
+const QuotaSchema = z
+  .strictObject({
+    /** Usage ratio from which the rate is reduced proportionally to the remaining headroom. */
+    slowDownAt: z.number().min(0).max(1).default(0.8),
+    /** Usage ratio from which only interactive classes run (at `minRateFactor` of the rate). */
+    stopAt: z.number().min(0).max(1).default(0.95),
+    minRateFactor: z.number().gt(0).max(1).default(0.1),
+    /** After a REQUEST_LIMIT_EXCEEDED answer every class waits this long before trying again. */
+    recheckMs: z.number().int().min(1).max(86_400_000).default(300_000),
+  })
+  .refine((q) => q.slowDownAt < q.stopAt, { message: 'needs slowDownAt < stopAt', path: ['slowDownAt'] });
+
+export const DEFAULT_PRIORITIES = {
+  interactive: { weight: 4, interactive: true },
+  backfill: { weight: 1, interactive: false },
+} as const;
+
+export const ThrottlePolicySchema = z
+  .strictObject({
+    /** Sustained requests per second. */
+    rate: z.number().positive().max(100_000).default(10),
+    /** Token bucket size: requests allowed at once after an idle period. */
+    burst: z.number().int().min(1).max(100_000).default(10),
+    /** Deliveries that may wait for admission; more are refused (FLOW_QUEUE_FULL). */
+    maxQueueDepth: z.number().int().min(1).max(1_000_000).default(10_000),
+    concurrency: ConcurrencySchema.prefault({}),
+    retry: RetrySchema.prefault({}),
+    breaker: BreakerSchema.prefault({}),
+    priorities: z
+      .record(className, PriorityClassSchema)
+      .refine((p) => Object.keys(p).length > 0, 'needs at least one class')
+      .default(() => structuredClone(DEFAULT_PRIORITIES)),
+    /** Classes listed here run only inside one of their windows; unlisted classes run any time. */
+    windows: z.record(className, z.array(WindowSchema).min(1)).default(() => ({})),
+    quota: QuotaSchema.prefault({}),
+  })
+  .superRefine((policy, ctx) => {
+    for (const name of Object.keys(policy.windows)) {
+      if (!Object.hasOwn(policy.priorities, name)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `names a class that priorities does not define`,
+          path: ['windows', name],
+        });
+      }
+    }
+  });
+
+export type ThrottlePolicy = z.output<typeof ThrottlePolicySchema>;
+export type ThrottlePolicyInput = z.input<typeof ThrottlePolicySchema>;
+export type SchedulingWindow = z.output<typeof WindowSchema>;
+
+/** Throttle policies keyed by endpoint name (e.g. `crm-upsert`, `ehr-read`). */
+export const ThrottlePoliciesSchema = z.record(
+  z.string().regex(/^[a-z][a-z0-9-]{0,63}$/, 'a lower-case endpoint name'),
+  ThrottlePolicySchema,
+);
+
+export const DEFAULT_THROTTLE_POLICY: ThrottlePolicy = ThrottlePolicySchema.parse({});
+
+/**
+ * Validates a policy outside a flow file (tests, programmatic use). Fails with CFG_FLOW_INVALID
+ * naming each bad key as a dotted path under `where`.
+ */
+export function parseThrottlePolicy(input: unknown, where = 'throttle'): ThrottlePolicy {
+  const parsed = ThrottlePolicySchema.safeParse(input ?? {});
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((i) => `${[where, ...i.path.map(String)].join('.')}: ${i.message}`);
+  throw new SluiceError('CFG_FLOW_INVALID', `The throttle policy is invalid: ${issues.join('; ')}.`, {
+    details: { issues },
+  });
+}
