@@ -4,6 +4,7 @@ import { registerFlow } from './commands/flow-check.ts';
 import { registerInspect } from './commands/inspect.ts';
 import { registerRun } from './commands/run.ts';
 import { registerSandbox } from './commands/sandbox.ts';
+import { registerValidate } from './commands/validate.ts';
 import { EXIT } from './output.ts';
 
 const program = new Command()
@@ -23,5 +24,6 @@ registerDemo(program);
 registerSandbox(program);
 registerFlow(program);
 registerInspect(program);
+registerValidate(program);
 
 await program.parseAsync(process.argv);

@@ -3,6 +3,7 @@ import { SluiceError } from '../../core/errors/index.ts';
 import type { TargetWrite } from '../../core/mapping/canonical-to-veeva.ts';
 import { asCrmRecordId, type CrmRecordId } from '../../core/model/ids.ts';
 import type { DeleteResult, Target, UpsertOptions, WriteResult } from '../../core/ports/target.ts';
+import type { DeliveryGate } from '../../delivery/flow-control/gate.ts';
 import { HttpStatusError, NetworkError } from '../http/http-error.ts';
 import { type JsonResponse, requestJson } from '../http/request.ts';
 import type { CrmAuth } from './crm-auth.ts';
@@ -14,6 +15,13 @@ export interface VeevaTargetConfig {
   readonly apiVersion: string;
   readonly retry: RetryPolicy;
   readonly timeoutMs?: number;
+  /**
+   * Flow control for this endpoint (rate, burst, adaptive concurrency, breaker, quota pacing, retries
+   * honouring Retry-After). When set it replaces `retry` for API calls.
+   */
+  readonly gate?: DeliveryGate;
+  /** The gate's priority class for this target's work (default `backfill`). */
+  readonly priority?: string;
 }
 
 /** Per-entry error codes that mean "try this entry again later", not "this record is wrong". */
@@ -71,10 +79,7 @@ export class VeevaTarget implements Target {
     const headers: Record<string, string> = envelope === undefined ? {} : { 'x-sluice-batch': envelope };
     let response: JsonResponse;
     try {
-      response = await this.#config.retry.execute(
-        () => this.#send('PATCH', path, body, signal, headers),
-        signal,
-      );
+      response = await this.#call(() => this.#send('PATCH', path, body, signal, headers), signal);
     } catch (err) {
       throw translateError(err, `PATCH ${path}`);
     }
@@ -98,10 +103,7 @@ export class VeevaTarget implements Target {
     const path = `/services/data/${this.#config.apiVersion}/composite/sobjects?ids=${ids.map(encodeURIComponent).join(',')}&allOrNone=false`;
     let response: JsonResponse;
     try {
-      response = await this.#config.retry.execute(
-        () => this.#send('DELETE', path, undefined, signal),
-        signal,
-      );
+      response = await this.#call(() => this.#send('DELETE', path, undefined, signal), signal);
     } catch (err) {
       throw translateError(err, 'DELETE composite/sobjects');
     }
@@ -112,6 +114,13 @@ export class VeevaTarget implements Target {
       );
     }
     return response.body.map(toDeleteResult);
+  }
+
+  /** One API call through the flow-control gate when there is one, else through the retry policy. */
+  #call(fn: () => Promise<JsonResponse>, signal: AbortSignal): Promise<JsonResponse> {
+    const gate = this.#config.gate;
+    if (gate) return gate.run(this.#config.priority ?? 'backfill', () => fn(), signal);
+    return this.#config.retry.execute(fn, signal);
   }
 
   async #send(

@@ -56,3 +56,32 @@ export function generalizeZip(
   const prefix = match[1] as string;
   return restricted.has(prefix) ? '000' : prefix;
 }
+
+/**
+ * The age band holding `age`: bands of `width` years from 0, the last band below 90 cut at 89, and every
+ * age over 89 in one open band from 90 (Safe Harbor). Undefined for a negative or non-finite age.
+ */
+export function ageBandBounds(age: number, width = 5): { low: number; high?: number } | undefined {
+  if (!Number.isFinite(age) || age < 0 || !Number.isInteger(width) || width < 1) return undefined;
+  const years = Math.floor(age);
+  if (years > MAX_DISCLOSED_AGE) return { low: MAX_DISCLOSED_AGE + 1 };
+  const low = Math.floor(years / width) * width;
+  return { low, high: Math.min(low + width - 1, MAX_DISCLOSED_AGE) };
+}
+
+/** The label of an age band for released datasets: `45-49`, `7` (width 1) or `90+`. */
+export function ageBand(age: number, width = 5): string | undefined {
+  const band = ageBandBounds(age, width);
+  if (!band) return undefined;
+  if (band.high === undefined) return `${band.low}+`;
+  return band.low === band.high ? String(band.low) : `${band.low}-${band.high}`;
+}
+
+/** Whole years between a FHIR birth date and `asOf` (the oldest possible age for partial dates). */
+export function ageInYears(birthDate: string, asOf: Date): number | undefined {
+  const match = /^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?/.exec(birthDate);
+  if (!match) return undefined;
+  const month = match[2] === undefined ? 1 : Number(match[2]);
+  const day = match[3] === undefined ? 1 : Number(match[3]);
+  return ageOn(Number(match[1]), month, day, asOf);
+}

@@ -449,6 +449,58 @@ export const ERROR_CATALOG = {
     action: 'List the batches with `sluice batches list FLOW` and use one of their ids.',
   },
 
+  // Mapping matrix and identity resolution (issue #3)
+  MAP_UNKNOWN_CODE: {
+    title: 'A source code has no entry in the concept map the mapping matrix names for that field.',
+    action:
+      'Add the code to the concept map in config/mappings (the message names the map and the path), or correct it at the source, then release the record.',
+    quarantine: true,
+  },
+  MAP_CONFLICTING_VALUES: {
+    title: 'A single-valued field received several different values from the source (for example two NPIs).',
+    action: 'Resolve the duplicate at the source (the path names the field), then release the record.',
+    quarantine: true,
+  },
+  MAP_INVALID_VALUE: {
+    title: "A source value fails the field's validation rule or is not among its allowed values.",
+    action: 'Correct the value at the source (the path names the field and rule), then release the record.',
+    quarantine: true,
+  },
+  MAP_MISSING_EXTERNAL_ID: {
+    title: 'A CRM record has no external id, so it cannot be tied to its source; nothing is guessed.',
+    action: 'Set the external id on the CRM record (the path names the field), then release the record.',
+    quarantine: true,
+  },
+  MAP_CANONICAL_INVALID: {
+    title: 'A mapping produced a canonical record that fails the canonical schema.',
+    action:
+      'Fix the mapping matrix rule for the named path (config/mappings) and re-run `sluice mapping docs`; then release the record.',
+    quarantine: true,
+  },
+  MAP_NO_MATRIX_ENTRY: {
+    title: 'The mapping matrix has no entry for this record type in this direction.',
+    action: 'Add a mapping for the type to config/mappings or remove it from the flow, then release the record.',
+    quarantine: true,
+  },
+  MATRIX_INVALID: {
+    title: 'A mapping matrix file fails its schema or a governance rule (every error is listed with its key).',
+    action:
+      'Fix each listed key in the file under config/mappings (fields that drive consent, eligibility or PHI need an owner and a validation rule).',
+  },
+  MATRIX_DOCS_STALE: {
+    title: 'docs/mapping-matrix.md does not match the mapping matrix files.',
+    action: 'Run `sluice mapping docs` and commit docs/mapping-matrix.md.',
+  },
+  IDENTITY_CONFIG_INVALID: {
+    title: 'The identity resolution configuration is invalid (unknown rule, thresholds out of order).',
+    action: 'Fix the named key: precedence rules must be known and review threshold below the match threshold.',
+  },
+  IDENTITY_REVIEW_REQUIRED: {
+    title: 'A probable identity match scored inside the review band; it is held for an operator, not merged.',
+    action: 'Review the candidate pair and its weights, then merge or reject it explicitly.',
+    quarantine: true,
+  },
+
   // Sandboxes
   SANDBOX_SEED_INVALID: {
     title: 'A seed file for a sandbox could not be loaded.',

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { MAPPED_RESOURCE_TYPES } from '../../core/mapping/fhir-to-canonical.ts';
+import { DEFAULT_PRIORITIES, ThrottlePolicySchema } from '../../delivery/flow-control/policy.ts';
 
 /**
  * The flow file, version 1: what moves from which source to which target, for what purpose, through
@@ -58,6 +59,14 @@ const source = z
     pageSize: z.number().int().min(1).max(1000).default(200),
     timeoutSeconds: z.number().positive().max(600).default(60),
     /**
+     * Real-world deviations this source is known for, accepted explicitly and only here: `longIds`
+     * lets resource ids exceed FHIR's 64 characters (Epic), reported as warnings instead of errors.
+     */
+    deviations: z
+      .object({ longIds: z.boolean().default(false) })
+      .strict()
+      .default({ longIds: false }),
+    /**
      * How changes are read: `search` (`_lastUpdated` search, paged) or `bulk` (Bulk Data `$export`
      * with `_since`, checkpointed on the manifest's transactionTime, deletions included).
      */
@@ -108,6 +117,14 @@ const target = z
     /** Field for Sluice's compact lineage note on every record; `null` when the org has none. */
     lineageField: nonEmpty.nullable().default('Sluice_Lineage__c'),
     timeoutSeconds: z.number().positive().max(600).default(120),
+    /**
+     * Flow control for the CRM API: token bucket (rate, burst), adaptive concurrency, retries with
+     * backoff honouring Retry-After, circuit breaker (state survives restarts), quota pacing from
+     * Sforce-Limit-Info, priority classes and scheduling windows. Defaults are conservative.
+     */
+    throttle: ThrottlePolicySchema.optional(),
+    /** The priority class this flow's writes use (a class of `throttle.priorities`). */
+    priority: nonEmpty.default('backfill'),
   })
   .strict();
 
@@ -208,6 +225,16 @@ export const FlowFileSchema = z
       .strict()
       .default({ dir: '.sluice', changeLogDays: 7 }),
   })
-  .strict();
+  .strict()
+  .superRefine((flow, ctx) => {
+    const classes = Object.keys(flow.target.throttle?.priorities ?? DEFAULT_PRIORITIES);
+    if (!classes.includes(flow.target.priority)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['target', 'priority'],
+        message: `not a priority class of target.throttle (${classes.join(', ')})`,
+      });
+    }
+  });
 
 export type FlowFile = z.output<typeof FlowFileSchema>;

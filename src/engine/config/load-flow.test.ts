@@ -10,9 +10,12 @@ import { loadFlow } from './load-flow.ts';
 const EXAMPLE = join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml');
 const KEYS = join(REPO_ROOT, 'examples', 'keys');
 
-/** The example flow with its batch signing key made absolute, so copies elsewhere still find it. */
+/** The example flow with its signing and verification key paths made absolute, so copies elsewhere find them. */
 function exampleText(): string {
-  return readFileSync(EXAMPLE, 'utf8').replace('signingKeyFile: ../keys/', `signingKeyFile: ${KEYS}/`);
+  return readFileSync(EXAMPLE, 'utf8').replace(
+    /(signingKeyFile|verifyKeysFile): \.\.\/keys\//g,
+    (_m, key: string) => `${key}: ${KEYS}/`,
+  );
 }
 
 function env(overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {

@@ -49,6 +49,8 @@ export interface DeliveryContext {
   readonly entryRetryDelayMs?: number;
   /** Ignore the ledger: send even unchanged records (a replay after the target lost data). */
   readonly resend?: boolean;
+  /** Upsert requests of one object and rank in flight at once (the gate may allow fewer); default 4. */
+  readonly concurrency?: number;
   /** Names this page within the run (stream and page number): batch ids derive from it. */
   readonly pageKey?: string;
   /** Batch envelopes: every upsert request is one batch with a manifest, signed when a key is set. */
@@ -65,6 +67,30 @@ export interface BatchSealing {
   readonly alg?: EnvelopeAlg;
   /** When consent was last checked for this page's records (the batch's creation instant). */
   readonly checkedAt?: Date;
+}
+
+const DEFAULT_CONCURRENCY = 4;
+
+/** Runs `fn` over `items` with at most `limit` at once; the first failure rejects after the others settle. */
+async function forEachLimit<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: unknown;
+  const worker = async (): Promise<void> => {
+    while (next < items.length && failure === undefined) {
+      const item = items[next++] as T;
+      try {
+        await fn(item);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== undefined) throw failure;
 }
 
 interface Pending {
@@ -87,6 +113,7 @@ export async function deliverPage(
   const ledger: LedgerEntry[] = [];
   const deliveredByIndex = new Map<number, number>();
   const manifests: BatchManifest[] = [];
+  let sequenceNext = 0;
   let created = 0;
   let updated = 0;
   let unchanged = 0;
@@ -135,10 +162,15 @@ export async function deliverPage(
         if (round > 0)
           await sleep((ctx.entryRetryDelayMs ?? 500) * 2 ** (round - 1), undefined, { signal: ctx.signal });
         const retry: Pending[] = [];
-        for (let start = 0; start < queue.length; start += ctx.maxBatch) {
-          const chunk = queue.slice(start, start + ctx.maxBatch);
+        const chunks: Pending[][] = [];
+        for (let start = 0; start < queue.length; start += ctx.maxBatch)
+          chunks.push(queue.slice(start, start + ctx.maxBatch));
+        // Chunks of one object and rank go out concurrently; the target's flow-control gate decides how
+        // many are really in flight and at what rate.
+        await forEachLimit(chunks, ctx.concurrency ?? DEFAULT_CONCURRENCY, async (chunk) => {
           const first = chunk[0] as Pending;
-          const sealed = ctx.sealing ? sealer(ctx, ctx.sealing, object, batches, chunk) : undefined;
+          const sequence = sequenceNext++;
+          const sealed = ctx.sealing ? sealer(ctx, ctx.sealing, object, sequence, chunk) : undefined;
           const results = await ctx.target.upsert(
             object,
             first.write.externalIdField,
@@ -194,7 +226,7 @@ export async function deliverPage(
                 break;
             }
           });
-        }
+        });
         queue = retry;
       }
     }

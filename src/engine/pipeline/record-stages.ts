@@ -12,13 +12,15 @@ import type { Issue } from '../../core/mapping/outcome.ts';
 import type { SystemName } from '../../core/model/ids.ts';
 import type { WithholdPolicy } from '../../core/policy/withhold.ts';
 import type { SourceRecord } from '../../core/ports/source.ts';
-import { validateFhirResource } from '../../core/validate/fhir-schema.ts';
+import { hasErrors, validateFast } from '../../core/validate/compiled/validate.ts';
 import type { QuarantineStage } from '../store/state-store.ts';
 
 /** Everything the per-record stages need, fixed for a run. */
 export interface RecordStageContext {
   readonly system: SystemName;
   readonly validateFhir: boolean;
+  /** The source's ids may exceed FHIR's 64 characters (Epic): that one check becomes a warning. */
+  readonly allowLongIds?: boolean;
   readonly withhold: WithholdPolicy;
   readonly pseudonymKey: PseudonymKey;
   readonly restrictedZip3: ReadonlySet<string>;
@@ -101,8 +103,8 @@ export function processRecord(record: SourceRecord, ctx: RecordStageContext): Re
     };
   }
   if (ctx.validateFhir) {
-    const validated = validateFhirResource(resource);
-    if (!validated.ok) return { ...quarantine('validate', validated.code, validated.issues), ...where };
+    const issues = validateFast(resource, { allowLongIds: ctx.allowLongIds === true });
+    if (hasErrors(issues)) return { ...quarantine('validate', 'REC_INVALID_FHIR', issues), ...where };
   }
   const withheld = ctx.withhold.decide(type, resource);
   if (withheld)

@@ -14,6 +14,9 @@ import type { SystemName } from '../../core/model/ids.ts';
 import { compileWithholdPolicy } from '../../core/policy/withhold.ts';
 import type { Source } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
+import { SqliteBreakerStateStore } from '../../delivery/flow-control/breaker.ts';
+import { createDeliveryGate, type DeliveryGate } from '../../delivery/flow-control/gate.ts';
+import { DEFAULT_THROTTLE_POLICY } from '../../delivery/flow-control/policy.ts';
 import { createCheckpointSigner } from '../audit/checkpoint.ts';
 import { AuditLog } from '../audit/index.ts';
 import type { ResolvedFlow } from '../config/load-flow.ts';
@@ -32,6 +35,8 @@ export interface FlowRuntime {
   readonly stages: Omit<RecordStageContext, 'asOf'>;
   readonly maxBatch: number;
   readonly consent?: ConsentGate;
+  /** Flow control of the target endpoint (stats for progress and metrics). */
+  readonly gate: DeliveryGate;
   /** The flow's tamper-evident audit log. */
   readonly audit: AuditLog;
   /** Send-time consent refreshes always search (a bulk export per send would be absurd). */
@@ -136,8 +141,17 @@ export async function buildFlowRuntime(
         })
       : search;
 
+  // One gate per target endpoint; its breaker state lives beside the flow state, so a restart
+  // does not hammer a target that was failing.
+  const breakerStore = SqliteBreakerStateStore.open(join(flow.stateDir, `${flow.file.flow}.breaker.sqlite`));
+  const gate = createDeliveryGate(tgt.throttle ?? DEFAULT_THROTTLE_POLICY, {
+    endpoint: `${tgt.system}-api`,
+    breakerStore,
+  });
   const target = new VeevaTarget({
     system: tgt.system,
+    gate,
+    priority: tgt.priority,
     auth: new CrmAuth({
       loginUrl: tgt.baseUrl,
       clientId: tgt.auth.clientId,
@@ -194,6 +208,7 @@ export async function buildFlowRuntime(
     stages: {
       system: src.system as SystemName,
       validateFhir: stages.validate.fhir,
+      allowLongIds: src.deviations.longIds,
       withhold: compileWithholdPolicy(stages.withhold),
       pseudonymKey: flow.pseudonymKey,
       restrictedZip3: flow.restrictedZip3,
@@ -204,7 +219,10 @@ export async function buildFlowRuntime(
       },
     },
     audit,
+    gate,
     close: async () => {
+      gate.close();
+      breakerStore.close();
       await audit.close();
       await store.close();
     },
