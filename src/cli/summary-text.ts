@@ -18,6 +18,12 @@ export function formatSummary(s: RunSummary): string {
   const withheld = Object.entries(s.withholdReasons);
   if (withheld.length > 0)
     lines.push(`  withhold reasons: ${withheld.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  const fc = s.flowControl;
+  if (fc) {
+    lines.push(
+      `  flow control: rate ${fc.rate}/s, concurrency ${fc.limit}, breaker ${fc.breakerState}, waited ${Math.round(Number(fc.waitMsTotal ?? 0))} ms${fc.quotaUsage === undefined ? '' : `, quota ${(Number(fc.quotaUsage) * 100).toFixed(2)}% used`}`,
+    );
+  }
   if (s.error) lines.push(`  error ${s.error.code}: ${s.error.message}`, `  what to do: ${s.error.action}`);
   return lines.join('\n');
 }

@@ -213,17 +213,34 @@ describe('sluice validate', () => {
       join(dir, 'bad.ndjson'),
       [
         JSON.stringify({ resourceType: 'Patient', id: 'ok-1', gender: 'female' }),
-        JSON.stringify({ resourceType: 'Patient', id: 'bad 1', gender: 'mal', birthDate: '1990-02-30x', name: [] }),
+        JSON.stringify({
+          resourceType: 'Patient',
+          id: 'bad 1',
+          gender: 'mal',
+          birthDate: '1990-02-30x',
+          name: [],
+        }),
         '{"resourceType": "Patient", "id": ',
       ].join('\n'),
     );
     writeFileSync(join(dir, 'notes.json'), 'this is not JSON at all');
     const bad = await sluice(['validate', join(dir, 'bad.ndjson'), join(dir, 'notes.json'), '--json']);
     expect(bad.code).toBe(1);
-    const lines = bad.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    const patient = lines.find((l) => l.resource === 'Patient/bad 1') as { line: number; issues: { code: string; path: string }[] };
+    const lines = bad.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const patient = lines.find((l) => l.resource === 'Patient/bad 1') as {
+      line: number;
+      issues: { code: string; path: string }[];
+    };
     expect(patient.line).toBe(2);
-    expect(patient.issues.map((i) => i.path).sort()).toEqual(['Patient.birthDate', 'Patient.gender', 'Patient.id', 'Patient.name']);
+    expect(patient.issues.map((i) => i.path).sort()).toEqual([
+      'Patient.birthDate',
+      'Patient.gender',
+      'Patient.id',
+      'Patient.name',
+    ]);
     expect(lines.filter((l) => JSON.stringify(l).includes('REC_UNPARSEABLE'))).toHaveLength(2);
     expect((lines.at(-1) as { summary: { invalid: number } }).summary.invalid).toBe(3);
     // Values never appear in messages.

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { Consent, Patient } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { validateFast } from '../../src/core/validate/compiled/validate.ts';
 import { DEMO_SEED, type DemoRun, runDemo } from '../../src/demo/run-demo.ts';
 import { syntheaBundleDir } from '../../src/sandbox/ehr/testing.ts';
 import { SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
@@ -113,6 +114,16 @@ describe('the demo on the bundled sample', () => {
     ).toBe(true);
     // The CRM sandbox verified that batch's signature on receipt.
     expect(demo.crm.verifiedBatches.map((b) => b.batchId)).toContain(sent?.batchId);
+    // Its FHIR Provenance: valid R4, the pseudonym as the source entity, every stage as a step.
+    const [provenance] = await demo.store.provenanceOf('epic-to-veeva', pseudonym);
+    expect(provenance).toBeDefined();
+    expect(validateFast(provenance).filter((i) => i.severity === 'error')).toEqual([]);
+    const text = JSON.stringify(provenance);
+    expect(text).toContain(pseudonym);
+    expect(text).toContain(sent?.batchId as string);
+    for (const stage of ['read', 'validate', 'map', 'consent', 'anonymize', 'batch'])
+      expect(text).toContain(`"valueCode":"${stage}"`);
+    for (const id of demo.ehr.repo.recordedIds('Patient')) expect(text).not.toContain(id);
   });
 
   it('a second run sends nothing and creates no duplicate', async () => {

@@ -135,6 +135,27 @@ describe('runFlow', () => {
     await store.close();
   });
 
+  it('refuses records whose provenance shows a sensitive origin', async () => {
+    const [a, b] = organizations as [JsonObject, JsonObject];
+    const labelled = {
+      ...b,
+      meta: {
+        ...(b.meta as object),
+        security: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: '42CFRPart2' }],
+      },
+    };
+    const store = SqliteStateStore.open(storePath());
+    const target = new MemoryTarget();
+    const summary = await runFlow(
+      options(new MemorySource({ Organization: [a, labelled] }), target, store, {
+        stages: stageContext({ refuseSecurityLabels: new Set(['42CFRPart2', 'PSY']) }),
+      }),
+    );
+    expect(summary.withholdReasons).toEqual({ 'provenance-sensitive-origin': 1 });
+    expect([...target.records.keys()].some((k) => k.includes(String(b.id)))).toBe(false);
+    await store.close();
+  });
+
   it('writes a record that appears twice in a page once, with its later content', async () => {
     const [a] = organizations as [JsonObject];
     const later = {

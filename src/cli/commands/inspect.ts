@@ -275,8 +275,10 @@ export function registerInspect(program: Command): void {
           const quarantined = (await store.listQuarantine({ flow: flow.file.flow, limit: 10_000 })).filter(
             (q) => q.sourceRef === record,
           );
+          const provenance = await store.provenanceOf(flow.file.flow, ref);
           const lineage = {
             record: ref === record ? record : `${record} (pseudonym ${ref})`,
+            provenance,
             target: ledger.map((l) => ({
               object: l.object,
               externalId: l.externalId,

@@ -501,6 +501,19 @@ export const ERROR_CATALOG = {
     quarantine: true,
   },
 
+  // Anonymization profiles and the `sluice anonymize` / `sluice risk` commands (src/core/anonymize, src/cli)
+  ANON_PROFILE_NOT_FOUND: {
+    title: 'The anonymization profile named is neither a shipped profile nor a readable file.',
+    action:
+      'Give safe-harbor, crm-follow-up or analytics, or the path of a profile file (YAML or JSON; see config/anonymize).',
+  },
+  ANON_INPUT_INVALID: {
+    title:
+      'An input to `sluice anonymize` is not FHIR JSON, a Bundle or NDJSON (or could not be read or decompressed).',
+    action:
+      'Check the file and line named in the message; inputs are FHIR JSON resources, Bundles, NDJSON and their .gz forms, or - for stdin.',
+  },
+
   // Sandboxes
   SANDBOX_SEED_INVALID: {
     title: 'A seed file for a sandbox could not be loaded.',

@@ -146,6 +146,14 @@ const stages = z
       .strict()
       .default({ fhir: true }),
     withhold: z.array(withholdRule).default([]),
+    /**
+     * Provenance policy: refuse records whose security labels show a sensitive origin (withheld and
+     * audited, never sent). Codes from v3-ActCode / v3-Confidentiality (e.g. 42CFRPart2, PSY, ETH, HIV, R).
+     */
+    provenance: z
+      .object({ refuseSecurityLabels: z.array(nonEmpty).default([]) })
+      .strict()
+      .default({ refuseSecurityLabels: [] }),
     pseudonymize: z
       .object({
         /** The HMAC key: base64 or hex, at least 32 bytes. Prefer `${ENV}` over writing it in the file. */

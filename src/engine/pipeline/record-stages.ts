@@ -19,6 +19,12 @@ import type { QuarantineStage } from '../store/state-store.ts';
 export interface RecordStageContext {
   readonly system: SystemName;
   readonly validateFhir: boolean;
+  /**
+   * Provenance policy: records whose `meta.security` carries one of these labels (a sensitive origin,
+   * e.g. 42 CFR Part 2 substance-use data `42CFRPart2`, `PSY`, `ETH`, `HIV`, or `R` restricted) are
+   * refused (withheld, audited).
+   */
+  readonly refuseSecurityLabels?: ReadonlySet<string>;
   /** The source's ids may exceed FHIR's 64 characters (Epic): that one check becomes a warning. */
   readonly allowLongIds?: boolean;
   readonly withhold: WithholdPolicy;
@@ -105,6 +111,18 @@ export function processRecord(record: SourceRecord, ctx: RecordStageContext): Re
   if (ctx.validateFhir) {
     const issues = validateFast(resource, { allowLongIds: ctx.allowLongIds === true });
     if (hasErrors(issues)) return { ...quarantine('validate', 'REC_INVALID_FHIR', issues), ...where };
+  }
+  if (ctx.refuseSecurityLabels?.size && isJsonObject(resource.meta)) {
+    const labels = Array.isArray(resource.meta.security) ? resource.meta.security : [];
+    const sensitive = labels.some(
+      (l) => isJsonObject(l) && typeof l.code === 'string' && ctx.refuseSecurityLabels?.has(l.code),
+    );
+    if (sensitive)
+      return {
+        kind: 'withheld',
+        reason: 'provenance-sensitive-origin',
+        ...(lastUpdated ? { lastUpdated } : {}),
+      };
   }
   const withheld = ctx.withhold.decide(type, resource);
   if (withheld)

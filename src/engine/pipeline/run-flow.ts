@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
+import type { ConsentDecision } from '../../core/consent/index.ts';
 import { SluiceError, toSluiceError } from '../../core/errors/index.ts';
 import { CANONICAL_TO_VEEVA_VERSION } from '../../core/mapping/canonical-to-veeva.ts';
 import { FHIR_TO_CANONICAL_VERSION } from '../../core/mapping/fhir-to-canonical.ts';
@@ -8,12 +9,19 @@ import type { Source } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
 import type { AuditEventInput } from '../audit/entry.ts';
 import { CONSENT_STREAM, type ConsentGate } from '../consent/consent-gate.ts';
-import type { NewQuarantineEntry, SeenVersion, StateStore, StoredConsent } from '../store/state-store.ts';
+import type {
+  BatchManifest,
+  NewQuarantineEntry,
+  SeenVersion,
+  StateStore,
+  StoredConsent,
+} from '../store/state-store.ts';
 import { type AuditContext, pageAuditEntries, type RecordNote } from './audit-entries.ts';
 import { deleteByLedgerRefs, propagateDeletions } from './deletions.ts';
 import { type BatchSealing, type DeliveryItem, deliverPage } from './deliver.ts';
 import { prefetch } from './prefetch.ts';
 import { NO_PROGRESS, type ProgressSink } from './progress.ts';
+import { buildProvenance } from './provenance.ts';
 import { processRecord, type RecordStageContext } from './record-stages.ts';
 import { emptyCounts, type RunSummary, type StreamCounts } from './summary.ts';
 import { refOf, versionKeyOf } from './version-key.ts';
@@ -61,10 +69,14 @@ export interface RunFlowOptions {
   readonly consentSource?: Source;
   /** What a revoked consent does to data already delivered: delete it at the target, or leave it. */
   readonly onRevoke?: 'delete' | 'ignore';
+  /** Flow-control figures of the target endpoint, reported with the summary. */
+  readonly flowControlStats?: () => Readonly<Record<string, string | number | undefined>>;
   /** Where every decision and send is recorded (the tamper-evident audit log). */
   readonly audit?: AuditSink;
-  /** The flow's purpose of use, stamped on audit entries. */
+  /** The flow's purpose of use, stamped on audit entries and provenance. */
   readonly purpose?: string;
+  /** The adapter identity that reads the source (its client id), for provenance. */
+  readonly readBy?: string;
   /** Batch envelopes (manifests, signatures); absent: requests are not sealed. */
   readonly sealing?: Omit<BatchSealing, 'checkedAt'>;
   readonly logger: Logger;
@@ -157,6 +169,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
       for await (const page of prefetch(options.source.read(stream, readFrom, signal), 1)) {
         signal.throwIfAborted();
         pageNumber++;
+        const readAt = new Date().toISOString();
         const quarantine: NewQuarantineEntry[] = [];
         const items: DeliveryItem[] = [];
         const seen: SeenVersion[] = [];
@@ -299,6 +312,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         // Send-time consent: re-read what changed at the source, then check each person again.
         let sendable = items;
         let checkedAt: Date | undefined;
+        const sendDecisions = new Map<number, ConsentDecision>();
         if (gate && items.some((i) => i.subject !== undefined)) {
           const refreshed = await gate.refresh(options.consentSource ?? options.source, signal);
           consents.push(...refreshed.stored);
@@ -306,12 +320,25 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           const at = new Date();
           checkedAt = at;
           sendable = items.filter((item) => {
-            if (item.subject === undefined || gate.check(item.subject, stream, at).decision === 'permit')
-              return true;
+            if (item.subject === undefined) return true;
+            const decision = gate.check(item.subject, stream, at);
+            sendDecisions.set(item.index, decision);
+            if (decision.decision === 'permit') return true;
             counts.withheld++;
             withholdReasons['consent-changed-before-send'] =
               (withholdReasons['consent-changed-before-send'] ?? 0) + 1;
             outcomes.set(item.index, 'withheld');
+            notes.set(item.index, {
+              reason: 'consent-changed-before-send',
+              subject: item.subject,
+              decision: {
+                value: decision.decision,
+                rule: decision.basis.rule,
+                consent: decision.basis.consentRef ?? '',
+                provision: decision.basis.provisionPath ?? '',
+                policy: decision.policyVersion,
+              },
+            });
             return false;
           });
         }
@@ -362,6 +389,19 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
                 signal,
               })
             : undefined;
+        // Provenance of every record sent in this page: edge facts first, then each stage's step.
+        const provenance = provenanceFor({
+          options,
+          runId,
+          stream,
+          items: sendable,
+          manifests: delivery.manifests,
+          origins: page.records.map((r) => r.origin),
+          keys,
+          readAt,
+          decisions: sendDecisions,
+        });
+
         // Suppression: what was delivered for a person whose consent no longer permits is deleted.
         let suppression: Awaited<ReturnType<typeof deleteByLedgerRefs>> | undefined;
         if (gate && consentChanged.size > 0 && options.onRevoke !== 'ignore') {
@@ -423,6 +463,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           ledgerDeletes: [...(removal?.ledgerDeletes ?? []), ...(suppression?.ledgerDeletes ?? [])],
           consents,
           batches: delivery.manifests,
+          provenance,
           quarantine,
           seen,
           changeLog,
@@ -493,6 +534,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     quarantineReasons,
     withholdReasons,
     checkpoints,
+    ...(options.flowControlStats ? { flowControl: options.flowControlStats() } : {}),
     ...(error ? { error: { code: error.code, message: error.message, action: error.action } } : {}),
   };
   try {
@@ -531,6 +573,65 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     'run finished',
   );
   return summary;
+}
+
+function provenanceFor(input: {
+  options: RunFlowOptions;
+  runId: string;
+  stream: string;
+  items: readonly DeliveryItem[];
+  manifests: readonly BatchManifest[];
+  origins: readonly string[];
+  keys: ReadonlyMap<number, string>;
+  readAt: string;
+  decisions: ReadonlyMap<number, ConsentDecision>;
+}): { entity: string; runId: string; resource: Record<string, unknown> }[] {
+  const batchOf = new Map<string, string>();
+  for (const m of input.manifests) {
+    const envelope = JSON.parse(m.envelope) as { items?: { sourceId?: string }[] };
+    for (const item of envelope.items ?? []) if (item.sourceId) batchOf.set(item.sourceId, m.batchId);
+  }
+  const { options } = input;
+  const out: { entity: string; runId: string; resource: Record<string, unknown> }[] = [];
+  for (const item of input.items) {
+    const batchId = batchOf.get(item.ledgerRef);
+    if (batchId === undefined) continue; // nothing was sent for it (unchanged at the target)
+    const decision = input.decisions.get(item.index);
+    out.push({
+      entity: item.ledgerRef,
+      runId: input.runId,
+      resource: buildProvenance({
+        flow: options.flow,
+        runId: input.runId,
+        sourceSystem: options.source.system,
+        targetSystem: options.target.system,
+        entity: item.ledgerRef,
+        versionKey: input.keys.get(item.index) ?? '',
+        origin: input.origins[item.index] ?? input.stream,
+        readAt: input.readAt,
+        readBy: options.readBy ?? options.source.system,
+        mappingVersion: MAPPING_VERSION,
+        validation: 'valid',
+        ...(decision
+          ? {
+              consent: {
+                decision: decision.decision,
+                policy: decision.policyVersion,
+                basis: decision.basis.consentRef ?? decision.basis.rule,
+              },
+            }
+          : {}),
+        anonymization:
+          item.subject === undefined
+            ? 'none (provider data)'
+            : 'pseudonymised; birth year, ZIP3, gender only',
+        batchId,
+        purpose: options.purpose ?? 'unspecified',
+        writes: item.writes,
+      }),
+    });
+  }
+  return out;
 }
 
 async function assertCheckpointsMatch(

@@ -44,6 +44,11 @@ export interface RunSummary {
   readonly withholdReasons: Readonly<Record<string, number>>;
   /** Checkpoint position per stream after the run. */
   readonly checkpoints: Readonly<Record<string, string>>;
+  /**
+   * The target's flow control at the end of the run: rate, adaptive limit, breaker state, quota use,
+   * total admission wait (counts only).
+   */
+  readonly flowControl?: Readonly<Record<string, string | number | undefined>>;
   /** Present when the run failed: the error code and message (no PHI). */
   readonly error?: { readonly code: string; readonly message: string; readonly action: string };
 }

@@ -209,6 +209,7 @@ export async function buildFlowRuntime(
       system: src.system as SystemName,
       validateFhir: stages.validate.fhir,
       allowLongIds: src.deviations.longIds,
+      refuseSecurityLabels: new Set(stages.provenance.refuseSecurityLabels),
       withhold: compileWithholdPolicy(stages.withhold),
       pseudonymKey: flow.pseudonymKey,
       restrictedZip3: flow.restrictedZip3,
@@ -244,5 +245,11 @@ export function flowRunOptions(flow: ResolvedFlow, runtime: FlowRuntime): Omit<R
     sealing: runtime.sealing,
     audit: runtime.audit,
     purpose: flow.file.purpose,
+    readBy:
+      flow.file.source.auth.kind === 'smart-backend-services' ? flow.file.source.auth.clientId : 'anonymous',
+    flowControlStats: () => {
+      const { queueDepthByClass: _byClass, ...stats } = runtime.gate.stats();
+      return stats;
+    },
   };
 }

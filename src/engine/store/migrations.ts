@@ -108,4 +108,15 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX batches_flow ON batches (flow, created_at);
   `,
+  // 5: FHIR Provenance of every delivered record (entity by `Type/id` or pseudonym)
+  `
+  CREATE TABLE provenance (
+    flow TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    resource TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX provenance_entity ON provenance (flow, entity, recorded_at);
+  `,
 ];

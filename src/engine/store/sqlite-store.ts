@@ -155,6 +155,13 @@ export class SqliteStateStore implements StateStore {
     return rows.map(toBatch);
   }
 
+  async provenanceOf(flow: string, entity: string): Promise<Record<string, unknown>[]> {
+    const rows = this.#db
+      .prepare('SELECT resource FROM provenance WHERE flow = ? AND entity = ? ORDER BY recorded_at, rowid')
+      .all(flow, entity) as Row[];
+    return rows.map((r) => JSON.parse(String(r.resource)) as Record<string, unknown>);
+  }
+
   async getBatch(batchId: string): Promise<BatchManifest | undefined> {
     const row = this.#db.prepare('SELECT * FROM batches WHERE batch_id = ?').get(batchId) as Row | undefined;
     return row ? toBatch(row) : undefined;
@@ -194,6 +201,9 @@ export class SqliteStateStore implements StateStore {
     const insertBatch = db.prepare(`
       INSERT OR REPLACE INTO batches (batch_id, flow, run_id, object, created_at, purpose, policy_version,
         record_count, envelope, jws, results) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    const insertProvenance = db.prepare(
+      'INSERT INTO provenance (flow, entity, run_id, recorded_at, resource) VALUES (?, ?, ?, ?, ?)',
+    );
     const insertChange = db.prepare(`
       INSERT OR IGNORE INTO change_log (flow, stream, ref, version_key, last_updated, payload, recorded_at)
       VALUES (?, ?, ?, ?, ?, ?, ?)`);
@@ -252,6 +262,9 @@ export class SqliteStateStore implements StateStore {
           c.payload,
           createdAt,
         );
+      }
+      for (const p of commit.provenance ?? []) {
+        insertProvenance.run(flow as string, p.entity, p.runId, createdAt, JSON.stringify(p.resource));
       }
       for (const b of commit.batches ?? []) {
         insertBatch.run(

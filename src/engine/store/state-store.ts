@@ -128,6 +128,12 @@ export interface PageCommit {
   readonly seen?: readonly SeenVersion[];
   readonly changeLog?: readonly Omit<ChangeLogEntry, 'seq' | 'stream'>[];
   readonly batches?: readonly BatchManifest[];
+  /** FHIR Provenance resources of records delivered in this page. */
+  readonly provenance?: readonly {
+    readonly entity: string;
+    readonly runId: string;
+    readonly resource: Record<string, unknown>;
+  }[];
   /** Consent directives read in this page (JSON of the canonical ConsentState, keyed). */
   readonly consents?: readonly StoredConsent[];
   readonly quarantine: readonly NewQuarantineEntry[];
@@ -163,6 +169,8 @@ export interface StateStore {
   ): Promise<ChangeLogEntry[]>;
   listConsents(flow: string): Promise<StoredConsent[]>;
   listBatches(flow: string, limit?: number): Promise<BatchManifest[]>;
+  /** Provenance resources of a record (`Type/id` or pseudonym), oldest first. */
+  provenanceOf(flow: string, entity: string): Promise<Record<string, unknown>[]>;
   getBatch(batchId: string): Promise<BatchManifest | undefined>;
   /** Removes change log entries recorded before `before` (ISO instant); returns how many. */
   pruneChangeLog(flow: string, before: string): Promise<number>;
