@@ -75,7 +75,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoRun> {
       ...process.env,
       SLUICE_EHR_URL: ehr.url,
       SLUICE_CRM_URL: crm.url,
-      SLUICE_PSEUDONYM_KEY: randomBytes(32).toString('base64'),
+      // A fresh key per demo unless one is exported (so the demo's state can be inspected afterwards).
+      SLUICE_PSEUDONYM_KEY: process.env.SLUICE_PSEUDONYM_KEY ?? randomBytes(32).toString('base64'),
       SLUICE_PSEUDONYM_KEY_ID: 'demo-1',
       SLUICE_STATE_DIR: stateDir,
     };

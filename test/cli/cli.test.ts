@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -246,4 +246,49 @@ describe('sluice validate', () => {
     // Values never appear in messages.
     expect(bad.stdout).not.toContain('1990-02-30x');
   }, 30_000);
+});
+
+describe('sluice consent explain', () => {
+  it('says which consent and provision decided, or that the default applied', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-consent-'));
+    dirs.push(dir);
+    const env = {
+      SLUICE_EHR_URL: 'http://127.0.0.1:9/fhir',
+      SLUICE_CRM_URL: 'http://127.0.0.1:9',
+      SLUICE_PSEUDONYM_KEY: randomBytes(32).toString('base64'),
+      SLUICE_STATE_DIR: dir,
+      SLUICE_LOG_LEVEL: 'warn',
+    };
+    const demo = await sluice(['demo', '--json', '--state-dir', dir], env);
+    expect(demo.code, demo.stderr).toBe(0);
+    const consents = readFileSync(join(REPO_ROOT, 'examples', 'data', 'consents', 'Consent.ndjson'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { patient: { reference: string }; provision: { type: string } });
+    const permitted = consents.find((c) => c.provision.type === 'permit');
+    const optedOut = consents.find((c) => c.provision.type === 'deny');
+    const explain = async (person: string, ...extra: string[]) => {
+      const r = await sluice(['consent', 'explain', FLOW, person, '--json', ...extra], env);
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as {
+        decision: string;
+        subject: string;
+        basis: { rule: string; consentRef?: string; provisionPath?: string };
+      };
+    };
+    const yes = await explain(permitted?.patient.reference as string);
+    expect(yes.decision).toBe('permit');
+    expect(yes.basis.rule).toBe('provision');
+    expect(yes.basis.consentRef).toMatch(/Consent\//);
+    expect(yes.subject).toMatch(/^p[a-z2-7]{32}$/);
+    const no = await explain(optedOut?.patient.reference as string);
+    expect(no.decision).toBe('deny');
+    expect(no.basis.provisionPath).toBe('provision');
+    // Another purpose than the one consented to falls to the default.
+    const marketing = await explain(permitted?.patient.reference as string, '--purpose', 'HMARKT');
+    expect(marketing.decision).toBe('deny');
+    const stranger = await explain('Patient/nobody-we-know');
+    expect(stranger.decision).toBe('deny');
+    expect(stranger.basis.rule).toBe('default');
+  }, 60_000);
 });

@@ -7,7 +7,7 @@ import type { TargetWrite } from '../../src/core/mapping/canonical-to-veeva.ts';
 import { asCrmRecordId, type SystemName } from '../../src/core/model/ids.ts';
 import { compileWithholdPolicy } from '../../src/core/policy/withhold.ts';
 import type { Source, SourcePage } from '../../src/core/ports/source.ts';
-import type { DeleteResult, Target, WriteResult } from '../../src/core/ports/target.ts';
+import type { DeleteResult, Target, UpsertOptions, WriteResult } from '../../src/core/ports/target.ts';
 import type { RecordStageContext } from '../../src/engine/pipeline/record-stages.ts';
 import { SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
 
@@ -92,12 +92,37 @@ export class MemoryTarget implements Target {
   failRequests = 0;
   #next = 1;
 
-  async upsert(object: string, _field: string, writes: readonly TargetWrite[]): Promise<WriteResult[]> {
+  readonly batchesSeen: (readonly TargetWrite[])[] = [];
+
+  async upsert(
+    object: string,
+    _field: string,
+    writes: readonly TargetWrite[],
+    _signal?: AbortSignal,
+    options: UpsertOptions = {},
+  ): Promise<WriteResult[]> {
     if (this.failRequests > 0) {
       this.failRequests--;
       throw new SluiceError('TGT_UNREACHABLE', 'The test target went away.');
     }
     this.requests.push({ object, count: writes.length });
+    this.batchesSeen.push(writes);
+    if (options.allOrNone) {
+      const answers = writes.map((w) => this.behaviour(w));
+      if (answers.some((a) => a?.status === 'rejected')) {
+        // Rolled back: nothing written; the failing record says why, the others say rolled back.
+        return answers.map((a) =>
+          a?.status === 'rejected'
+            ? a
+            : {
+                status: 'rejected',
+                codes: ['ALL_OR_NONE_OPERATION_ROLLED_BACK'],
+                fields: [],
+                message: 'rolled back',
+              },
+        );
+      }
+    }
     return writes.map((w) => {
       const special = this.behaviour(w);
       if (special) return special;

@@ -201,6 +201,31 @@ describe('runFlow', () => {
     await store.close();
   });
 
+  it('with reject-batch, one refused record fails its whole batch and nothing of it is written', async () => {
+    const rejected = organizations[1] as JsonObject;
+    const target = new MemoryTarget();
+    target.behaviour = (w) =>
+      w.object === 'Account' && w.externalId.endsWith(`/${String(rejected.id)}`)
+        ? { status: 'rejected', codes: ['FIELD_CUSTOM_VALIDATION_EXCEPTION'], fields: [], message: 'rule' }
+        : undefined;
+    const store = SqliteStateStore.open(storePath());
+    const summary = await runFlow(
+      options(new MemorySource({ Organization: organizations }, 10), target, store, {
+        onItemFailure: 'reject-batch',
+      }),
+    );
+    expect(target.count('Account')).toBe(0);
+    expect(summary.quarantined).toBe(organizations.length);
+    const codes = (await store.listQuarantine({ flow: 'test-flow' })).flatMap((q) =>
+      q.issues.map((i) => i.code),
+    );
+    expect(codes).toContain('FIELD_CUSTOM_VALIDATION_EXCEPTION');
+    expect(codes.filter((c) => c === 'ALL_OR_NONE_OPERATION_ROLLED_BACK')).toHaveLength(
+      organizations.length - 1,
+    );
+    await store.close();
+  });
+
   it('sends an ambiguous match to quarantine and never retries it', async () => {
     const target = new MemoryTarget();
     let asked = 0;
@@ -534,6 +559,35 @@ describe('consent at ingest and at send time', () => {
     expect(second.status).toBe('succeeded');
     expect(second.suppressed).toBe(1);
     expect(target.count('Patient_Profile__c')).toBe(0);
+    await store.close();
+  });
+
+  it('never mixes geographies or consent scopes in one batch', async () => {
+    const [p] = patients as [JsonObject];
+    const at = (id: string, postalCode: string) => ({
+      ...p,
+      id,
+      address: [{ line: ['1 Main St'], city: 'X', state: 'MA', postalCode, country: 'US' }],
+    });
+    const people = [at('e1', '02138'), at('w1', '94110'), at('e2', '02139'), at('w2', '94112')];
+    const source = new MemorySource(
+      {
+        Consent: people.map((x, i) => consentFor(String(x.id), 'permit', `2026-11-01T00:00:0${i}Z`)),
+        Patient: people,
+      },
+      10,
+    );
+    const target = new MemoryTarget();
+    const store = SqliteStateStore.open(storePath());
+    const summary = await runFlow(
+      options(source, target, store, { consent: await gateFor(), purpose: 'HOPERAT' }),
+    );
+    expect(summary.delivered).toBe(4);
+    const profileBatches = target.batchesSeen.filter((b) => b[0]?.object === 'Patient_Profile__c');
+    expect(profileBatches).toHaveLength(2);
+    for (const batch of profileBatches) {
+      expect(new Set(batch.map((w) => String(w.fields.Zip3__c)[0])).size).toBe(1);
+    }
     await store.close();
   });
 

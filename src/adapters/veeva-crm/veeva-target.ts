@@ -67,7 +67,7 @@ export class VeevaTarget implements Target {
     }
     const path = `/services/data/${this.#config.apiVersion}/composite/sobjects/${encodeURIComponent(object)}/${encodeURIComponent(externalIdField)}`;
     const body = {
-      allOrNone: false,
+      allOrNone: options.allOrNone === true,
       records: writes.map((w) => ({
         attributes: { type: object },
         ...w.fields,

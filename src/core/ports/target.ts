@@ -22,6 +22,8 @@ export interface UpsertOptions {
    * (compact JWS) the target receives with them and can verify.
    */
   readonly seal?: (records: readonly unknown[]) => Promise<string | undefined>;
+  /** All or nothing: when one record fails, the target rolls the whole request back. */
+  readonly allOrNone?: boolean;
 }
 
 /** What happened to one delete. A record already gone counts as done: deletes are idempotent. */

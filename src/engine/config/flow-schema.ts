@@ -191,9 +191,14 @@ const stages = z
         maxRecords: z.number().int().min(1).max(200).default(200),
         /** Private JWK (ES256 or EdDSA, with a kid) that signs each batch envelope; relative to the flow file. */
         signingKeyFile: nonEmpty.optional(),
+        /**
+         * A record the target refuses inside a batch: quarantine it and deliver the rest, or reject the
+         * whole batch (all or nothing; every record of it is quarantined with the reason).
+         */
+        onItemFailure: z.enum(['quarantine-item', 'reject-batch']).default('quarantine-item'),
       })
       .strict()
-      .default({ maxRecords: 200 }),
+      .default({ maxRecords: 200, onItemFailure: 'quarantine-item' }),
   })
   .strict();
 

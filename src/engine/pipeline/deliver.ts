@@ -16,6 +16,8 @@ export interface DeliveryItem {
   readonly ledgerRef: string;
   /** The person's pseudonym when the data needs consent at send time. */
   readonly subject?: string;
+  /** Coarse geography, for consent-aware batch grouping. */
+  readonly region?: string;
 }
 
 export interface DeliveryFailure {
@@ -49,6 +51,13 @@ export interface DeliveryContext {
   readonly entryRetryDelayMs?: number;
   /** Ignore the ledger: send even unchanged records (a replay after the target lost data). */
   readonly resend?: boolean;
+  /**
+   * The consent-aware batch key of a record (purpose, consent scope and policy, recipient role,
+   * geography): records of different keys never share a batch. Absent: one key for all.
+   */
+  readonly batchKeyOf?: (item: DeliveryItem) => string;
+  /** `reject-batch`: a batch goes all or nothing (one failing record fails its whole batch). */
+  readonly onItemFailure?: 'quarantine-item' | 'reject-batch';
   /** Upsert requests of one object and rank in flight at once (the gate may allow fewer); default 4. */
   readonly concurrency?: number;
   /** Names this page within the run (stream and page number): batch ids derive from it. */
@@ -162,71 +171,88 @@ export async function deliverPage(
         if (round > 0)
           await sleep((ctx.entryRetryDelayMs ?? 500) * 2 ** (round - 1), undefined, { signal: ctx.signal });
         const retry: Pending[] = [];
-        const chunks: Pending[][] = [];
-        for (let start = 0; start < queue.length; start += ctx.maxBatch)
-          chunks.push(queue.slice(start, start + ctx.maxBatch));
+        const chunks: { key: string; records: Pending[] }[] = [];
+        const byKey = new Map<string, Pending[]>();
+        for (const p of queue) {
+          const key = ctx.batchKeyOf?.(p.item) ?? '';
+          const list = byKey.get(key) ?? [];
+          list.push(p);
+          byKey.set(key, list);
+        }
+        for (const [key, list] of byKey) {
+          for (let start = 0; start < list.length; start += ctx.maxBatch) {
+            chunks.push({ key, records: list.slice(start, start + ctx.maxBatch) });
+          }
+        }
         // Chunks of one object and rank go out concurrently; the target's flow-control gate decides how
         // many are really in flight and at what rate.
-        await forEachLimit(chunks, ctx.concurrency ?? DEFAULT_CONCURRENCY, async (chunk) => {
-          const first = chunk[0] as Pending;
-          const sequence = sequenceNext++;
-          const sealed = ctx.sealing ? sealer(ctx, ctx.sealing, object, sequence, chunk) : undefined;
-          const results = await ctx.target.upsert(
-            object,
-            first.write.externalIdField,
-            chunk.map((p) => p.write),
-            ctx.signal,
-            sealed ? { seal: sealed.seal } : {},
-          );
-          batches++;
-          const manifest = sealed?.manifest();
-          if (manifest) {
-            const counts: Record<string, number> = {};
-            for (const r of results) counts[r.status] = (counts[r.status] ?? 0) + 1;
-            manifests.push({ ...manifest, results: counts });
-          }
-          chunk.forEach((p, i) => {
-            const result = results[i] as WriteResult;
-            switch (result.status) {
-              case 'created':
-              case 'updated':
-                if (result.status === 'created') created++;
-                else updated++;
-                deliveredByIndex.set(p.item.index, (deliveredByIndex.get(p.item.index) ?? 0) + 1);
-                ledger.push({
-                  flow: ctx.flow,
-                  object,
-                  externalId: p.write.externalId,
-                  payloadHash: p.hash,
-                  targetId: result.id,
-                  sourceRef: p.item.ledgerRef,
-                  mappingVersion: ctx.mappingVersion,
-                  runId: ctx.runId,
-                  deliveredAt: new Date().toISOString(),
-                });
-                break;
-              case 'rejected':
-                fail(failed, p, 'TGT_RECORD_REJECTED', {
-                  severity: 'error',
-                  code: result.codes.join(',') || 'TGT_RECORD_REJECTED',
-                  path: result.fields.length ? `${object}.${result.fields.join(',')}` : object,
-                  message: `the CRM rejected the ${object} record: ${result.codes.join(', ') || 'no code'}`,
-                });
-                break;
-              case 'ambiguous':
-                fail(failed, p, 'TGT_AMBIGUOUS_MATCH', {
-                  severity: 'error',
-                  code: 'TGT_AMBIGUOUS_MATCH',
-                  path: `${object}.${p.write.externalIdField}`,
-                  message: `the external id matched several ${object} records; nothing was written`,
-                });
-                break;
-              case 'retry':
-                retry.push(p);
-                break;
+        await forEachLimit(
+          chunks,
+          ctx.concurrency ?? DEFAULT_CONCURRENCY,
+          async ({ key, records: chunk }) => {
+            const first = chunk[0] as Pending;
+            const sequence = sequenceNext++;
+            const sealed = ctx.sealing ? sealer(ctx, ctx.sealing, object, sequence, chunk) : undefined;
+            const results = await ctx.target.upsert(
+              object,
+              first.write.externalIdField,
+              chunk.map((p) => p.write),
+              ctx.signal,
+              {
+                ...(sealed ? { seal: sealed.seal } : {}),
+                ...(ctx.onItemFailure === 'reject-batch' ? { allOrNone: true } : {}),
+              },
+            );
+            batches++;
+            const manifest = sealed?.manifest();
+            if (manifest) {
+              const counts: Record<string, number> = {};
+              for (const r of results) counts[r.status] = (counts[r.status] ?? 0) + 1;
+              manifests.push({ ...manifest, results: counts, ...(key ? { batchKey: key } : {}) });
             }
-          });
-        });
+            chunk.forEach((p, i) => {
+              const result = results[i] as WriteResult;
+              switch (result.status) {
+                case 'created':
+                case 'updated':
+                  if (result.status === 'created') created++;
+                  else updated++;
+                  deliveredByIndex.set(p.item.index, (deliveredByIndex.get(p.item.index) ?? 0) + 1);
+                  ledger.push({
+                    flow: ctx.flow,
+                    object,
+                    externalId: p.write.externalId,
+                    payloadHash: p.hash,
+                    targetId: result.id,
+                    sourceRef: p.item.ledgerRef,
+                    mappingVersion: ctx.mappingVersion,
+                    runId: ctx.runId,
+                    deliveredAt: new Date().toISOString(),
+                  });
+                  break;
+                case 'rejected':
+                  fail(failed, p, 'TGT_RECORD_REJECTED', {
+                    severity: 'error',
+                    code: result.codes.join(',') || 'TGT_RECORD_REJECTED',
+                    path: result.fields.length ? `${object}.${result.fields.join(',')}` : object,
+                    message: `the CRM rejected the ${object} record: ${result.codes.join(', ') || 'no code'}`,
+                  });
+                  break;
+                case 'ambiguous':
+                  fail(failed, p, 'TGT_AMBIGUOUS_MATCH', {
+                    severity: 'error',
+                    code: 'TGT_AMBIGUOUS_MATCH',
+                    path: `${object}.${p.write.externalIdField}`,
+                    message: `the external id matched several ${object} records; nothing was written`,
+                  });
+                  break;
+                case 'retry':
+                  retry.push(p);
+                  break;
+              }
+            });
+          },
+        );
         queue = retry;
       }
     }

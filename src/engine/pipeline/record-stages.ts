@@ -65,6 +65,8 @@ export type RecordVerdict =
       readonly lastUpdated?: string;
       /** The person's pseudonym, for data that needs consent at send time. */
       readonly subject?: string;
+      /** Coarse geography for batch grouping (US ZIP3 national area), when known. */
+      readonly region?: string;
     };
 
 /**
@@ -158,6 +160,9 @@ export function processRecord(record: SourceRecord, ctx: RecordStageContext): Re
     sourceRef: sourceRef as string,
     ...(lastUpdated ? { lastUpdated } : {}),
     ...(subject === undefined ? {} : { subject }),
+    ...(canonical.kind === 'PatientProfile' && canonical.zip3 !== undefined && canonical.zip3 !== '000'
+      ? { region: `US-zip${canonical.zip3[0]}` }
+      : {}),
   };
 }
 

@@ -77,6 +77,8 @@ export interface RunFlowOptions {
   readonly purpose?: string;
   /** The adapter identity that reads the source (its client id), for provenance. */
   readonly readBy?: string;
+  /** A record failing inside a batch: quarantine it and keep the rest (default), or fail the batch. */
+  readonly onItemFailure?: 'quarantine-item' | 'reject-batch';
   /** Batch envelopes (manifests, signatures); absent: requests are not sealed. */
   readonly sealing?: Omit<BatchSealing, 'checkedAt'>;
   readonly logger: Logger;
@@ -302,6 +304,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
                 writes: verdict.writes,
                 ledgerRef: verdict.ledgerRef,
                 ...(verdict.subject === undefined ? {} : { subject: verdict.subject }),
+                ...(verdict.region === undefined ? {} : { region: verdict.region }),
               });
               outcomes.set(index, 'delivered');
               notes.set(index, verdict.subject === undefined ? {} : { subject: verdict.subject });
@@ -352,6 +355,19 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           mappingVersion: MAPPING_VERSION,
           signal,
           resend: options.resend === true,
+          batchKeyOf: (item) => {
+            const decision = sendDecisions.get(item.index);
+            return [
+              options.purpose ?? 'unspecified',
+              item.subject === undefined
+                ? 'provider-data'
+                : (decision?.basis.consentScope ?? 'no-consent-scope'),
+              decision?.basis.consentPolicyVersion ?? decision?.policyVersion ?? 'no-consent-policy',
+              options.consent?.settings.recipient.role ?? options.target.system,
+              item.subject === undefined ? 'any-region' : (item.region ?? 'region-unknown'),
+            ].join('|');
+          },
+          ...(options.onItemFailure ? { onItemFailure: options.onItemFailure } : {}),
           pageKey: `${stream}#${pageNumber}`,
           ...(options.sealing
             ? { sealing: { ...options.sealing, ...(checkedAt ? { checkedAt } : {}) } }

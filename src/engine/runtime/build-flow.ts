@@ -50,6 +50,7 @@ export interface FlowRuntime {
     readonly clockSkewSeconds: number;
     readonly changeLogDays: number;
     readonly deletes: 'delete' | 'ignore';
+    readonly onItemFailure: 'quarantine-item' | 'reject-batch';
     readonly onRevoke: 'delete' | 'ignore';
   };
   close(): Promise<void>;
@@ -188,6 +189,7 @@ export async function buildFlowRuntime(
       clockSkewSeconds: src.clockSkewSeconds,
       changeLogDays: flow.file.state.changeLogDays,
       deletes: stages.deletes,
+      onItemFailure: stages.batch.onItemFailure,
       onRevoke: stages.consent?.onRevoke ?? 'delete',
     },
     ...(stages.consent

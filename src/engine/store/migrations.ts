@@ -119,4 +119,8 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX provenance_entity ON provenance (flow, entity, recorded_at);
   `,
+  // 6: the consent-aware key a batch was grouped under
+  `
+  ALTER TABLE batches ADD COLUMN batch_key TEXT;
+  `,
 ];

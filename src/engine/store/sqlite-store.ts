@@ -200,7 +200,7 @@ export class SqliteStateStore implements StateStore {
         updated_at = excluded.updated_at`);
     const insertBatch = db.prepare(`
       INSERT OR REPLACE INTO batches (batch_id, flow, run_id, object, created_at, purpose, policy_version,
-        record_count, envelope, jws, results) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+        record_count, envelope, jws, results, batch_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     const insertProvenance = db.prepare(
       'INSERT INTO provenance (flow, entity, run_id, recorded_at, resource) VALUES (?, ?, ?, ?, ?)',
     );
@@ -279,6 +279,7 @@ export class SqliteStateStore implements StateStore {
           b.envelope,
           b.jws ?? null,
           JSON.stringify(b.results),
+          b.batchKey ?? null,
         );
       }
       const c = commit.checkpoint;
@@ -417,6 +418,7 @@ function toBatch(r: Row): BatchManifest {
     recordCount: Number(r.record_count),
     envelope: String(r.envelope),
     ...(r.jws == null ? {} : { jws: String(r.jws) }),
+    ...(r.batch_key == null ? {} : { batchKey: String(r.batch_key) }),
     results: JSON.parse(String(r.results)) as Record<string, number>,
   };
 }

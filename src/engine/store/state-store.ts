@@ -107,6 +107,8 @@ export interface BatchManifest {
   readonly envelope: string;
   /** The signed envelope (compact JWS) when the flow signs batches. */
   readonly jws?: string;
+  /** The consent-aware grouping key the batch was formed under (purpose|scope|policy|role|region). */
+  readonly batchKey?: string;
   /** Outcome counts: created, updated, rejected, ambiguous, retried. */
   readonly results: Readonly<Record<string, number>>;
 }
