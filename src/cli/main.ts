@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { registerConsent } from './commands/consent.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerFlow } from './commands/flow-check.ts';
 import { registerInspect } from './commands/inspect.ts';
@@ -24,6 +25,7 @@ registerDemo(program);
 registerSandbox(program);
 registerFlow(program);
 registerInspect(program);
+registerConsent(program);
 registerValidate(program);
 
 await program.parseAsync(process.argv);
