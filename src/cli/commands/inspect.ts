@@ -3,7 +3,17 @@ import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { SluiceError } from '../../core/errors/index.ts';
 import type { AuditKind } from '../../engine/audit/entry.ts';
 import { loadFlow, type ResolvedFlow } from '../../engine/config/load-flow.ts';
-import { openFlowAudit, stateDbPath } from '../../engine/runtime/build-flow.ts';
+import { CONSENT_STREAM } from '../../engine/consent/consent-gate.ts';
+import { processRecord } from '../../engine/pipeline/record-stages.ts';
+import { QuarantinedRecordSource } from '../../engine/pipeline/release.ts';
+import { runFlow } from '../../engine/pipeline/run-flow.ts';
+import {
+  buildFlowRuntime,
+  flowRunOptions,
+  openFlowAudit,
+  stateDbPath,
+} from '../../engine/runtime/build-flow.ts';
+import { createLogger } from '../../engine/runtime/logger.ts';
 import { SqliteStateStore } from '../../engine/store/sqlite-store.ts';
 import type { StateStore } from '../../engine/store/state-store.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
@@ -96,6 +106,26 @@ export function registerInspect(program: Command): void {
         return EXIT.ok;
       });
       process.exitCode = code;
+    });
+
+  quarantine
+    .command('release')
+    .argument('<flow>', 'flow file')
+    .argument('<id>', 'quarantine entry id')
+    .option('--json', 'the result as one JSON line')
+    .description('run a quarantined record through every check again; sent only if it now passes (audited)')
+    .action(async (file: string, id: string, options: JsonOption) => {
+      process.exitCode = await release(file, id, options.json === true);
+    });
+  quarantine
+    .command('discard')
+    .argument('<flow>', 'flow file')
+    .argument('<id>', 'quarantine entry id')
+    .requiredOption('--reason <code>', 'why, as a short code (e.g. duplicate, test-data, fixed-at-source)')
+    .option('--json', 'the result as one JSON line')
+    .description('drop a quarantined record for good; the discard and its reason are audited')
+    .action(async (file: string, id: string, options: JsonOption & { reason: string }) => {
+      process.exitCode = await discard(file, id, options.reason, options.json === true);
     });
 
   const batches = program.command('batches').description('what was sent, when, why, under which policy');
@@ -315,4 +345,121 @@ export function registerInspect(program: Command): void {
       });
       process.exitCode = code;
     });
+}
+
+async function release(file: string, id: string, json: boolean): Promise<number> {
+  let flow: ResolvedFlow;
+  try {
+    flow = loadFlow(file);
+  } catch (err) {
+    return reportError(err, json);
+  }
+  const runtime = await buildFlowRuntime(flow);
+  try {
+    const entry = await runtime.store.getQuarantine(id);
+    if (!entry || entry.status !== 'open') {
+      throw new SluiceError('QUARANTINE_NOT_FOUND', `No open quarantine entry ${id} in this flow's state.`);
+    }
+    const source = new QuarantinedRecordSource(runtime.source.system, entry);
+    // First every record-level check, without sending: a record that still fails stays where it is.
+    const [page] = await collectPages(source, entry.stream);
+    const record = page?.records[0];
+    const verdict =
+      record && entry.stream !== CONSENT_STREAM
+        ? processRecord(record, { ...runtime.stages, asOf: new Date() })
+        : undefined;
+    if (verdict?.kind === 'quarantine') {
+      const result = { id, released: false, code: verdict.code, issues: verdict.issues };
+      if (json) printJson(result);
+      else {
+        printLine(`${id} still fails: ${verdict.code}`);
+        for (const i of verdict.issues)
+          printLine(`  ${i.severity} ${i.code} ${i.path || '(record)'}: ${i.message}`);
+      }
+      return EXIT.failed;
+    }
+    const summary = await runFlow({
+      ...flowRunOptions(flow, runtime),
+      source,
+      replay: true,
+      changeLogDays: 0,
+      logger: createLogger(),
+    });
+    await runtime.store.setQuarantineStatus(id, 'released');
+    await runtime.audit.append([
+      {
+        kind: 'release',
+        flow: flow.file.flow,
+        runId: summary.runId,
+        outcome: summary.status === 'succeeded' ? 'success' : 'serious-failure',
+        reason: entry.code,
+        details: {
+          quarantineId: id,
+          delivered: summary.delivered,
+          withheld: summary.withheld,
+          requarantined: summary.quarantined,
+        },
+      },
+    ]);
+    const result = {
+      id,
+      released: true,
+      status: summary.status,
+      delivered: summary.delivered,
+      withheld: summary.withheld,
+      quarantined: summary.quarantined,
+      runId: summary.runId,
+    };
+    if (json) printJson(result);
+    else {
+      printLine(
+        `${id} released: run ${summary.runId} ${summary.status}, delivered ${summary.delivered}, withheld ${summary.withheld}, quarantined again ${summary.quarantined}`,
+      );
+    }
+    return summary.status === 'succeeded' && summary.quarantined === 0 ? EXIT.ok : EXIT.failed;
+  } catch (err) {
+    return reportError(err, json);
+  } finally {
+    await runtime.close();
+  }
+}
+
+async function collectPages(source: QuarantinedRecordSource, stream: string) {
+  const pages = [];
+  for await (const page of source.read(stream)) pages.push(page);
+  return pages;
+}
+
+async function discard(file: string, id: string, reason: string, json: boolean): Promise<number> {
+  let flow: ResolvedFlow;
+  try {
+    flow = loadFlow(file);
+  } catch (err) {
+    return reportError(err, json);
+  }
+  if (!/^[a-z][a-z0-9-]{0,40}$/.test(reason)) {
+    return reportError(
+      new SluiceError(
+        'CFG_FLOW_INVALID',
+        '--reason must be a short lower-case code (letters, digits, dashes).',
+      ),
+      json,
+    );
+  }
+  const runtime = await buildFlowRuntime(flow);
+  try {
+    if (!(await runtime.store.setQuarantineStatus(id, 'discarded'))) {
+      throw new SluiceError('QUARANTINE_NOT_FOUND', `No open quarantine entry ${id} in this flow's state.`);
+    }
+    await runtime.audit.append([
+      { kind: 'discard', flow: flow.file.flow, outcome: 'success', reason, details: { quarantineId: id } },
+    ]);
+    if (json) printJson({ id, discarded: true, reason });
+    else printLine(`${id} discarded (${reason}); the discard is in the audit trail`);
+    return EXIT.ok;
+  } catch (err) {
+    return reportError(err, json);
+  } finally {
+    await runtime.close();
+  }
 }

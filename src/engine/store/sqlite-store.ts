@@ -328,6 +328,13 @@ export class SqliteStateStore implements StateStore {
     return row ? toQuarantine(row) : undefined;
   }
 
+  async setQuarantineStatus(id: string, status: 'released' | 'discarded'): Promise<boolean> {
+    const result = this.#db
+      .prepare("UPDATE quarantine SET status = ? WHERE id = ? AND status = 'open'")
+      .run(status, id);
+    return Number(result.changes) === 1;
+  }
+
   async countQuarantine(flow: string, status?: QuarantineStatus): Promise<number> {
     const row = (
       status === undefined

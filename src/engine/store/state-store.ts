@@ -179,6 +179,8 @@ export interface StateStore {
   commitPage(commit: PageCommit): Promise<void>;
   listQuarantine(filter?: QuarantineFilter): Promise<QuarantineEntry[]>;
   getQuarantine(id: string): Promise<QuarantineEntry | undefined>;
+  /** Moves an open entry to released or discarded; false when it is not open. */
+  setQuarantineStatus(id: string, status: 'released' | 'discarded'): Promise<boolean>;
   countQuarantine(flow: string, status?: QuarantineStatus): Promise<number>;
   startRun(run: { runId: string; flow: string; startedAt: string }): Promise<void>;
   finishRun(run: {

@@ -1,0 +1,111 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type DemoRun, runDemo } from '../../src/demo/run-demo.ts';
+import { RECORD_TYPES } from '../../src/sandbox/crm/index.ts';
+import { apiPath, crmFetch, crmToken, seedRecords } from '../../src/sandbox/crm/testing.ts';
+import { REPO_ROOT } from '../../src/testkit/data.ts';
+
+const BIN = join(REPO_ROOT, 'bin', 'sluice.js');
+const FLOW = join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml');
+
+function sluice(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d;
+    });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const last = (text: string) => JSON.parse(text.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+
+describe('quarantine release and discard', () => {
+  let demo: DemoRun;
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-release-'));
+  const key = randomBytes(32).toString('base64');
+  afterAll(async () => {
+    await demo?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a record still failing stays; one whose cause was fixed is released and delivered; a discard is audited', async () => {
+    process.env.SLUICE_PSEUDONYM_KEY = key;
+    let duplicateIds: string[] = [];
+    let externalId = '';
+    demo = await runDemo({
+      stateDir: dir,
+      // The CRM already holds two Accounts with one organisation's external id: its upsert is ambiguous.
+      prepare: async (ehr, crm) => {
+        const orgId = ehr.repo.recordedIds('Organization')[0] as string;
+        externalId = `epic:Organization/${orgId}`;
+        duplicateIds = await seedRecords(crm, 'Account', [
+          { Name: 'Duplicate A', RecordTypeId: RECORD_TYPES.hco, External_ID_vod__c: externalId },
+          { Name: 'Duplicate B', RecordTypeId: RECORD_TYPES.hco, External_ID_vod__c: externalId },
+        ]);
+      },
+    });
+    delete process.env.SLUICE_PSEUDONYM_KEY;
+    expect(demo.summary.quarantineReasons.TGT_AMBIGUOUS_MATCH).toBe(1);
+    const env = {
+      SLUICE_EHR_URL: demo.ehr.url,
+      SLUICE_CRM_URL: demo.crm.url,
+      SLUICE_PSEUDONYM_KEY: key,
+      SLUICE_STATE_DIR: dir,
+    };
+    const entries = await demo.store.listQuarantine({ flow: 'epic-to-veeva' });
+    const ambiguous = entries.find((e) => e.code === 'TGT_AMBIGUOUS_MATCH');
+    const badNpi = entries.find((e) => e.code === 'MAP_INVALID_IDENTIFIER');
+    expect(ambiguous && badNpi).toBeTruthy();
+
+    // Releasing a record whose NPI is still malformed changes nothing.
+    const still = await sluice(['quarantine', 'release', FLOW, badNpi?.id as string, '--json'], env);
+    expect(still.code).toBe(1);
+    expect(last(still.stdout)).toMatchObject({ released: false, code: 'MAP_INVALID_IDENTIFIER' });
+    expect((await demo.store.getQuarantine(badNpi?.id as string))?.status).toBe('open');
+
+    // The duplicate is merged away in the CRM; the release now delivers the organisation.
+    const token = await crmToken(demo.crm);
+    const removed = await crmFetch(
+      demo.crm,
+      token,
+      'DELETE',
+      apiPath(`/sobjects/Account/${duplicateIds[1]}`),
+    );
+    expect(removed.status).toBe(204);
+    const released = await sluice(['quarantine', 'release', FLOW, ambiguous?.id as string, '--json'], env);
+    expect(released.code, released.stderr).toBe(0);
+    expect(last(released.stdout)).toMatchObject({ released: true, status: 'succeeded', quarantined: 0 });
+    expect((await demo.store.getQuarantine(ambiguous?.id as string))?.status).toBe('released');
+    const account = demo.crm.records('Account').filter((a) => a.External_ID_vod__c === externalId);
+    expect(account).toHaveLength(1);
+    expect(account[0]?.Name).not.toBe('Duplicate A');
+
+    // Discarding needs a reason code and is audited.
+    const discarded = await sluice(
+      ['quarantine', 'discard', FLOW, badNpi?.id as string, '--reason', 'test-data', '--json'],
+      env,
+    );
+    expect(discarded.code, discarded.stderr).toBe(0);
+    expect((await demo.store.getQuarantine(badNpi?.id as string))?.status).toBe('discarded');
+    const audited = await sluice(['audit', 'query', FLOW, '--kind', 'discard', '--json'], env);
+    expect(last(audited.stdout)).toMatchObject({ kind: 'discard', reason: 'test-data' });
+    const releases = await sluice(['audit', 'query', FLOW, '--kind', 'release', '--json'], env);
+    expect(last(releases.stdout)).toMatchObject({ kind: 'release', reason: 'TGT_AMBIGUOUS_MATCH' });
+  }, 120_000);
+});
