@@ -1,8 +1,10 @@
 import { Command } from 'commander';
+import { registerAnonymize } from './commands/anonymize.ts';
 import { registerConsent } from './commands/consent.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerFlow } from './commands/flow-check.ts';
 import { registerInspect } from './commands/inspect.ts';
+import { registerRisk } from './commands/risk.ts';
 import { registerRun } from './commands/run.ts';
 import { registerSandbox } from './commands/sandbox.ts';
 import { registerValidate } from './commands/validate.ts';
@@ -27,5 +29,7 @@ registerFlow(program);
 registerInspect(program);
 registerConsent(program);
 registerValidate(program);
+registerAnonymize(program);
+registerRisk(program);
 
 await program.parseAsync(process.argv);

@@ -122,6 +122,35 @@ describe('runFlow', () => {
     await store.close();
   });
 
+  it('holds a page of patient profiles whose re-identification risk breaks the thresholds', async () => {
+    const [p] = patients as [JsonObject];
+    // Three people with the same birth year, ZIP3 and gender: one class of size 3 (k = 3).
+    const three = ['r1', 'r2', 'r3'].map((id) => ({ ...p, id }));
+    const risk = (minK: number) => ({
+      object: 'Patient_Profile__c',
+      minK,
+      maxProsecutorRisk: 0.5,
+      action: 'hold' as const,
+    });
+    const sent = await runFlow(
+      options(new MemorySource({ Patient: three }), new MemoryTarget(), SqliteStateStore.open(storePath()), {
+        risk: risk(3),
+      }),
+    );
+    expect(sent.delivered).toBe(3);
+    expect(sent.risk).toMatchObject({ minK: 3, held: 0 });
+    const target = new MemoryTarget();
+    const held = await runFlow(
+      options(new MemorySource({ Patient: three }), target, SqliteStateStore.open(storePath()), {
+        risk: risk(4),
+      }),
+    );
+    expect(held.delivered).toBe(0);
+    expect(target.count('Patient_Profile__c')).toBe(0);
+    expect(held.withholdReasons).toEqual({ 'risk-below-threshold': 3 });
+    expect(held.risk).toMatchObject({ minK: 3, belowThreshold: 1, held: 3 });
+  });
+
   it('withholds deceased patients without quarantining them', async () => {
     const [p] = patients as [JsonObject];
     const dead = { ...p, id: 'dead-1', deceasedDateTime: '2020-01-01T00:00:00Z' };

@@ -357,7 +357,7 @@ async function release(file: string, id: string, json: boolean): Promise<number>
   const runtime = await buildFlowRuntime(flow);
   try {
     const entry = await runtime.store.getQuarantine(id);
-    if (!entry || entry.status !== 'open') {
+    if (entry?.status !== 'open') {
       throw new SluiceError('QUARANTINE_NOT_FOUND', `No open quarantine entry ${id} in this flow's state.`);
     }
     const source = new QuarantinedRecordSource(runtime.source.system, entry);

@@ -16,6 +16,7 @@ export {
   type RestrictedZip3,
   referenceIndex,
 } from './context.ts';
+export { anonymizeContextFromEnv } from './env-context.ts';
 export {
   type AnonymizedBundle,
   type AnonymizeResult,
@@ -24,6 +25,25 @@ export {
   anonymizeBundle,
   mergeAudit,
 } from './pipeline.ts';
+export {
+  compileProfile,
+  loadProfile,
+  PROFILE_NAMES,
+  type Profile,
+  type ProfileAggregation,
+  type ProfileRisk,
+} from './profile.ts';
+export {
+  type AggregateTable,
+  aggregateRelease,
+  assessPatientProfileRisk,
+  assessProfileRisk,
+  assessRelease,
+  DEFAULT_RISK_THRESHOLDS,
+  type PatientProfileRiskOptions,
+  type ProfileWrite,
+  type ReleaseRisk,
+} from './release.ts';
 export {
   assessRisk,
   checkRisk,
@@ -43,3 +63,4 @@ export {
   type Tokenizer,
   TokenVault,
 } from './vault.ts';
+export { restrictedZip3Of, zip3Lists } from './zip3-lists.ts';

@@ -68,7 +68,7 @@ describe('rule sets', () => {
       compileRuleSet({ ...base, rules: [{ path: 'Patient.name', method: 'scramble' }] }),
     );
     expect(err.code).toBe('ANON_RULES_INVALID');
-    expect((err.details.problems as readonly string[])[0]).toMatch(/^rules\.0\.method: /);
+    expect((err.details.problems as readonly string[])[0]).toMatch(/^rules\[0\]\.method: /);
   });
 
   it('rejects misspelt paths, bad params and bad FHIRPath, listing every problem at once', () => {

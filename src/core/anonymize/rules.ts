@@ -207,7 +207,11 @@ export function compileRuleSet(input: unknown, source = 'rule set'): RuleSet {
 }
 
 /** Checks one schema-valid rule against the element model; pushes its problems, returns it when sound. */
-function checkRule(rule: z.infer<typeof RuleSchema>, index: number, problems: string[]): CompiledRule | undefined {
+function checkRule(
+  rule: z.infer<typeof RuleSchema>,
+  index: number,
+  problems: string[],
+): CompiledRule | undefined {
   const key = `rules[${index}]`;
   const spec = methodSpec(rule.method, rule.params, `${key}.params`, problems);
   const selector = parseSelector(rule.path, `${key}.path`, problems);

@@ -10,13 +10,14 @@ import { gunzipSync } from 'node:zlib';
 import { SAMPLE_DATA_DIR, sharedDataDir } from '../../testkit/data.ts';
 import type { JsonObject } from '../fhir/resource.ts';
 import type { AnonymizeContext, RestrictedZip3 } from './context.ts';
+import { loadProfile } from './profile.ts';
 import type { PseudonymKey } from './pseudonym.ts';
-import { loadRuleSetFile, type RuleSet } from './rules.ts';
+import type { RuleSet } from './rules.ts';
 
 export const RULE_SET_DIR = fileURLToPath(new URL('../../../config/anonymize/', import.meta.url));
 
-export function exampleRuleSet(name: 'crm-follow-up' | 'analytics'): RuleSet {
-  return loadRuleSetFile(join(RULE_SET_DIR, `${name}.yaml`));
+export function exampleRuleSet(name: 'crm-follow-up' | 'analytics' | 'safe-harbor'): RuleSet {
+  return loadProfile(name).ruleSet;
 }
 
 export function syntheaBundleFiles(): string[] {

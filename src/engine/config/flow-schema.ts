@@ -184,6 +184,19 @@ const stages = z
       })
       .strict()
       .optional(),
+    /**
+     * Re-identification risk of the pseudonymous patient profiles each page would send, over their
+     * quasi-identifiers (birth year, ZIP3, gender): below `minK` or above `maxProsecutorRisk` the page's
+     * profiles are held (`hold`) or only reported (`report`).
+     */
+    risk: z
+      .object({
+        minK: z.number().int().min(1).max(1000).default(11),
+        maxProsecutorRisk: z.number().gt(0).max(1).default(0.09),
+        action: z.enum(['hold', 'report']).default('hold'),
+      })
+      .strict()
+      .optional(),
     /** What a deletion at the source does: delete the records at the target, or ignore it. */
     deletes: z.enum(['delete', 'ignore']).default('delete'),
     batch: z

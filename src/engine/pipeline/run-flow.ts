@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
+import { assessPatientProfileRisk } from '../../core/anonymize/release.ts';
 import type { ConsentDecision } from '../../core/consent/index.ts';
 import { SluiceError, toSluiceError } from '../../core/errors/index.ts';
 import { CANONICAL_TO_VEEVA_VERSION } from '../../core/mapping/canonical-to-veeva.ts';
@@ -77,6 +78,17 @@ export interface RunFlowOptions {
   readonly purpose?: string;
   /** The adapter identity that reads the source (its client id), for provenance. */
   readonly readBy?: string;
+  /**
+   * Re-identification risk of the de-identified records a page would send (k-anonymity and prosecutor
+   * risk over their quasi-identifiers): `hold` keeps a page below the thresholds back (withheld with
+   * the figures), `report` only records them.
+   */
+  readonly risk?: {
+    readonly object: string;
+    readonly minK: number;
+    readonly maxProsecutorRisk: number;
+    readonly action: 'hold' | 'report';
+  };
   /** A record failing inside a batch: quarantine it and keep the rest (default), or fail the batch. */
   readonly onItemFailure?: 'quarantine-item' | 'reject-batch';
   /** Batch envelopes (manifests, signatures); absent: requests are not sealed. */
@@ -111,6 +123,13 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
   let deleted = 0;
   let skipped = 0;
   let suppressed = 0;
+  const riskFigures = {
+    pages: 0,
+    belowThreshold: 0,
+    held: 0,
+    minK: Number.POSITIVE_INFINITY,
+    maxProsecutorRisk: 0,
+  };
   const gate = options.consent;
   const environment = options.environment ?? '';
   const overlapMs = (options.overlapSeconds ?? 0) * 1000;
@@ -346,6 +365,48 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           });
         }
 
+        // Re-identification risk of the de-identified records this page would release.
+        if (options.risk && sendable.some((i) => i.subject !== undefined)) {
+          const profiles = sendable.filter((i) => i.subject !== undefined);
+          const release = assessPatientProfileRisk(
+            profiles.flatMap((i) => i.writes),
+            { minK: options.risk.minK, maxProsecutorRisk: options.risk.maxProsecutorRisk },
+            { object: options.risk.object },
+          );
+          riskFigures.pages++;
+          riskFigures.minK = Math.min(riskFigures.minK, release.report.k);
+          riskFigures.maxProsecutorRisk = Math.max(
+            riskFigures.maxProsecutorRisk,
+            release.report.prosecutor.max,
+          );
+          if (release.hold) {
+            riskFigures.belowThreshold++;
+            if (options.risk.action === 'hold') {
+              riskFigures.held += profiles.length;
+              const held = new Set(profiles.map((i) => i.index));
+              sendable = sendable.filter((i) => !held.has(i.index));
+              for (const item of profiles) {
+                counts.withheld++;
+                withholdReasons['risk-below-threshold'] = (withholdReasons['risk-below-threshold'] ?? 0) + 1;
+                outcomes.set(item.index, 'withheld');
+                notes.set(item.index, {
+                  reason: 'risk-below-threshold',
+                  ...(item.subject ? { subject: item.subject } : {}),
+                });
+              }
+              log.warn(
+                {
+                  stream,
+                  k: release.report.k,
+                  prosecutorMax: release.report.prosecutor.max,
+                  held: profiles.length,
+                },
+                'page held: re-identification risk above the flow thresholds',
+              );
+            }
+          }
+        }
+
         const delivery = await deliverPage(sendable, {
           flow,
           runId,
@@ -551,6 +612,18 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     withholdReasons,
     checkpoints,
     ...(options.flowControlStats ? { flowControl: options.flowControlStats() } : {}),
+    ...(options.risk && riskFigures.pages > 0
+      ? {
+          risk: {
+            pages: riskFigures.pages,
+            belowThreshold: riskFigures.belowThreshold,
+            held: riskFigures.held,
+            minK: riskFigures.minK,
+            maxProsecutorRisk: Number(riskFigures.maxProsecutorRisk.toFixed(4)),
+            action: options.risk.action,
+          },
+        }
+      : {}),
     ...(error ? { error: { code: error.code, message: error.message, action: error.action } } : {}),
   };
   try {

@@ -49,6 +49,15 @@ export interface RunSummary {
    * total admission wait (counts only).
    */
   readonly flowControl?: Readonly<Record<string, string | number | undefined>>;
+  /** Re-identification risk of the de-identified pages (when the flow sets thresholds). */
+  readonly risk?: {
+    readonly pages: number;
+    readonly belowThreshold: number;
+    readonly held: number;
+    readonly minK: number;
+    readonly maxProsecutorRisk: number;
+    readonly action: 'hold' | 'report';
+  };
   /** Present when the run failed: the error code and message (no PHI). */
   readonly error?: { readonly code: string; readonly message: string; readonly action: string };
 }

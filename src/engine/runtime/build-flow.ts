@@ -247,6 +247,9 @@ export function flowRunOptions(flow: ResolvedFlow, runtime: FlowRuntime): Omit<R
     sealing: runtime.sealing,
     audit: runtime.audit,
     purpose: flow.file.purpose,
+    ...(flow.file.stages.risk
+      ? { risk: { object: flow.file.target.patientProfileObject, ...flow.file.stages.risk } }
+      : {}),
     readBy:
       flow.file.source.auth.kind === 'smart-backend-services' ? flow.file.source.auth.clientId : 'anonymous',
     flowControlStats: () => {
