@@ -4,6 +4,7 @@ import { registerConsent } from './commands/consent.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerFlow } from './commands/flow-check.ts';
 import { registerInspect } from './commands/inspect.ts';
+import { registerPlan } from './commands/plan.ts';
 import { registerRisk } from './commands/risk.ts';
 import { registerRun } from './commands/run.ts';
 import { registerSandbox } from './commands/sandbox.ts';
@@ -31,5 +32,6 @@ registerConsent(program);
 registerValidate(program);
 registerAnonymize(program);
 registerRisk(program);
+registerPlan(program);
 
 await program.parseAsync(process.argv);

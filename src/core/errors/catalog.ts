@@ -479,11 +479,13 @@ export const ERROR_CATALOG = {
   },
   MAP_NO_MATRIX_ENTRY: {
     title: 'The mapping matrix has no entry for this record type in this direction.',
-    action: 'Add a mapping for the type to config/mappings or remove it from the flow, then release the record.',
+    action:
+      'Add a mapping for the type to config/mappings or remove it from the flow, then release the record.',
     quarantine: true,
   },
   MATRIX_INVALID: {
-    title: 'A mapping matrix file fails its schema or a governance rule (every error is listed with its key).',
+    title:
+      'A mapping matrix file fails its schema or a governance rule (every error is listed with its key).',
     action:
       'Fix each listed key in the file under config/mappings (fields that drive consent, eligibility or PHI need an owner and a validation rule).',
   },
@@ -493,7 +495,8 @@ export const ERROR_CATALOG = {
   },
   IDENTITY_CONFIG_INVALID: {
     title: 'The identity resolution configuration is invalid (unknown rule, thresholds out of order).',
-    action: 'Fix the named key: precedence rules must be known and review threshold below the match threshold.',
+    action:
+      'Fix the named key: precedence rules must be known and review threshold below the match threshold.',
   },
   IDENTITY_REVIEW_REQUIRED: {
     title: 'A probable identity match scored inside the review band; it is held for an operator, not merged.',
