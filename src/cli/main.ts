@@ -4,6 +4,7 @@ import { registerConsent } from './commands/consent.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerFlow } from './commands/flow-check.ts';
 import { registerInspect } from './commands/inspect.ts';
+import { registerMapping } from './commands/mapping.ts';
 import { registerPlan } from './commands/plan.ts';
 import { registerRisk } from './commands/risk.ts';
 import { registerRun } from './commands/run.ts';
@@ -33,5 +34,6 @@ registerValidate(program);
 registerAnonymize(program);
 registerRisk(program);
 registerPlan(program);
+registerMapping(program);
 
 await program.parseAsync(process.argv);

@@ -14,6 +14,8 @@ export interface SourceRef {
   readonly lastUpdated?: string;
   /** When Sluice last read this fact from the source (ISO instant). */
   readonly verifiedAt: string;
+  /** `id@version` of the mapping matrix that produced the record (absent from the legacy mapping). */
+  readonly mapping?: string;
 }
 
 export interface PostalAddress {

@@ -42,3 +42,17 @@ export const asSourceId = (value: string): SourceId => value as SourceId;
 export const asSystemName = (value: string): SystemName => value as SystemName;
 export const asExternalId = (value: string): ExternalId => value as ExternalId;
 export const asCrmRecordId = (value: string): CrmRecordId => value as CrmRecordId;
+
+/** Sluice's own id for a resolved person (an identity cluster); never an id from a source system. */
+export type PersonId = Brand<string, 'PersonId'>;
+/** An enterprise (master patient index) id assigned by the EHR organisation. PHI. */
+export type EnterpriseId = Brand<string, 'EnterpriseId'>;
+/** A medical record number; meaningful only with its assigning system. PHI. */
+export type Mrn = Brand<string, 'Mrn'>;
+/** A Veeva Network VID (18 digits) for an HCP, HCO or address. */
+export type VeevaVid = Brand<string, 'VeevaVid'>;
+
+export const asPersonId = (value: string): PersonId => value as PersonId;
+export const asEnterpriseId = (value: string): EnterpriseId => value as EnterpriseId;
+export const asMrn = (value: string): Mrn => value as Mrn;
+export const asPseudonym = (value: string): Pseudonym => value as Pseudonym;

@@ -7,13 +7,25 @@ import {
   type TargetWrite,
   type VeevaMappingConfig,
 } from '../../core/mapping/canonical-to-veeva.ts';
-import { fhirToCanonical, isMappedResourceType } from '../../core/mapping/fhir-to-canonical.ts';
+import { isMappedResourceType } from '../../core/mapping/fhir-to-canonical.ts';
 import type { Issue } from '../../core/mapping/outcome.ts';
+import { createMatrixEngine, isLegacyKind, type MatrixEngine } from '../../core/matrix/engine.ts';
 import type { SystemName } from '../../core/model/ids.ts';
 import type { WithholdPolicy } from '../../core/policy/withhold.ts';
 import type { SourceRecord } from '../../core/ports/source.ts';
 import { hasErrors, validateFast } from '../../core/validate/compiled/validate.ts';
 import type { QuarantineStage } from '../store/state-store.ts';
+
+let engine: MatrixEngine | undefined;
+
+/**
+ * The mapping matrix (config/mappings/*.yaml), compiled once per process: every FHIRPath rule and
+ * concept map is prepared before the first record.
+ */
+export function mappingEngine(): MatrixEngine {
+  engine ??= createMatrixEngine();
+  return engine;
+}
 
 /** Everything the per-record stages need, fixed for a run. */
 export interface RecordStageContext {
@@ -130,14 +142,26 @@ export function processRecord(record: SourceRecord, ctx: RecordStageContext): Re
   if (withheld)
     return { kind: 'withheld', reason: withheld.rule.reason, ...(lastUpdated ? { lastUpdated } : {}) };
 
-  const mapped = fhirToCanonical(resource as JsonObject, {
-    system: ctx.system,
-    verifiedAt: new Date().toISOString(),
-    asOf: ctx.asOf,
+  const ctxFor = { system: ctx.system, verifiedAt: new Date().toISOString(), asOf: ctx.asOf };
+  const engine = mappingEngine();
+  const mapped = engine.fhirToCanonical(resource as JsonObject, {
+    ...ctxFor,
     pseudonymKey: ctx.pseudonymKey,
     restrictedZip3: ctx.restrictedZip3,
   });
   if (!mapped.ok) return { ...quarantine('map', mapped.code, mapped.issues), ...where };
+  if (!isLegacyKind(mapped.value)) {
+    return {
+      ...quarantine('map', 'REC_UNSUPPORTED_TYPE', [
+        issueOf(
+          'REC_UNSUPPORTED_TYPE',
+          'resourceType',
+          `resource type ${type} maps to no record this target takes`,
+        ),
+      ]),
+      ...where,
+    };
+  }
   const canonical = mapped.value;
   const subject = canonical.kind === 'PatientProfile' ? canonical.pseudonym : undefined;
   if (subject !== undefined && ctx.consent) {
@@ -153,9 +177,15 @@ export function processRecord(record: SourceRecord, ctx: RecordStageContext): Re
     }
   }
   const ledgerRef = subject ?? (sourceRef as string);
+  const written = engine.canonicalToVeeva(canonical, {
+    ...ctxFor,
+    system: 'veeva' as SystemName,
+    config: ctx.veeva as unknown as Record<string, unknown>,
+  });
+  if (!written.ok) return { ...quarantine('map', written.code, written.issues), ...where };
   return {
     kind: 'ready',
-    writes: canonicalToVeeva(canonical, ctx.veeva),
+    writes: written.value.writes,
     ledgerRef,
     sourceRef: sourceRef as string,
     ...(lastUpdated ? { lastUpdated } : {}),

@@ -4,8 +4,6 @@ import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { assessPatientProfileRisk } from '../../core/anonymize/release.ts';
 import type { ConsentDecision } from '../../core/consent/index.ts';
 import { SluiceError, toSluiceError } from '../../core/errors/index.ts';
-import { CANONICAL_TO_VEEVA_VERSION } from '../../core/mapping/canonical-to-veeva.ts';
-import { FHIR_TO_CANONICAL_VERSION } from '../../core/mapping/fhir-to-canonical.ts';
 import type { Source } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
 import type { AuditEventInput } from '../audit/entry.ts';
@@ -23,7 +21,7 @@ import { type BatchSealing, type DeliveryItem, deliverPage } from './deliver.ts'
 import { prefetch } from './prefetch.ts';
 import { NO_PROGRESS, type ProgressSink } from './progress.ts';
 import { buildProvenance } from './provenance.ts';
-import { processRecord, type RecordStageContext } from './record-stages.ts';
+import { mappingEngine, processRecord, type RecordStageContext } from './record-stages.ts';
 import { emptyCounts, type RunSummary, type StreamCounts } from './summary.ts';
 import { refOf, versionKeyOf } from './version-key.ts';
 
@@ -32,7 +30,11 @@ export interface AuditSink {
   append(entries: readonly AuditEventInput[]): Promise<unknown>;
 }
 
-export const MAPPING_VERSION = `${FHIR_TO_CANONICAL_VERSION}+${CANONICAL_TO_VEEVA_VERSION}`;
+/** The mapping versions the pipeline runs (from the matrix files), stamped on ledger, batches and provenance. */
+export const MAPPING_VERSION = (() => {
+  const v = mappingEngine().versions();
+  return `${v['fhir-r4->canonical'] ?? 'fhir-r4-to-canonical@?'}+${v['canonical->veeva'] ?? 'canonical-to-veeva@?'}`;
+})();
 
 export interface RunFlowOptions {
   readonly flow: string;
