@@ -2,11 +2,7 @@ import type { PseudonymKey } from '../../core/anonymize/pseudonym.ts';
 import type { ConsentDecision } from '../../core/consent/index.ts';
 import type { ErrorCode } from '../../core/errors/index.ts';
 import { isJsonObject, type JsonObject, str } from '../../core/fhir/resource.ts';
-import {
-  canonicalToVeeva,
-  type TargetWrite,
-  type VeevaMappingConfig,
-} from '../../core/mapping/canonical-to-veeva.ts';
+import type { TargetWrite, VeevaMappingConfig } from '../../core/mapping/canonical-to-veeva.ts';
 import { isMappedResourceType } from '../../core/mapping/fhir-to-canonical.ts';
 import type { Issue } from '../../core/mapping/outcome.ts';
 import { createMatrixEngine, isLegacyKind, type MatrixEngine } from '../../core/matrix/engine.ts';
