@@ -460,7 +460,48 @@ const requestArb: fc.Arbitrary<ConsentRequest> = fc
   })
   .map(({ securityLabels, ...rest }) => (securityLabels === undefined ? rest : { ...rest, securityLabels }));
 
+/** Inserts `deny` as a child of the provision at `at` (a pre-order index; wraps around the tree). */
+function withDenyAt(root: Provision, deny: Provision, at: number): Provision {
+  const nodes: Provision[] = [];
+  const walk = (p: Provision): void => {
+    nodes.push(p);
+    for (const c of p.provisions) walk(c);
+  };
+  walk(root);
+  const target = nodes[at % nodes.length] as Provision;
+  const rebuild = (p: Provision): Provision => ({
+    ...p,
+    provisions: [...p.provisions.map(rebuild), ...(p === target ? [deny] : [])],
+  });
+  return rebuild(root);
+}
+
 describe('evaluateConsent properties', () => {
+  it('adding a deny provision anywhere never widens what is permitted', () => {
+    fc.assert(
+      fc.property(
+        fc.array(stateArb(['permit', 'deny'], SUBJECT), { minLength: 1, maxLength: 3 }),
+        fc.nat(),
+        fc.nat(),
+        provisionArb(['deny'], 1),
+        requestArb,
+        fc.constantFrom<'deny' | 'permit' | 'not-applicable'>('deny', 'permit', 'not-applicable'),
+        (states, which, at, deny, request, defaultDecision) => {
+          const policy = { ...POLICY, defaultDecision };
+          const before = evaluateConsent(states, request, policy).decision;
+          const index = which % states.length;
+          const changed = states.map((s, i) =>
+            i === index ? { ...s, provision: withDenyAt(s.provision, deny, at) } : s,
+          );
+          const after = evaluateConsent(changed, request, policy).decision;
+          // What is permitted after the change was permitted before it.
+          if (after === 'permit') expect(before).toBe('permit');
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
   it('a deny-only consent never permits any request', () => {
     fc.assert(
       fc.property(stateArb(['deny'], SUBJECT), requestArb, (state, request) => {
