@@ -620,6 +620,31 @@ describe('consent at ingest and at send time', () => {
     await store.close();
   });
 
+  it('refuses a permit that rests only on a bare opt-in policy rule when the flow treats it as partial consent', async () => {
+    const [p] = patients as [JsonObject];
+    const { provision: _provision, ...bare } = consentFor('pz', 'permit', '2026-11-01T00:00:00Z');
+    const optIn = {
+      ...bare,
+      policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTIN' }] },
+    };
+    const run = async (refuse: boolean) =>
+      runFlow(
+        options(
+          new MemorySource({ Consent: [optIn], Patient: [{ ...p, id: 'pz' }] }),
+          new MemoryTarget(),
+          SqliteStateStore.open(storePath()),
+          {
+            consent: await gateFor(),
+            stages: stageContext(refuse ? { refuseConsentBasis: new Set(['base-policy']) } : {}),
+          },
+        ),
+      );
+    expect((await run(false)).delivered).toBe(1);
+    const refused = await run(true);
+    expect(refused.delivered).toBe(0);
+    expect(refused.withholdReasons).toEqual({ 'provenance-partial-consent': 1 });
+  });
+
   it('quarantines a malformed consent with a specific code', async () => {
     const source = new MemorySource({
       Consent: [{ resourceType: 'Consent', id: 'broken', meta: { lastUpdated: '2026-11-01T00:00:00Z' } }],

@@ -209,6 +209,9 @@ export function registerInspect(program: Command): void {
     .option('--batch <id>', 'a batch id')
     .option('--run <id>', 'a run id')
     .option('--kind <kind>', 'send, withhold, quarantine, access-decision, receive, run-start, run-end, …')
+    .option('--recipient <ref>', 'a recipient (system name or Type/id)')
+    .option('--from <instant>', 'entries at or after this instant')
+    .option('--to <instant>', 'entries before this instant')
     .option('--limit <n>', 'page size', '100')
     .option('--json', 'one JSON line per entry')
     .action(
@@ -219,6 +222,9 @@ export function registerInspect(program: Command): void {
           batch?: string;
           run?: string;
           kind?: string;
+          recipient?: string;
+          from?: string;
+          to?: string;
           limit: string;
         },
       ) => {
@@ -238,6 +244,9 @@ export function registerInspect(program: Command): void {
             ...(options.batch ? { batchId: options.batch } : {}),
             ...(options.run ? { runId: options.run } : {}),
             ...(options.kind ? { kind: options.kind as AuditKind } : {}),
+            ...(options.recipient ? { recipient: options.recipient } : {}),
+            ...(options.from ? { from: options.from } : {}),
+            ...(options.to ? { to: options.to } : {}),
             limit: Number(options.limit) || 100,
           });
           for (const e of page.entries) {

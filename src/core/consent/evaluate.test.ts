@@ -491,7 +491,7 @@ describe('evaluateConsent properties', () => {
           const before = evaluateConsent(states, request, policy).decision;
           const index = which % states.length;
           const changed = states.map((s, i) =>
-            i === index ? { ...s, provision: withDenyAt(s.provision, deny, at) } : s,
+            i === index && s.provision ? { ...s, provision: withDenyAt(s.provision, deny, at) } : s,
           );
           const after = evaluateConsent(changed, request, policy).decision;
           // What is permitted after the change was permitted before it.

@@ -151,9 +151,13 @@ const stages = z
      * audited, never sent). Codes from v3-ActCode / v3-Confidentiality (e.g. 42CFRPart2, PSY, ETH, HIV, R).
      */
     provenance: z
-      .object({ refuseSecurityLabels: z.array(nonEmpty).default([]) })
+      .object({
+        refuseSecurityLabels: z.array(nonEmpty).default([]),
+        /** Consent bases treated as partial consent and refused: `base-policy`, `default`. */
+        refuseConsentBasis: z.array(z.enum(['base-policy', 'default'])).default([]),
+      })
       .strict()
-      .default({ refuseSecurityLabels: [] }),
+      .default({ refuseSecurityLabels: [], refuseConsentBasis: [] }),
     pseudonymize: z
       .object({
         /** The HMAC key: base64 or hex, at least 32 bytes. Prefer `${ENV}` over writing it in the file. */
@@ -230,6 +234,8 @@ export const FlowFileSchema = z
      */
     audit: z
       .object({
+        /** Entries older than this many days are pruned after each run (the log stays verifiable). */
+        retentionDays: z.number().int().min(1).max(36_500).optional(),
         /** Private JWK (Ed25519 or ES256, with a kid) that signs the audit checkpoints. */
         signingKeyFile: nonEmpty,
         /** Public keys (JWKS) `sluice audit verify` trusts; default: the signing key's public half. */

@@ -33,6 +33,12 @@ export interface RecordStageContext {
    * refused (withheld, audited).
    */
   readonly refuseSecurityLabels?: ReadonlySet<string>;
+  /**
+   * Provenance policy on consent: permits resting only on these bases (`base-policy`: a bare opt-in
+   * policy rule without provisions; `default`: no consent at all, permitted by the flow's default) are
+   * treated as partial consent and refused.
+   */
+  readonly refuseConsentBasis?: ReadonlySet<string>;
   /** The source's ids may exceed FHIR's 64 characters (Epic): that one check becomes a warning. */
   readonly allowLongIds?: boolean;
   readonly withhold: WithholdPolicy;
@@ -162,6 +168,15 @@ export function processRecord(record: SourceRecord, ctx: RecordStageContext): Re
   const subject = canonical.kind === 'PatientProfile' ? canonical.pseudonym : undefined;
   if (subject !== undefined && ctx.consent) {
     const decision = ctx.consent(subject, type);
+    if (decision.decision === 'permit' && ctx.refuseConsentBasis?.has(decision.basis.rule)) {
+      return {
+        kind: 'withheld',
+        reason: 'provenance-partial-consent',
+        decision,
+        subject,
+        ...(lastUpdated ? { lastUpdated } : {}),
+      };
+    }
     if (decision.decision !== 'permit') {
       return {
         kind: 'withheld',

@@ -28,6 +28,8 @@ import { refOf, versionKeyOf } from './version-key.ts';
 /** Receives the audit entries of a run, page by page, before the page's state is committed. */
 export interface AuditSink {
   append(entries: readonly AuditEventInput[]): Promise<unknown>;
+  /** Retention: removes entries before `before`, keeping the log verifiable from its cut. */
+  prune?(options: { before: Date | string; flow?: string }): Promise<unknown>;
 }
 
 /** The mapping versions the pipeline runs (from the matrix files), stamped on ledger, batches and provenance. */
@@ -76,6 +78,8 @@ export interface RunFlowOptions {
   readonly flowControlStats?: () => Readonly<Record<string, string | number | undefined>>;
   /** Where every decision and send is recorded (the tamper-evident audit log). */
   readonly audit?: AuditSink;
+  /** Audit entries older than this are pruned after the run (retention policy). */
+  readonly auditRetentionDays?: number;
   /** The flow's purpose of use, stamped on audit entries and provenance. */
   readonly purpose?: string;
   /** The adapter identity that reads the source (its client id), for provenance. */
@@ -645,8 +649,14 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         },
       },
     ]);
+    if (options.auditRetentionDays && options.audit?.prune) {
+      await options.audit.prune({
+        before: new Date(finished.getTime() - options.auditRetentionDays * 86_400_000),
+        flow,
+      });
+    }
   } catch (err) {
-    log.error({ code: toSluiceError(err).code }, 'audit run-end entry failed');
+    log.error({ code: toSluiceError(err).code }, 'audit run-end entry or retention failed');
   }
   await store.finishRun({
     runId,

@@ -212,6 +212,7 @@ export async function buildFlowRuntime(
       validateFhir: stages.validate.fhir,
       allowLongIds: src.deviations.longIds,
       refuseSecurityLabels: new Set(stages.provenance.refuseSecurityLabels),
+      refuseConsentBasis: new Set(stages.provenance.refuseConsentBasis),
       withhold: compileWithholdPolicy(stages.withhold),
       pseudonymKey: flow.pseudonymKey,
       restrictedZip3: flow.restrictedZip3,
@@ -246,6 +247,7 @@ export function flowRunOptions(flow: ResolvedFlow, runtime: FlowRuntime): Omit<R
     ...(runtime.consent ? { consent: runtime.consent, consentSource: runtime.consentSource } : {}),
     sealing: runtime.sealing,
     audit: runtime.audit,
+    ...(flow.file.audit.retentionDays ? { auditRetentionDays: flow.file.audit.retentionDays } : {}),
     purpose: flow.file.purpose,
     ...(flow.file.stages.risk
       ? { risk: { object: flow.file.target.patientProfileObject, ...flow.file.stages.risk } }
