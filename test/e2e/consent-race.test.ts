@@ -58,7 +58,10 @@ describe('consent revocations racing a send', () => {
       .replace('resources: [Organization, Practitioner, Patient]', 'resources: [Patient]')
       .replace('pageSize: 200', 'pageSize: 4')
       .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`)
-      .replace('id: Organization/sluice-demo-crm', 'id: Organization/anyone');
+      .replaceAll('../../config/', `${join(REPO_ROOT, 'config')}/`)
+      .replace('id: Organization/sluice-demo-crm', 'id: Organization/anyone')
+      // The demo allowlist names the demo recipient; this test uses another one.
+      .replace(/ {2}policy:\n(?: {4}.*\n)+/, '');
     writeFileSync(join(dir, 'flow.yaml'), text);
     const key = randomBytes(32);
     const flow = loadFlow(join(dir, 'flow.yaml'), {

@@ -16,7 +16,8 @@ function writeFlow(dir: string): string {
   const text = readFileSync(join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml'), 'utf8')
     .replace('pageSize: 200', 'pageSize: 40')
     .replace('maxRecords: 200', 'maxRecords: 15')
-    .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`);
+    .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`)
+    .replaceAll('../../config/', `${join(REPO_ROOT, 'config')}/`);
   const file = join(dir, 'flow.yaml');
   writeFileSync(file, text);
   return file;

@@ -15,13 +15,18 @@ import { REPO_ROOT, SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
 
 /** The example flow, without the consent stage (these tests are about change capture), in a mode. */
 function flowText(mode: 'search' | 'bulk'): string {
-  return readFileSync(join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml'), 'utf8')
-    .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`)
-    .replace(
-      'resources: [Organization, Practitioner, Patient]',
-      `resources: [Organization, Practitioner]\n  mode: ${mode}`,
-    )
-    .replace(/ {2}consent:\n(?: {4}.*\n)+/, '');
+  return (
+    readFileSync(join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml'), 'utf8')
+      .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`)
+      .replaceAll('../../config/', `${join(REPO_ROOT, 'config')}/`)
+      .replace(
+        'resources: [Organization, Practitioner, Patient]',
+        `resources: [Organization, Practitioner]\n  mode: ${mode}`,
+      )
+      .replace(/ {2}consent:\n(?: {4}.*\n)+/, '')
+      // Its allowlist names the consent recipient; these tests are about other things.
+      .replace(/ {2}policy:\n(?: {4}.*\n)+/, '')
+  );
 }
 
 for (const mode of ['search', 'bulk'] as const) {

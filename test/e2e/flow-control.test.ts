@@ -30,8 +30,11 @@ async function setup(throttle: string, maxRecords = 5) {
   );
   const text = readFileSync(join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml'), 'utf8')
     .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`)
+    .replaceAll('../../config/', `${join(REPO_ROOT, 'config')}/`)
     .replace('resources: [Organization, Practitioner, Patient]', 'resources: [Organization]')
     .replace(/ {2}consent:\n(?: {4}.*\n)+/, '')
+    // Its allowlist names the consent recipient; these tests are about other things.
+    .replace(/ {2}policy:\n(?: {4}.*\n)+/, '')
     .replace(/ {2}throttle:\n(?: {4}.*\n)+/, throttle)
     .replace('maxRecords: 200', `maxRecords: ${maxRecords}`);
   writeFileSync(join(dir, 'flow.yaml'), text);

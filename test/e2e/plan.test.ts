@@ -26,9 +26,9 @@ describe('sluice plan (dry run)', () => {
   });
 
   const planFor = async (name: string, edit: (text: string) => string = (t) => t) => {
-    const text = edit(
-      readFileSync(join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml'), 'utf8'),
-    ).replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`);
+    const text = edit(readFileSync(join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml'), 'utf8'))
+      .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`)
+      .replaceAll('../../config/', `${join(REPO_ROOT, 'config')}/`);
     writeFileSync(join(dir, name), text);
     const flow = loadFlow(join(dir, name), {
       env: {

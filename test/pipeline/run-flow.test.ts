@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadR4Definitions } from '../../src/core/fhir/definitions.ts';
 import type { JsonObject } from '../../src/core/fhir/resource.ts';
+import { AllowlistSchema } from '../../src/core/policy/allowlist.ts';
 import type { Source } from '../../src/core/ports/source.ts';
 import { type RunFlowOptions, runFlow } from '../../src/engine/pipeline/run-flow.ts';
 import { SqliteStateStore } from '../../src/engine/store/sqlite-store.ts';
@@ -162,6 +163,55 @@ describe('runFlow', () => {
     expect(summary.quarantined).toBe(0);
     expect(target.count('Patient_Profile__c')).toBe(1);
     await store.close();
+  });
+
+  it('sends only what the recipient allowlist allows: drops and counts the rest, fails forbidden combinations', async () => {
+    const allowlistOf = (objects: Record<string, string[]>) =>
+      AllowlistSchema.parse({
+        version: 'test@1',
+        recipient: 'veeva',
+        purpose: 'HOPERAT',
+        owner: 'privacy-office',
+        objects,
+        forbidTogether: [
+          { object: 'Patient_Profile__c', fields: ['Birth_Year__c', 'Zip3__c'], why: 'test rule' },
+        ],
+      });
+    const allowed = {
+      Account: ['RecordTypeId', 'LastName', 'Name', 'Sluice_Lineage__c'],
+      Address_vod__c: ['Account_vod__r', 'Name'],
+      Patient_Profile__c: ['Birth_Year__c', 'Zip3__c', 'Gender__c'],
+    };
+    const target = new MemoryTarget();
+    const summary = await runFlow(
+      options(
+        new MemorySource({ Practitioner: practitioners.slice(0, 3), Patient: patients }),
+        target,
+        SqliteStateStore.open(storePath()),
+        { stages: stageContext({ allowlist: allowlistOf(allowed) }) },
+      ),
+    );
+    for (const [key, r] of target.records) {
+      const object = key.split('|')[0] as keyof typeof allowed;
+      for (const f of Object.keys(r.fields)) expect(allowed[object]).toContain(f);
+    }
+    expect(target.count('Account')).toBe(3);
+    expect(summary.droppedFields?.['Account.FirstName']).toBe(3);
+    expect(summary.droppedFields?.['Address_vod__c.City_vod__c']).toBeGreaterThan(0);
+    expect(summary.quarantineReasons).toEqual({ POLICY_FORBIDDEN_COMBINATION: 1 });
+
+    // An object the allowlist does not name at all fails the record.
+    const strict = await runFlow(
+      options(
+        new MemorySource({ Practitioner: practitioners.slice(0, 2) }),
+        new MemoryTarget(),
+        SqliteStateStore.open(storePath()),
+        {
+          stages: stageContext({ allowlist: allowlistOf({ Account: allowed.Account }) }),
+        },
+      ),
+    );
+    expect(strict.quarantineReasons).toEqual({ POLICY_OBJECT_NOT_ALLOWED: 2 });
   });
 
   it('refuses records whose provenance shows a sensitive origin', async () => {

@@ -517,6 +517,24 @@ export const ERROR_CATALOG = {
       'Check the file and line named in the message; inputs are FHIR JSON resources, Bundles, NDJSON and their .gz forms, or - for stdin.',
   },
 
+  // Recipient policy (allowlists)
+  POLICY_ALLOWLIST_INVALID: {
+    title: 'A recipient allowlist file fails its schema, or does not match the flow it is used by.',
+    action: 'Fix every listed key; the allowlist must name the flow’s recipient and purpose.',
+  },
+  POLICY_OBJECT_NOT_ALLOWED: {
+    title: 'A record would write a target object the recipient’s allowlist does not allow.',
+    action:
+      'If the recipient may have it, add the object and its fields to the allowlist (a new version); else fix the mapping.',
+    quarantine: true,
+  },
+  POLICY_FORBIDDEN_COMBINATION: {
+    title: 'A record would send a combination of fields the allowlist forbids together.',
+    action:
+      'Check the mapping that produced both fields; the record is held until the data or the mapping changes.',
+    quarantine: true,
+  },
+
   // Sandboxes
   SANDBOX_SEED_INVALID: {
     title: 'A seed file for a sandbox could not be loaded.',

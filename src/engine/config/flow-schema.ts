@@ -201,6 +201,11 @@ const stages = z
       })
       .strict()
       .optional(),
+    /**
+     * The recipient allowlist (a versioned file, relative to the flow file): which objects and fields
+     * this recipient may receive for this purpose; everything else is dropped and counted.
+     */
+    policy: z.object({ allowlistFile: nonEmpty }).strict().optional(),
     /** What a deletion at the source does: delete the records at the target, or ignore it. */
     deletes: z.enum(['delete', 'ignore']).default('delete'),
     batch: z

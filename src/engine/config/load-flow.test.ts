@@ -12,10 +12,9 @@ const KEYS = join(REPO_ROOT, 'examples', 'keys');
 
 /** The example flow with its signing and verification key paths made absolute, so copies elsewhere find them. */
 function exampleText(): string {
-  return readFileSync(EXAMPLE, 'utf8').replace(
-    /(signingKeyFile|verifyKeysFile): \.\.\/keys\//g,
-    (_m, key: string) => `${key}: ${KEYS}/`,
-  );
+  return readFileSync(EXAMPLE, 'utf8')
+    .replace(/(signingKeyFile|verifyKeysFile): \.\.\/keys\//g, (_m, key: string) => `${key}: ${KEYS}/`)
+    .replaceAll('../../config/', `${join(REPO_ROOT, 'config')}/`);
 }
 
 function env(overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
@@ -103,7 +102,9 @@ describe('loadFlow: the example flow', () => {
     expect(b.definitionHash).toBe(a.definitionHash);
     expect(b.file.source.baseUrl).toBe('https://other.example/fhir');
     // A change to the definition itself changes the hash.
-    const text = readFileSync(EXAMPLE, 'utf8').replaceAll('../keys/', `${KEYS}/`);
+    const text = readFileSync(EXAMPLE, 'utf8')
+      .replaceAll('../keys/', `${KEYS}/`)
+      .replaceAll('../../config/', `${join(REPO_ROOT, 'config')}/`);
     const same = loadFlow(writeFlow('same.yaml', text), { env: env(), cwd: dir });
     const edited = loadFlow(writeFlow('edited.yaml', text.replace('pageSize: 200', 'pageSize: 100')), {
       env: env(),

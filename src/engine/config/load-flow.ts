@@ -6,6 +6,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { MIN_PSEUDONYM_KEY_BYTES, type PseudonymKey } from '../../core/anonymize/pseudonym.ts';
 import { SluiceError } from '../../core/errors/index.ts';
+import { type Allowlist, loadAllowlist } from '../../core/policy/allowlist.ts';
 import { compileFhirPath } from '../../core/policy/fhirpath.ts';
 import { type FlowFile, FlowFileSchema } from './flow-schema.ts';
 import { interpolate } from './interpolate.ts';
@@ -24,6 +25,8 @@ export interface ResolvedFlow {
   /** SHA-256 of the flow definition as written (before `${ENV}` substitution): ties checkpoints to it. */
   readonly definitionHash: string;
   readonly sourcePrivateKey: JWK | undefined;
+  /** The recipient allowlist (`stages.policy.allowlistFile`), when the flow has one. */
+  readonly allowlist: Allowlist | undefined;
   /** The private JWK that signs audit checkpoints (`audit.signingKeyFile`). */
   readonly auditSigningKey: JWK | undefined;
   /** Keys `sluice audit verify` trusts (`audit.verifyKeysFile`), when given. */
@@ -123,6 +126,10 @@ export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedF
   });
   if (!parsed.success || issues.length > 0) throw invalid(path, issues);
   const file = parsed.data;
+  const allowlist = file.stages.policy
+    ? readAllowlist(resolveFile(file.stages.policy.allowlistFile), file, issues)
+    : undefined;
+  if (issues.length > 0) throw invalid(path, issues);
 
   return deepFreeze({
     path: absolute,
@@ -132,6 +139,7 @@ export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedF
     batchSigningKey,
     auditSigningKey,
     auditVerifyKeys,
+    allowlist,
     pseudonymKey: { id: file.stages.pseudonymize.keyId, secret: secret as Uint8Array },
     restrictedZip3: restricted,
     stateDir: resolve(options.cwd ?? process.cwd(), file.state.dir),
@@ -246,6 +254,29 @@ function readJwk(
     return undefined;
   }
   return jwk as JWK;
+}
+
+function readAllowlist(file: string, flow: FlowFile, issues: ConfigIssue[]): Allowlist | undefined {
+  const key = 'stages.policy.allowlistFile';
+  let list: Allowlist;
+  try {
+    list = loadAllowlist(file);
+  } catch (err) {
+    const detail = err instanceof SluiceError ? err.message.split('\n').slice(1).join('; ').trim() : '';
+    issues.push({ key, message: detail ? `invalid allowlist: ${detail}` : `cannot read ${file}` });
+    return undefined;
+  }
+  const recipient = flow.stages.consent?.recipient.id ?? flow.target.system;
+  if (list.recipient !== recipient) {
+    issues.push({ key, message: `the allowlist is for ${list.recipient}, the flow sends to ${recipient}` });
+  }
+  if (list.purpose !== flow.purpose) {
+    issues.push({
+      key,
+      message: `the allowlist is for purpose ${list.purpose}, the flow's purpose is ${flow.purpose}`,
+    });
+  }
+  return list;
 }
 
 function readJwks(file: string, issues: ConfigIssue[], key: string): { keys: JWK[] } | undefined {

@@ -7,6 +7,8 @@ import { isMappedResourceType } from '../../core/mapping/fhir-to-canonical.ts';
 import type { Issue } from '../../core/mapping/outcome.ts';
 import { createMatrixEngine, isLegacyKind, type MatrixEngine } from '../../core/matrix/engine.ts';
 import type { SystemName } from '../../core/model/ids.ts';
+import { validateCanonical } from '../../core/model/schemas.ts';
+import { type Allowlist, applyAllowlist } from '../../core/policy/allowlist.ts';
 import type { WithholdPolicy } from '../../core/policy/withhold.ts';
 import type { SourceRecord } from '../../core/ports/source.ts';
 import { hasErrors, validateFast } from '../../core/validate/compiled/validate.ts';
@@ -39,6 +41,8 @@ export interface RecordStageContext {
    * treated as partial consent and refused.
    */
   readonly refuseConsentBasis?: ReadonlySet<string>;
+  /** The recipient allowlist: objects and fields this recipient may receive for this purpose. */
+  readonly allowlist?: Allowlist;
   /** The source's ids may exceed FHIR's 64 characters (Epic): that one check becomes a warning. */
   readonly allowLongIds?: boolean;
   readonly withhold: WithholdPolicy;
@@ -81,6 +85,8 @@ export type RecordVerdict =
       readonly subject?: string;
       /** Coarse geography for batch grouping (US ZIP3 national area), when known. */
       readonly region?: string;
+      /** `Object.Field` values the allowlist dropped from this record. */
+      readonly dropped?: readonly string[];
     };
 
 /**
@@ -165,6 +171,9 @@ export function processRecord(record: SourceRecord, ctx: RecordStageContext): Re
     };
   }
   const canonical = mapped.value;
+  // The canonical record against its own schema: a mapping bug never reaches a target.
+  const checked = validateCanonical(canonical);
+  if (!checked.ok) return { ...quarantine('map', checked.code, checked.issues), ...where };
   const subject = canonical.kind === 'PatientProfile' ? canonical.pseudonym : undefined;
   if (subject !== undefined && ctx.consent) {
     const decision = ctx.consent(subject, type);
@@ -194,9 +203,19 @@ export function processRecord(record: SourceRecord, ctx: RecordStageContext): Re
     config: ctx.veeva as unknown as Record<string, unknown>,
   });
   if (!written.ok) return { ...quarantine('map', written.code, written.issues), ...where };
+  let writes: readonly TargetWrite[] = written.value.writes;
+  let dropped: readonly string[] = [];
+  if (ctx.allowlist) {
+    const policy = applyAllowlist(ctx.allowlist, writes);
+    const first = policy.issues[0];
+    if (first) return { ...quarantine('policy', first.code as ErrorCode, policy.issues), ...where };
+    writes = policy.writes;
+    dropped = policy.dropped;
+  }
   return {
     kind: 'ready',
-    writes: written.value.writes,
+    writes,
+    ...(dropped.length > 0 ? { dropped } : {}),
     ledgerRef,
     sourceRef: sourceRef as string,
     ...(lastUpdated ? { lastUpdated } : {}),

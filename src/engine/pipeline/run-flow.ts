@@ -129,6 +129,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
   let deleted = 0;
   let skipped = 0;
   let suppressed = 0;
+  const droppedFields: Record<string, number> = {};
   const riskFigures = {
     pages: 0,
     belowThreshold: 0,
@@ -333,6 +334,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
               });
               outcomes.set(index, 'delivered');
               notes.set(index, verdict.subject === undefined ? {} : { subject: verdict.subject });
+              for (const f of verdict.dropped ?? []) droppedFields[f] = (droppedFields[f] ?? 0) + 1;
               break;
           }
         });
@@ -618,6 +620,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     withholdReasons,
     checkpoints,
     ...(options.flowControlStats ? { flowControl: options.flowControlStats() } : {}),
+    ...(Object.keys(droppedFields).length > 0 ? { droppedFields } : {}),
     ...(options.risk && riskFigures.pages > 0
       ? {
           risk: {

@@ -49,6 +49,8 @@ export interface RunSummary {
    * total admission wait (counts only).
    */
   readonly flowControl?: Readonly<Record<string, string | number | undefined>>;
+  /** `Object.Field` values the recipient allowlist dropped (never sent), with counts. */
+  readonly droppedFields?: Readonly<Record<string, number>>;
   /** Re-identification risk of the de-identified pages (when the flow sets thresholds). */
   readonly risk?: {
     readonly pages: number;

@@ -213,6 +213,7 @@ export async function buildFlowRuntime(
       allowLongIds: src.deviations.longIds,
       refuseSecurityLabels: new Set(stages.provenance.refuseSecurityLabels),
       refuseConsentBasis: new Set(stages.provenance.refuseConsentBasis),
+      ...(flow.allowlist ? { allowlist: flow.allowlist } : {}),
       withhold: compileWithholdPolicy(stages.withhold),
       pseudonymKey: flow.pseudonymKey,
       restrictedZip3: flow.restrictedZip3,
