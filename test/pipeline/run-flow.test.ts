@@ -117,6 +117,7 @@ describe('runFlow', () => {
     expect(invalid?.stage).toBe('validate');
     expect(invalid?.sourceRef).toBe('Practitioner/bad-date');
     expect(invalid?.issues.some((i) => i.path.includes('birthDate'))).toBe(true);
+    expect(invalid?.policyVersion).toMatch(/^allowlist=none;consent=none;mapping=fhir-r4-to-canonical@/);
     // The record is kept for release, and its issues never quote it.
     expect(JSON.parse(invalid?.payload ?? '{}').id).toBe('bad-date');
     expect(JSON.stringify(invalid?.issues)).not.toContain('yesterday');

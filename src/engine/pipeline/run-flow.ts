@@ -139,6 +139,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
   };
   const gate = options.consent;
   const environment = options.environment ?? '';
+  const policyVersion = [
+    `allowlist=${options.stages.allowlist?.version ?? 'none'}`,
+    `consent=${options.consent?.settings.policyVersion ?? 'none'}`,
+    `mapping=${MAPPING_VERSION}`,
+  ].join(';');
   const overlapMs = (options.overlapSeconds ?? 0) * 1000;
   const skewMs = (options.clockSkewSeconds ?? 300) * 1000;
   const keepChanges = (options.changeLogDays ?? 0) > 0;
@@ -507,7 +512,10 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           });
         }
 
-        for (const q of quarantine) quarantineReasons[q.code] = (quarantineReasons[q.code] ?? 0) + 1;
+        for (const [i, q] of quarantine.entries()) {
+          quarantineReasons[q.code] = (quarantineReasons[q.code] ?? 0) + 1;
+          quarantine[i] = { ...q, policyVersion };
+        }
         counts.quarantined += quarantine.length;
         counts.delivered += delivery.created + delivery.updated;
         counts.unchanged += delivery.unchanged;

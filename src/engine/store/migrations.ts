@@ -123,4 +123,8 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE batches ADD COLUMN batch_key TEXT;
   `,
+  // 7: the policy versions a quarantined record was judged under (allowlist, consent policy, mapping)
+  `
+  ALTER TABLE quarantine ADD COLUMN policy_version TEXT;
+  `,
 ];

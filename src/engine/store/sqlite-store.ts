@@ -182,8 +182,8 @@ export class SqliteStateStore implements StateStore {
         payload_hash = excluded.payload_hash, target_id = excluded.target_id, source_ref = excluded.source_ref,
         mapping_version = excluded.mapping_version, run_id = excluded.run_id, delivered_at = excluded.delivered_at`);
     const insertQuarantine = db.prepare(`
-      INSERT INTO quarantine (id, flow, run_id, stream, stage, code, issues, origin, source_ref, payload, created_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+      INSERT INTO quarantine (id, flow, run_id, stream, stage, code, issues, origin, source_ref, payload, created_at, policy_version)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     const upsertCheckpoint = db.prepare(`
       INSERT INTO checkpoints (flow, stream, position, definition_hash, environment, run_id, updated_at)
       VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -236,6 +236,7 @@ export class SqliteStateStore implements StateStore {
           q.sourceRef ?? null,
           q.payload,
           createdAt,
+          q.policyVersion ?? null,
         );
       }
       const { flow, stream } = commit;
@@ -468,6 +469,7 @@ function toQuarantine(r: Row): QuarantineEntry {
     origin: String(r.origin),
     ...(r.source_ref == null ? {} : { sourceRef: String(r.source_ref) }),
     payload: String(r.payload),
+    ...(r.policy_version == null ? {} : { policyVersion: String(r.policy_version) }),
     createdAt: String(r.created_at),
     status: String(r.status) as QuarantineStatus,
   };

@@ -58,6 +58,8 @@ export interface NewQuarantineEntry {
   readonly sourceRef?: string;
   /** The raw record, kept so it can be inspected and released. Never logged. */
   readonly payload: string;
+  /** The policy versions it was judged under (allowlist, consent policy, mapping). */
+  readonly policyVersion?: string;
 }
 
 export interface QuarantineEntry extends NewQuarantineEntry {
