@@ -180,6 +180,43 @@ function permitConsent(patientId: string): Consent {
   };
 }
 
+describe('consent changes as events, over HTTP', () => {
+  let demo: DemoRun;
+  beforeAll(async () => {
+    demo = await runDemo();
+  }, 60_000);
+  afterAll(async () => {
+    await demo?.close();
+  });
+
+  it('an opt-out turned into an opt-in sends the person withheld before; an opt-in withdrawn removes them', async () => {
+    const profiles = () => demo.crm.records('Patient_Profile__c').length;
+    const before = profiles();
+    const consents = await demo.ehr.repo.search<Consent>({ resourceType: 'Consent', count: 100 } as never);
+    const optOut = consents.entry
+      ?.map((e) => e.resource as Consent)
+      .find((c) => c.provision?.type === 'deny');
+    expect(optOut).toBeDefined();
+    await demo.ehr.repo.updateResource<Consent>({
+      ...(optOut as Consent),
+      provision: { ...(optOut as Consent).provision, type: 'permit' },
+    });
+    const granted = await demo.rerun();
+    expect(granted.reconsidered).toBe(1);
+    expect(granted.byStream.Patient?.delivered).toBe(1);
+    expect(profiles()).toBe(before + 1);
+
+    const optIn = consents.entry
+      ?.map((e) => e.resource as Consent)
+      .find((c) => c.provision?.type === 'permit');
+    const current = await demo.ehr.repo.readResource<Consent>('Consent', optIn?.id as string);
+    await demo.ehr.repo.updateResource<Consent>({ ...current, status: 'inactive' });
+    const withdrawn = await demo.rerun();
+    expect(withdrawn.suppressed).toBe(1);
+    expect(profiles()).toBe(before);
+  });
+});
+
 describe('no PHI reaches the CRM', () => {
   // The whole shared Synthea set when this machine has it (60 patients), else the bundled sample.
   const seed = [syntheaBundleDir(), join(SAMPLE_DATA_DIR, 'directory')];

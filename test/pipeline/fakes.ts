@@ -58,6 +58,17 @@ export class MemorySource implements Source {
     this.#pageSize = pageSize;
   }
 
+  readonly fetched: string[] = [];
+
+  async fetch(stream: string, ids: readonly string[]): Promise<SourcePage> {
+    this.fetched.push(...ids.map((id) => `${stream}/${id}`));
+    const all = this.#records.get(stream) ?? [];
+    const records = all
+      .filter((r) => ids.includes(String((r as { id?: unknown })?.id)))
+      .map((resource) => ({ stream, resource, origin: `${stream} fetch` }));
+    return { records };
+  }
+
   async *read(stream: string, since: string | undefined, _signal?: AbortSignal): AsyncGenerator<SourcePage> {
     this.reads.push({ stream, since });
     const all = (this.#records.get(stream) ?? []).filter((r) => {

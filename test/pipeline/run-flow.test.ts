@@ -696,6 +696,35 @@ describe('consent at ingest and at send time', () => {
     expect(refused.withholdReasons).toEqual({ 'provenance-partial-consent': 1 });
   });
 
+  it('a consent granted later is an event: the person withheld before is read again and sent', async () => {
+    const [p] = patients as [JsonObject];
+    const patient = { ...p, id: 'pl' };
+    const store = SqliteStateStore.open(storePath());
+    const target = new MemoryTarget();
+    const first = await runFlow(
+      options(
+        new MemorySource({ Consent: [consentFor('pl', 'deny', '2026-11-01T00:00:00Z')], Patient: [patient] }),
+        target,
+        store,
+        {
+          consent: await gateFor(),
+        },
+      ),
+    );
+    expect(first.withholdReasons).toEqual({ 'consent-deny': 1 });
+    // The patient record does not change; only the consent does (same consent, a new version).
+    const later = new MemorySource({
+      Consent: [consentFor('pl', 'permit', '2026-11-05T00:00:00Z')],
+      Patient: [patient],
+    });
+    const second = await runFlow(options(later, target, store, { consent: await gateFor() }));
+    expect(later.fetched).toEqual(['Patient/pl']);
+    expect(second.reconsidered).toBe(1);
+    expect(second.delivered).toBe(1);
+    expect(target.count('Patient_Profile__c')).toBe(1);
+    await store.close();
+  });
+
   it('quarantines a malformed consent with a specific code', async () => {
     const source = new MemorySource({
       Consent: [{ resourceType: 'Consent', id: 'broken', meta: { lastUpdated: '2026-11-01T00:00:00Z' } }],

@@ -88,6 +88,11 @@ export class FhirClient {
     return url.toString();
   }
 
+  /** Reads one resource by type and id (`GET [base]/Type/id`). */
+  read(resourceType: string, id: string, signal: AbortSignal): Promise<unknown> {
+    return this.get(new URL(`${resourceType}/${encodeURIComponent(id)}`, this.#base).toString(), signal);
+  }
+
   /** GET a URL under the base with the bearer token, retrying transient failures; renews the token once on 401. */
   async get(url: string, signal: AbortSignal): Promise<unknown> {
     try {

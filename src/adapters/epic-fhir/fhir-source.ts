@@ -25,6 +25,21 @@ export class FhirSearchSource implements Source {
     this.streams = config.resourceTypes;
   }
 
+  async fetch(stream: string, ids: readonly string[], signal: AbortSignal): Promise<SourcePage> {
+    const records: SourceRecord[] = [];
+    for (const id of ids) {
+      try {
+        const resource = await this.#config.client.read(stream, id, signal);
+        records.push({ stream, resource, origin: `${stream} read (policy event)` });
+      } catch (err) {
+        // Gone (404/410) means nothing to reconsider; anything else fails the run like any read.
+        const status = (err as { details?: { status?: number } }).details?.status;
+        if (status !== 404 && status !== 410) throw err;
+      }
+    }
+    return { records };
+  }
+
   async *read(stream: string, since: string | undefined, signal: AbortSignal): AsyncGenerator<SourcePage> {
     const params: Record<string, string> = { _sort: '_lastUpdated', _count: String(this.#config.pageSize) };
     if (since !== undefined) params._lastUpdated = `ge${since}`;

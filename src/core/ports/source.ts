@@ -51,4 +51,9 @@ export interface Source {
    */
   readonly explicitCheckpoints?: boolean;
   read(stream: string, since: string | undefined, signal: AbortSignal): AsyncIterable<SourcePage>;
+  /**
+   * Reads named records again, whatever their change time (a policy event such as a consent granted
+   * anew makes records withheld earlier eligible). Records that no longer exist are left out.
+   */
+  fetch?(stream: string, ids: readonly string[], signal: AbortSignal): Promise<SourcePage>;
 }

@@ -129,6 +129,8 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
   let deleted = 0;
   let skipped = 0;
   let suppressed = 0;
+  let reconsidered = 0;
+  const reconsider = new Set<string>();
   const droppedFields: Record<string, number> = {};
   const riskFigures = {
     pages: 0,
@@ -199,7 +201,20 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
       progress.streamStarted(stream);
       let processed = 0;
       let pageNumber = 0;
-      for await (const page of prefetch(options.source.read(stream, readFrom, signal), 1)) {
+      // Policy events: people whose consent now permits what was withheld are read again first.
+      const again = stream === 'Patient' ? [...reconsider] : [];
+      if (stream === 'Patient') reconsider.clear();
+      const fetchFirst = again.length > 0 && options.source.fetch !== undefined;
+      if (fetchFirst) log.info({ stream, records: again.length }, 'records read again after consent changes');
+      const source = options.source;
+      const pages = (async function* () {
+        if (fetchFirst) {
+          reconsidered += again.length;
+          yield await (source.fetch as NonNullable<Source['fetch']>)(stream, again, signal);
+        }
+        yield* source.read(stream, readFrom, signal);
+      })();
+      for await (const page of prefetch(pages, 1)) {
         signal.throwIfAborted();
         pageNumber++;
         const readAt = new Date().toISOString();
@@ -466,7 +481,15 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         }
         for (const [index, outcome] of outcomes) {
           const ref = refs[index];
-          if (ref !== undefined) seen.push({ ref, versionKey: keys.get(index) as string, outcome });
+          const subject = notes.get(index)?.subject;
+          if (ref !== undefined) {
+            seen.push({
+              ref,
+              versionKey: keys.get(index) as string,
+              outcome,
+              ...(subject !== undefined && outcome !== 'applied' ? { subject } : {}),
+            });
+          }
         }
 
         const removal =
@@ -578,7 +601,19 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           position = next;
           checkpoints[stream] = next as string;
         }
-        if (gate && stream === CONSENT_STREAM) gate.noteStreamPosition(position);
+        if (gate && stream === CONSENT_STREAM) {
+          gate.noteStreamPosition(position);
+          // A consent that now permits makes the person's withheld records eligible: read them again.
+          const now3 = new Date();
+          const permitted = [...consentChanged].filter(
+            (s) => gate.check(s, 'Patient', now3).decision === 'permit',
+          );
+          if (permitted.length > 0 && !options.replay) {
+            const refsAgain = await store.withheldRefsOf(flow, 'Patient', permitted);
+            await store.forgetSeen(flow, 'Patient', refsAgain);
+            for (const r of refsAgain) reconsider.add(r.slice('Patient/'.length));
+          }
+        }
         processed += page.records.length;
         progress.pageCommitted(stream, processed, page.total);
         log.debug(
@@ -622,6 +657,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     skipped,
     deleted,
     suppressed,
+    ...(reconsidered > 0 ? { reconsidered } : {}),
     batches,
     byStream,
     quarantineReasons,

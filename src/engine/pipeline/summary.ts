@@ -33,6 +33,8 @@ export interface RunSummary {
   readonly deleted: number;
   /** Target records deleted because the person's consent no longer permits (suppression). */
   readonly suppressed: number;
+  /** Records read again because a policy event (a consent now permitting) made them eligible. */
+  readonly reconsidered?: number;
   /** Source records quarantined in this run. */
   readonly quarantined: number;
   /** Source records a withhold rule kept back. */

@@ -127,4 +127,9 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE quarantine ADD COLUMN policy_version TEXT;
   `,
+  // 8: the person (pseudonym) a processed source version belongs to, for policy events
+  `
+  ALTER TABLE source_versions ADD COLUMN subject TEXT;
+  CREATE INDEX source_versions_subject ON source_versions (flow, stream, subject);
+  `,
 ];

@@ -114,6 +114,18 @@ export class SqliteStateStore implements StateStore {
     return out;
   }
 
+  async withheldRefsOf(flow: string, stream: string, subjects: readonly string[]): Promise<string[]> {
+    const select = this.#db.prepare(
+      "SELECT ref FROM source_versions WHERE flow = ? AND stream = ? AND subject = ? AND outcome = 'withheld'",
+    );
+    return subjects.flatMap((s) => (select.all(flow, stream, s) as Row[]).map((r) => String(r.ref)));
+  }
+
+  async forgetSeen(flow: string, stream: string, refs: readonly string[]): Promise<void> {
+    const del = this.#db.prepare('DELETE FROM source_versions WHERE flow = ? AND stream = ? AND ref = ?');
+    for (const ref of refs) del.run(flow, stream, ref);
+  }
+
   async readChangeLog(
     flow: string,
     stream: string,
@@ -191,9 +203,9 @@ export class SqliteStateStore implements StateStore {
         definition_hash = excluded.definition_hash, run_id = excluded.run_id, updated_at = excluded.updated_at`);
     const deleteLedger = db.prepare('DELETE FROM ledger WHERE flow = ? AND object = ? AND external_id = ?');
     const upsertSeen = db.prepare(`
-      INSERT INTO source_versions (flow, stream, ref, version_key, outcome, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+      INSERT INTO source_versions (flow, stream, ref, version_key, outcome, updated_at, subject) VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (flow, stream, ref) DO UPDATE SET version_key = excluded.version_key,
-        outcome = excluded.outcome, updated_at = excluded.updated_at`);
+        outcome = excluded.outcome, updated_at = excluded.updated_at, subject = excluded.subject`);
     const upsertConsent = db.prepare(`
       INSERT INTO consent_states (flow, consent_key, subject, state, updated_at) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (flow, consent_key) DO UPDATE SET subject = excluded.subject, state = excluded.state,
@@ -252,7 +264,15 @@ export class SqliteStateStore implements StateStore {
         upsertConsent.run(flow as string, c.key, c.subject, c.state, createdAt);
       for (const d of commit.ledgerDeletes ?? []) deleteLedger.run(flow as string, d.object, d.externalId);
       for (const v of commit.seen ?? [])
-        upsertSeen.run(flow as string, stream as string, v.ref, v.versionKey, v.outcome, createdAt);
+        upsertSeen.run(
+          flow as string,
+          stream as string,
+          v.ref,
+          v.versionKey,
+          v.outcome,
+          createdAt,
+          v.subject ?? null,
+        );
       for (const c of commit.changeLog ?? []) {
         insertChange.run(
           flow as string,

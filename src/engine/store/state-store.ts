@@ -83,6 +83,8 @@ export interface SeenVersion {
   readonly ref: string;
   readonly versionKey: string;
   readonly outcome: 'delivered' | 'withheld' | 'quarantined' | 'deleted' | 'applied';
+  /** The person's pseudonym, for patient data. */
+  readonly subject?: string;
 }
 
 /** A source record as read, kept for replay under the flow's retention. */
@@ -163,6 +165,10 @@ export interface StateStore {
   ledgerBySource(flow: string, sourceRef: string): Promise<LedgerEntry[]>;
   /** The versions already processed, for the refs given. */
   getSeen(flow: string, stream: string, refs: readonly string[]): Promise<Map<string, SeenVersion>>;
+  /** Refs of a stream withheld for these people (pseudonyms), e.g. by consent. */
+  withheldRefsOf(flow: string, stream: string, subjects: readonly string[]): Promise<string[]>;
+  /** Forgets processed versions, so the records are processed again when read. */
+  forgetSeen(flow: string, stream: string, refs: readonly string[]): Promise<void>;
   /** Change log entries of a stream from a time (by `meta.lastUpdated`), in order, a page at a time. */
   readChangeLog(
     flow: string,
