@@ -11,6 +11,7 @@ import {
 } from '../../adapters/files/resource-files.ts';
 import type { AnonymizeContext, ResourceRef } from '../../core/anonymize/context.ts';
 import { anonymizeContextFromEnv } from '../../core/anonymize/env-context.ts';
+import { msAnonymizerForProfile } from '../../core/anonymize/ms-compat/index.ts';
 import { type AuditEntry, anonymize, mergeAudit } from '../../core/anonymize/pipeline.ts';
 import { loadProfile, type Profile } from '../../core/anonymize/profile.ts';
 import { aggregateRelease, assessProfileRisk } from '../../core/anonymize/release.ts';
@@ -62,6 +63,7 @@ async function runAnonymize(inputs: readonly string[], options: AnonymizeOptions
   const json = options.json === true;
   let profile: Profile;
   let ctx: AnonymizeContext;
+  let ms: ReturnType<typeof msAnonymizerForProfile> | undefined;
   try {
     loadR4Definitions();
     profile = loadProfile(options.profile);
@@ -70,6 +72,9 @@ async function runAnonymize(inputs: readonly string[], options: AnonymizeOptions
       throw new SluiceError('ANON_CONTEXT_INVALID', '--as-of is not a date (use YYYY-MM-DD).');
     }
     ctx = anonymizeContextFromEnv(profile, process.env, asOf);
+    // Microsoft-format configs (recognised by loadProfile) run through their own engine, keys from the
+    // config's parameters or SLUICE_MS_*_KEY in the environment.
+    ms = profile.msCompat ? msAnonymizerForProfile(profile, process.env, { now: asOf }) : undefined;
     if (options.out !== undefined) mkdirSync(options.out, { recursive: true });
   } catch (err) {
     const code = reportError(err, json);
@@ -96,7 +101,9 @@ async function runAnonymize(inputs: readonly string[], options: AnonymizeOptions
         for (const resource of batch.resources) {
           resources++;
           seen++;
-          const result = anonymize(resource, profile.ruleSet, { ...ctx, references: batch.references });
+          const result = ms
+            ? ms.anonymize(resource)
+            : anonymize(resource, profile.ruleSet, { ...ctx, references: batch.references });
           audits.push([...result.audit]);
           for (const w of result.warnings) warnings.set(w.code, (warnings.get(w.code) ?? 0) + 1);
           if (result.resource) {

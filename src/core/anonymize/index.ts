@@ -17,6 +17,7 @@ export {
   referenceIndex,
 } from './context.ts';
 export { anonymizeContextFromEnv } from './env-context.ts';
+export { compileMsConfig, isMsConfig, MsAnonymizer, msAnonymizerForProfile } from './ms-compat/index.ts';
 export {
   type AnonymizedBundle,
   type AnonymizeResult,

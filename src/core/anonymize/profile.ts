@@ -5,8 +5,9 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { isSluiceError, SluiceError } from '../errors/index.ts';
 import { compileFhirPath } from '../policy/fhirpath.ts';
+import { compileMsConfig, isMsConfig } from './ms-compat/config.ts';
 import { type RiskThresholds, RiskThresholdsSchema } from './risk.ts';
-import { compileRuleSet, keyOf, type RuleSet } from './rules.ts';
+import { compileRuleSet, FAIL_CLOSED_DEFAULTS, keyOf, type RuleSet } from './rules.ts';
 import { zip3Lists } from './zip3-lists.ts';
 
 /**
@@ -82,6 +83,12 @@ export interface Profile {
   readonly restrictedZip3: readonly string[];
   readonly risk?: ProfileRisk;
   readonly aggregation?: ProfileAggregation;
+  /**
+   * A Microsoft FHIR Tools for Anonymization config (recognised by its `fhirPathRules`), validated: run it
+   * with `MsAnonymizer` (ms-compat). Its `ruleSet` then releases nothing, so a caller that does not know
+   * the format fails closed.
+   */
+  readonly msCompat?: { readonly document: unknown; readonly source: string };
 }
 
 const EXTRA_KEYS = ['restrictedZip3', 'risk', 'aggregation'] as const;
@@ -235,7 +242,30 @@ export function loadProfile(nameOrPath: string): Profile {
     const first = (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
     throw invalid(path, [`(root): not valid YAML or JSON: ${first}`]);
   }
+  if (isMsConfig(data)) return msProfile(data, path);
   return compileProfile(data, path);
+}
+
+/** A Microsoft-format config as a profile: validated now (keys may still come from the environment later). */
+function msProfile(document: unknown, source: string): Profile {
+  compileMsConfig(document, source);
+  const name = (source.split(/[\\/]/).pop() ?? source).replace(/\.json$/i, '');
+  return {
+    name,
+    source,
+    ruleSet: {
+      id: name,
+      version: 1,
+      destination: 'ms-compat',
+      purpose: 'Microsoft FHIR Tools for Anonymization config',
+      resourceTypes: new Set<string>(),
+      securityLabels: true,
+      defaults: FAIL_CLOSED_DEFAULTS,
+      rules: [],
+    },
+    restrictedZip3: [],
+    msCompat: { document, source },
+  };
 }
 
 function invalid(source: string, problems: readonly string[]): SluiceError {

@@ -535,6 +535,25 @@ export const ERROR_CATALOG = {
     quarantine: true,
   },
 
+  // Anonymization: Microsoft FHIR Tools for Anonymization configs (src/core/anonymize/ms-compat)
+  ANON_MS_CONFIG_INVALID: {
+    title: 'A Microsoft FHIR Tools for Anonymization config (fhirPathRules) is invalid.',
+    action:
+      'Fix every listed problem in the config (rule path, method, per-method settings, parameters such as encryptKey length) and run again; nothing was processed.',
+  },
+  ANON_MS_PROCESSING_FAILED: {
+    title: 'A rule of a Microsoft-format anonymization config failed on a record (processingErrors: raise).',
+    action:
+      'Check the named rule and element path against the record type; set processingErrors to skip to release such records as empty resources instead.',
+    quarantine: true,
+  },
+  ANON_MS_RULE_NOT_APPLICABLE: {
+    title:
+      'A rule of a Microsoft-format anonymization config applies a method to an element type it cannot handle.',
+    action:
+      'Narrow the rule path so the method only meets the types it supports (generalize: primitive elements only) and run again.',
+  },
+
   // Sandboxes
   SANDBOX_SEED_INVALID: {
     title: 'A seed file for a sandbox could not be loaded.',
