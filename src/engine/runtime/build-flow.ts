@@ -71,7 +71,7 @@ export async function openFlowAudit(
   flow: ResolvedFlow,
   options: { readOnly?: boolean } = {},
 ): Promise<AuditLog> {
-  mkdirSync(flow.stateDir, { recursive: true });
+  mkdirSync(flow.stateDir, { recursive: true, mode: 0o700 });
   const signer =
     options.readOnly || flow.auditSigningKey === undefined
       ? undefined

@@ -39,7 +39,8 @@ export class SqliteStateStore implements StateStore {
   static open(path: string, options: { now?: () => Date } = {}): SqliteStateStore {
     let db: DatabaseSync;
     try {
-      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      // The state holds quarantined records (PHI): a new state directory is the owner's alone.
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
       db = new DatabaseSync(path, { timeout: 5000 });
       db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;');
     } catch (err) {
