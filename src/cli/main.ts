@@ -9,6 +9,7 @@ import { registerPlan } from './commands/plan.ts';
 import { registerRisk } from './commands/risk.ts';
 import { registerRun } from './commands/run.ts';
 import { registerSandbox } from './commands/sandbox.ts';
+import { registerStatus } from './commands/status.ts';
 import { registerValidate } from './commands/validate.ts';
 import { EXIT } from './output.ts';
 
@@ -35,5 +36,6 @@ registerAnonymize(program);
 registerRisk(program);
 registerPlan(program);
 registerMapping(program);
+registerStatus(program);
 
 await program.parseAsync(process.argv);

@@ -106,6 +106,24 @@ describe('sluice run against sandboxes started separately', () => {
     const second = await sluice(['run', FLOW, '--once', '--json'], env);
     expect(second.code, second.stderr).toBe(0);
     expect(JSON.parse(second.stdout.trim().split('\n').at(-1) ?? '{}').delivered).toBe(0);
+
+    // Where the flow stands, from its state: checkpoints, quarantine, runs and the risk (k) trend.
+    const status = await sluice(['status', FLOW, '--json'], env);
+    expect(status.code, status.stderr).toBe(0);
+    const report = JSON.parse(status.stdout.trim().split('\n').at(-1) ?? '{}') as {
+      checkpoints: { stream: string }[];
+      openQuarantine: number;
+      runs: { status: string; minK?: number }[];
+    };
+    expect(report.checkpoints.map((c) => c.stream).sort()).toEqual([
+      'Consent',
+      'Organization',
+      'Patient',
+      'Practitioner',
+    ]);
+    expect(report.openQuarantine).toBeGreaterThan(0);
+    expect(report.runs.map((r) => r.status)).toEqual(['succeeded', 'succeeded']);
+    expect(report.runs[1]?.minK).toBeGreaterThanOrEqual(1);
   }, 90_000);
 });
 

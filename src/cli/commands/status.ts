@@ -1,0 +1,81 @@
+import type { Command } from 'commander';
+import { loadFlow, type ResolvedFlow } from '../../engine/config/load-flow.ts';
+import type { RunSummary } from '../../engine/pipeline/summary.ts';
+import { stateDbPath } from '../../engine/runtime/build-flow.ts';
+import { SqliteStateStore } from '../../engine/store/sqlite-store.ts';
+import { EXIT, printJson, printLine, reportError } from '../output.ts';
+
+/**
+ * Where a flow stands, from its state alone (nothing is contacted): checkpoints, open quarantine, and
+ * the recent runs with their counts and the re-identification risk trend (the smallest k per run), so
+ * low-cardinality drift shows before a threshold holds a page.
+ */
+export function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .description('checkpoints, open quarantine and recent runs of a flow, with the risk (k) trend')
+    .argument('<flow>', 'flow file')
+    .option('--runs <n>', 'how many recent runs', '10')
+    .option('--json', 'as one JSON line')
+    .action(async (file: string, options: { runs: string; json?: boolean }) => {
+      const json = options.json === true;
+      let flow: ResolvedFlow;
+      try {
+        flow = loadFlow(file);
+      } catch (err) {
+        process.exitCode = reportError(err, json);
+        return;
+      }
+      const store = SqliteStateStore.open(stateDbPath(flow));
+      try {
+        const name = flow.file.flow;
+        const checkpoints = await store.listCheckpoints(name);
+        const openQuarantine = await store.countQuarantine(name, 'open');
+        const runs = (await store.listRuns(name, Number(options.runs) || 10)).map((r) => {
+          const s = r.summary ? (JSON.parse(r.summary) as RunSummary) : undefined;
+          return {
+            runId: r.runId,
+            startedAt: r.startedAt,
+            status: r.status,
+            ...(s
+              ? {
+                  read: s.read,
+                  delivered: s.delivered,
+                  withheld: s.withheld,
+                  quarantined: s.quarantined,
+                  ...(s.risk ? { minK: s.risk.minK, heldForRisk: s.risk.held } : {}),
+                  ...(s.error ? { error: s.error.code } : {}),
+                }
+              : {}),
+          };
+        });
+        const status = {
+          flow: name,
+          checkpoints: checkpoints.map((c) => ({
+            stream: c.stream,
+            position: c.position,
+            updatedAt: c.updatedAt,
+          })),
+          openQuarantine,
+          runs,
+        };
+        if (json) printJson(status);
+        else {
+          printLine(
+            `flow ${name}: ${openQuarantine} open quarantine entr${openQuarantine === 1 ? 'y' : 'ies'}`,
+          );
+          for (const c of status.checkpoints) printLine(`  ${c.stream.padEnd(14)} at ${c.position}`);
+          for (const r of runs) {
+            printLine(
+              `  ${r.startedAt} ${r.status.padEnd(9)} read ${r.read ?? '-'} delivered ${r.delivered ?? '-'} withheld ${r.withheld ?? '-'} quarantined ${r.quarantined ?? '-'}${'minK' in r ? ` k=${r.minK}` : ''}${'error' in r ? ` ${r.error}` : ''}`,
+            );
+          }
+        }
+        process.exitCode = EXIT.ok;
+      } catch (err) {
+        process.exitCode = reportError(err, json);
+      } finally {
+        await store.close();
+      }
+    });
+}
