@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    include: ['src/**/*.test.ts', 'test/**/*.test.ts', 'bench/**/*.test.ts'],
     // Every log line of the suite goes to one file, scanned for test patients' identifiers at the end.
     globalSetup: ['test/log-scan.global.ts'],
     testTimeout: 30_000,
