@@ -737,3 +737,74 @@ describe('consent at ingest and at send time', () => {
     await store.close();
   });
 });
+
+describe('adversarial input', () => {
+  it('an older version arriving after a newer one is quarantined and never overwrites it', async () => {
+    const [o] = organizations as [JsonObject];
+    const newer = { ...o, name: 'Newer Name', meta: { versionId: '3', lastUpdated: '2026-11-10T00:00:00Z' } };
+    const older = { ...o, name: 'Older Name', meta: { versionId: '2', lastUpdated: '2026-11-05T00:00:00Z' } };
+    const target = new MemoryTarget();
+    const store = SqliteStateStore.open(storePath());
+    await runFlow(options(new MemorySource({ Organization: [newer] }), target, store));
+    // A replayed export brings the old version back.
+    const late = await runFlow(
+      options(new MemorySource({ Organization: [older] }), target, store, { from: '2026-11-01T00:00:00Z' }),
+    );
+    expect(late.quarantineReasons).toEqual({ REC_OUT_OF_ORDER: 1 });
+    const account = [...target.records.entries()].find(([k]) => k.startsWith('Account|'))?.[1];
+    expect(account?.fields.Name).toBe('Newer Name');
+    await store.close();
+  });
+
+  it('stale (expired) and not-yet-valid consents never let a person through', async () => {
+    const [p] = patients as [JsonObject];
+    const consent = (id: string, start: string, end: string) => ({
+      resourceType: 'Consent',
+      id: `c-${id}`,
+      meta: { versionId: '1', lastUpdated: '2026-11-01T00:00:00Z' },
+      status: 'active',
+      scope: {
+        coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }],
+      },
+      category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+      patient: { reference: `Patient/${id}` },
+      provision: {
+        type: 'permit',
+        period: { start, end },
+        purpose: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'HOPERAT' }],
+      },
+    });
+    const { ConsentGate } = await import('../../src/engine/consent/consent-gate.ts');
+    const gate = new ConsentGate(
+      {
+        purpose: 'HOPERAT',
+        recipient: { id: 'Organization/crm', role: 'IRCP' },
+        policyVersion: 'p@1',
+        defaultDecision: 'deny',
+        refreshMs: 0,
+      },
+      'epic',
+      stageContext().pseudonymKey,
+    );
+    const target = new MemoryTarget();
+    const summary = await runFlow(
+      options(
+        new MemorySource({
+          Consent: [
+            consent('expired', '2020-01-01', '2021-01-01'),
+            consent('future', '2099-01-01', '2100-01-01'),
+          ],
+          Patient: [
+            { ...p, id: 'expired' },
+            { ...p, id: 'future' },
+          ],
+        }),
+        target,
+        SqliteStateStore.open(storePath()),
+        { consent: gate },
+      ),
+    );
+    expect(summary.withholdReasons).toEqual({ 'consent-deny': 2 });
+    expect(target.count('Patient_Profile__c')).toBe(0);
+  });
+});

@@ -109,6 +109,12 @@ export const ERROR_CATALOG = {
       "Check the source's and this host's clocks (NTP); the checkpoint did not jump ahead. Release the record once the clocks agree.",
     quarantine: true,
   },
+  REC_OUT_OF_ORDER: {
+    title: 'A source record arrived in a version older than the one already processed.',
+    action:
+      'Nothing was sent; the newer version stands. Check the source (a replayed or re-exported old file); discard the entry once understood.',
+    quarantine: true,
+  },
   MAP_INVALID_IDENTIFIER: {
     title: 'An identifier that drives matching (for example an NPI) is present but malformed.',
     action:

@@ -235,6 +235,8 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         let maxUpdated = position;
         const outcomes = new Map<number, SeenVersion['outcome']>();
         const notes = new Map<number, RecordNote>();
+        // Stale versions are quarantined but leave the processed (newer) version on record.
+        const stale = new Set<number>();
         const keys = new Map<number, string>();
         page.records.forEach((record, index) => {
           counts.read++;
@@ -244,6 +246,32 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           if (ref !== undefined && known.get(ref)?.versionKey === versionKey) {
             skipped++;
             counts.unchanged++;
+            return;
+          }
+          // Out of order: an older version than the one already processed never overwrites it.
+          const previous = ref === undefined ? undefined : known.get(ref);
+          if (previous && isOlderVersion(versionKey, previous.versionKey)) {
+            quarantine.push({
+              flow,
+              runId,
+              stream,
+              stage: 'parse',
+              code: 'REC_OUT_OF_ORDER',
+              issues: [
+                {
+                  severity: 'error',
+                  code: 'REC_OUT_OF_ORDER',
+                  path: 'meta.lastUpdated',
+                  message: 'this version is older than the one already processed; it was not sent',
+                },
+              ],
+              origin: record.origin,
+              ...(ref === undefined ? {} : { sourceRef: ref }),
+              payload: safeStringify(record.resource),
+            });
+            outcomes.set(index, 'quarantined');
+            notes.set(index, { reason: 'REC_OUT_OF_ORDER' });
+            stale.add(index);
             return;
           }
           if (gate && stream === CONSENT_STREAM) {
@@ -480,6 +508,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           });
         }
         for (const [index, outcome] of outcomes) {
+          if (stale.has(index)) continue;
           const ref = refs[index];
           const subject = notes.get(index)?.subject;
           if (ref !== undefined) {
@@ -805,6 +834,15 @@ async function assertCheckpointsMatch(
       { details: { flow, streams: moved.map((c) => c.stream) } },
     );
   }
+}
+
+/** True when version key `a` is older than `b` (both `v:versionId|lastUpdated` with a timestamp). */
+function isOlderVersion(a: string, b: string): boolean {
+  const at = (key: string): string | undefined =>
+    key.startsWith('v:') ? key.slice(key.indexOf('|') + 1) || undefined : undefined;
+  const x = at(a);
+  const y = at(b);
+  return x !== undefined && y !== undefined && x < y;
 }
 
 function safeStringify(value: unknown): string {
