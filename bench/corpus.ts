@@ -1,3 +1,4 @@
+import { rewriteReferences } from '../src/core/fhir/resource.ts';
 /**
  * Benchmark data: NDJSON scaled up from the public Synthea bundles and the provider directory by cloning
  * with fresh ids. Each source resource becomes a template once (its JSON split around the uuids to renew
@@ -156,24 +157,6 @@ function render(template: Template, k: number, npi = ''): string {
     out += template.segments[i + 1];
   }
   return out;
-}
-
-/** `urn:uuid:` references of a Bundle become `Type/id`, as a FHIR server does on a transaction. */
-function rewriteReferences(value: unknown, targets: ReadonlyMap<string, string>): void {
-  if (Array.isArray(value)) {
-    for (const item of value) rewriteReferences(item, targets);
-    return;
-  }
-  if (typeof value !== 'object' || value === null) return;
-  const object = value as Record<string, unknown>;
-  for (const [key, child] of Object.entries(object)) {
-    if (key === 'reference' && typeof child === 'string') {
-      const target = targets.get(child);
-      if (target !== undefined) object[key] = target;
-    } else if (typeof child === 'object' && child !== null) {
-      rewriteReferences(child, targets);
-    }
-  }
 }
 
 interface Entry {

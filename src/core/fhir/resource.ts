@@ -34,3 +34,25 @@ export function parseReference(reference: unknown): { resourceType: string; id: 
   if (!match) return undefined;
   return { resourceType: match[1] as string, id: match[2] as string };
 }
+
+/**
+ * Rewrites every `reference` string found in `targets` in place (e.g. a transaction Bundle's
+ * `urn:uuid:` references to `Type/id`, as a FHIR server does).
+ */
+export function rewriteReferences(value: unknown, targets: ReadonlyMap<string, string>): void {
+  if (Array.isArray(value)) {
+    for (const item of value) rewriteReferences(item, targets);
+    return;
+  }
+  if (typeof value !== 'object' || value === null) return;
+  const object = value as Record<string, unknown>;
+  for (const key of Object.keys(object)) {
+    const child = object[key];
+    if (key === 'reference' && typeof child === 'string') {
+      const target = targets.get(child);
+      if (target !== undefined) object[key] = target;
+    } else if (typeof child === 'object' && child !== null) {
+      rewriteReferences(child, targets);
+    }
+  }
+}

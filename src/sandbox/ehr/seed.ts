@@ -7,6 +7,7 @@ import {
   readResourceFile,
 } from '../../adapters/files/resource-files.ts';
 import { SluiceError } from '../../core/errors/index.ts';
+import { rewriteReferences } from '../../core/fhir/resource.ts';
 import type { SandboxRepository, UpsertOutcome } from './repository.ts';
 
 /** One resource of an import group (the entries of one Bundle, or one standalone resource). */
@@ -161,24 +162,6 @@ function idFromFullUrl(fullUrl: string | undefined): string | undefined {
   if (!fullUrl?.startsWith('urn:uuid:')) return undefined;
   const id = fullUrl.slice('urn:uuid:'.length);
   return ID.test(id) ? id : undefined;
-}
-
-function rewriteReferences(value: unknown, targets: ReadonlyMap<string, string>): void {
-  if (Array.isArray(value)) {
-    for (const item of value) rewriteReferences(item, targets);
-    return;
-  }
-  if (typeof value !== 'object' || value === null) return;
-  const object = value as Record<string, unknown>;
-  for (const key of Object.keys(object)) {
-    const child = object[key];
-    if (key === 'reference' && typeof child === 'string') {
-      const target = targets.get(child);
-      if (target !== undefined) object[key] = target;
-    } else if (typeof child === 'object' && child !== null) {
-      rewriteReferences(child, targets);
-    }
-  }
 }
 
 function describe(at: FileLocation | undefined): string {
