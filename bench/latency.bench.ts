@@ -4,7 +4,8 @@
  * running the pipeline, each in its own process:
  * - `runflow-loop`: bench/loop-runner.ts calls `runFlow` back to back (no batching window at all);
  * - `sluice-run`: `sluice run FLOW` in loop mode with `schedule.intervalSeconds: 1` (the minimum).
- * Source mode is search (`_lastUpdated`): a bulk export per cycle would be the wrong tool for this.
+ * Source mode is search (`_lastUpdated`): a bulk export per cycle would be the wrong tool for this. The
+ * flow keeps the example's overlap window; changes start once the seed is older than it.
  */
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import { sourceExternalId } from '../src/core/mapping/canonical-to-veeva.ts';
 import { REPO_ROOT } from '../src/testkit/data.ts';
 import { generateCorpus } from './corpus.ts';
 import { CrmProbe } from './lib/crm.ts';
-import { benchFlowEnv, exampleConsentSpec, writeBenchFlow } from './lib/flow-file.ts';
+import { benchFlowEnv, exampleConsentSpec, exampleOverlapSeconds, writeBenchFlow } from './lib/flow-file.ts';
 import { progress, quantile, round } from './lib/measure.ts';
 import { procUsage, type Service, SLUICE_BIN, startChild, startService } from './lib/procs.ts';
 
@@ -73,9 +74,10 @@ export async function benchLatency(options: LatencyOptions): Promise<LatencyResu
   let ehr: Service | undefined;
   try {
     ehr = await startService(['sandbox', 'ehr', '--port', '0', '--seed', join(dir, 'seed')]);
+    const seededAt = performance.now();
     const results: LatencyResult[] = [];
     for (const kind of options.kinds ?? ['runflow-loop', 'sluice-run']) {
-      results.push(await measure(kind, ehr, orgs, expectedAccounts, options.changes, dir));
+      results.push(await measure(kind, ehr, orgs, expectedAccounts, options.changes, dir, seededAt));
     }
     return results;
   } finally {
@@ -91,6 +93,7 @@ async function measure(
   expectedAccounts: number,
   changes: number,
   dir: string,
+  seededAt: number,
 ): Promise<LatencyResult> {
   let crm: Service | undefined;
   let runner: ReturnType<typeof startChild> | undefined;
@@ -101,9 +104,6 @@ async function measure(
       mode: 'search',
       stateDir: join(dir, `state-${kind}`),
       intervalSeconds: 1,
-      // The seed was written moments ago: the default 60 s overlap would re-read all of it every cycle
-      // for the first minute, which is an artefact of a fresh sandbox, not of a running system.
-      overlapSeconds: 1,
     });
     const env = benchFlowEnv(ehr.url, crm.url);
     const onLine = (line: string): void => {
@@ -128,6 +128,16 @@ async function measure(
         throw new Error(`the pipeline failed: ${runner.stderrTail().slice(-3).join(' | ')}`);
       }
       await sleep(200);
+    }
+    // Every cycle re-reads the last `overlapSeconds` of changes: until the seed is older than that, each
+    // cycle would re-read the whole freshly seeded sandbox, an artefact no running system has.
+    const overlapMs = exampleOverlapSeconds() * 1000;
+    const wait = seededAt + overlapMs + 2000 - performance.now();
+    if (wait > 0) {
+      progress(
+        `latency ${kind}: waiting ${Math.ceil(wait / 1000)} s until the seed is older than the overlap`,
+      );
+      await sleep(wait);
     }
     const firstCycle = cycles.length;
     progress(`latency ${kind}: ${changes} changes`);

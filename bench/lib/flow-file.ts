@@ -75,6 +75,13 @@ export function exampleConsentSpec(): ConsentSpec | undefined {
   return { recipient: String(recipient.id), role: String(recipient.role), purpose: String(flow.purpose) };
 }
 
+/** How far back each cycle of the example flow re-reads (`source.overlapSeconds`, default 60). */
+export function exampleOverlapSeconds(): number {
+  const flow = parse(readFileSync(EXAMPLE_FLOW, 'utf8')) as Node;
+  const overlap = object(flow, 'source').overlapSeconds;
+  return typeof overlap === 'number' ? overlap : 60;
+}
+
 /** The environment the example flow reads (`${SLUICE_…}`), with a fresh random pseudonym key. */
 export function benchFlowEnv(ehrUrl: string, crmUrl: string): Record<string, string> {
   return {
