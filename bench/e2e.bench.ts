@@ -53,7 +53,12 @@ export interface E2eRun {
   readonly baselinePerSec: number;
   /** resourcesPerSec / baselinePerSec (target ≥ 0.30). */
   readonly ratio?: number;
-  readonly pipeline?: { readonly peakRssMb?: number; readonly cpuSec?: number };
+  readonly pipeline?: {
+    readonly peakRssMb?: number;
+    readonly cpuSec?: number;
+    /** Heap in use right after a full GC, the highest seen (what the pipeline really holds). */
+    readonly liveHeapMb?: number;
+  };
   /** CPU seconds the sandboxes spent during the run, and their memory after it. */
   readonly ehr?: ProcUsage & { readonly runCpuSec?: number };
   readonly crm?: ProcUsage & { readonly runCpuSec?: number };
@@ -195,7 +200,11 @@ async function runOnce(
       processMs: round(child.wallMs),
       pipeline: {
         ...(child.probe
-          ? { peakRssMb: child.probe.maxRssMb, cpuSec: round(child.probe.cpuSec, 1) }
+          ? {
+              peakRssMb: child.probe.maxRssMb,
+              cpuSec: round(child.probe.cpuSec, 1),
+              ...(child.probe.maxLiveHeapMb === undefined ? {} : { liveHeapMb: child.probe.maxLiveHeapMb }),
+            }
           : child.polledPeakRssMb === undefined
             ? {}
             : { peakRssMb: child.polledPeakRssMb }),

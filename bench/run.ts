@@ -120,6 +120,16 @@ export function evaluateTargets(report: Omit<BenchReport, 'targets' | 'finishedA
       value: ok ? `${round(b / a, 2)}x (${a} -> ${b} MiB)` : 'not measured',
       met: ok && b / a <= 1.5,
     });
+    const la = small.run?.pipeline?.liveHeapMb;
+    const lb = large.run?.pipeline?.liveHeapMb;
+    if (ok && la !== undefined && lb !== undefined) {
+      targets.push({
+        name: `pipeline live heap (after full GC), ${large.v.volume} vs ${small.v.volume} resources`,
+        target: '<= 1.5x',
+        value: `${round(lb / la, 2)}x (${la} -> ${lb} MiB)`,
+        met: lb / la <= 1.5,
+      });
+    }
   }
   return targets;
 }

@@ -133,7 +133,12 @@ export interface ChildRun {
   readonly stderrTail: readonly string[];
   readonly wallMs: number;
   /** From bench/rss-probe.ts: the child's own getrusage at exit. */
-  readonly probe?: { readonly maxRssMb: number; readonly cpuSec: number };
+  readonly probe?: {
+    readonly maxRssMb: number;
+    readonly cpuSec: number;
+    readonly maxLiveHeapMb?: number;
+    readonly fullGcs?: number;
+  };
   /** The highest VmHWM seen while polling /proc (a fallback when the probe did not write). */
   readonly polledPeakRssMb?: number;
 }

@@ -26,6 +26,28 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
+/** A target that answers after a delay, and says whether a request is in flight. */
+class SlowTarget extends MemoryTarget {
+  #busy = 0;
+  readonly #delayMs: number;
+  constructor(delayMs: number) {
+    super();
+    this.#delayMs = delayMs;
+  }
+  override async upsert(...args: Parameters<MemoryTarget['upsert']>): ReturnType<MemoryTarget['upsert']> {
+    this.#busy++;
+    try {
+      await new Promise((resolve) => setTimeout(resolve, this.#delayMs));
+      return await super.upsert(...args);
+    } finally {
+      this.#busy--;
+    }
+  }
+  get busy(): boolean {
+    return this.#busy > 0;
+  }
+}
+
 function lastUpdatedOf(resource: JsonObject | undefined): string {
   return String((resource?.meta as { lastUpdated?: string } | undefined)?.lastUpdated);
 }
@@ -753,6 +775,52 @@ describe('adversarial input', () => {
     expect(late.quarantineReasons).toEqual({ REC_OUT_OF_ORDER: 1 });
     const account = [...target.records.entries()].find(([k]) => k.startsWith('Account|'))?.[1];
     expect(account?.fields.Name).toBe('Newer Name');
+    await store.close();
+  });
+
+  it('with two pages in flight, a version in the page being sent still counts for the next page', async () => {
+    const [a, b, c] = organizations as [JsonObject, JsonObject, JsonObject];
+    const at = (versionId: string, lastUpdated: string) => ({ versionId, lastUpdated });
+    const newerA = { ...a, name: 'Newer Name', meta: at('3', '2026-11-10T00:00:00Z') };
+    const olderA = { ...a, name: 'Older Name', meta: at('2', '2026-11-05T00:00:00Z') };
+    const sameB = { ...b, meta: at('1', '2026-11-06T00:00:00Z') };
+    const onlyC = { ...c, meta: at('1', '2026-11-07T00:00:00Z') };
+    // A slow target: the second page goes through the record stages while the first is being sent.
+    const target = new SlowTarget(30);
+    const store = SqliteStateStore.open(storePath());
+    let overlapped = false;
+    const getSeen = store.getSeen.bind(store);
+    store.getSeen = (...args) => {
+      overlapped ||= target.busy;
+      return getSeen(...args);
+    };
+    const summary = await runFlow(
+      options(new MemorySource({ Organization: [newerA, sameB, olderA, sameB, onlyC] }, 2), target, store),
+    );
+    expect(summary.status).toBe('succeeded');
+    expect(overlapped).toBe(true);
+    expect(summary.quarantineReasons).toEqual({ REC_OUT_OF_ORDER: 1 });
+    expect(summary.skipped).toBe(1);
+    const names = [...target.records.entries()]
+      .filter(([k]) => k.startsWith('Account|'))
+      .map(([, v]) => v.fields.Name);
+    expect(names).toContain('Newer Name');
+    expect(names).not.toContain('Older Name');
+    await store.close();
+  });
+
+  it('a page that fails to send stops the run before the page prepared behind it is committed', async () => {
+    const target = new SlowTarget(30);
+    target.failRequests = 1;
+    const store = SqliteStateStore.open(storePath());
+    const summary = await runFlow(
+      options(new MemorySource({ Organization: organizations }, 2), target, store),
+    );
+    expect(summary.status).toBe('failed');
+    expect(summary.error?.code).toBe('TGT_UNREACHABLE');
+    expect(await store.getCheckpoint('test-flow', 'Organization')).toBeUndefined();
+    const refs = organizations.map((o) => `Organization/${String(o.id)}`);
+    expect((await store.getSeen('test-flow', 'Organization', refs)).size).toBe(0);
     await store.close();
   });
 

@@ -79,6 +79,17 @@ export class ConsentStore {
     return this.checkAtSend(subject, request).decision;
   }
 
+  /** The person a consent is held for, if this store holds it. */
+  subjectOfKey(key: string): string | undefined {
+    return this.#subjectOf.get(key);
+  }
+
+  /** Drops everything held for a person (a cache evicting them; it can be loaded again). */
+  forget(subject: string): void {
+    for (const s of this.#bySubject.get(subject) ?? []) this.#subjectOf.delete(consentKey(s.source));
+    this.#bySubject.delete(subject);
+  }
+
   get subjectCount(): number {
     return this.#bySubject.size;
   }

@@ -8,7 +8,7 @@ import {
 } from '../../core/consent/index.ts';
 import type { Outcome } from '../../core/mapping/outcome.ts';
 import type { Source } from '../../core/ports/source.ts';
-import type { StateStore, StoredConsent } from '../store/state-store.ts';
+import type { ConsentLookup, StateStore, StoredConsent } from '../store/state-store.ts';
 
 /** The consent stage of a flow, from its file. */
 export interface ConsentSettings {
@@ -25,39 +25,67 @@ export interface ConsentSettings {
 /** The FHIR stream consents are read from. */
 export const CONSENT_STREAM = 'Consent';
 
+/** How many people's consents the gate keeps in memory when the state store can be read on a miss. */
+export const DEFAULT_CONSENT_CACHE = 20_000;
+
 /**
  * Consent at ingest and at send time. Consents are read from the source like any stream, kept in a
  * store indexed by person (pseudonym) and persisted with the flow state, so every run starts from the
  * current state. Before a send the gate re-reads what changed at the source, so a revocation committed
  * before the send-time check stops the send.
+ *
+ * Memory stays bounded whatever the population: when the state store can be read synchronously, the
+ * gate holds at most `cacheSize` people (least recently used first out) and reads a person's stored
+ * consents on a miss. People with consents read but not yet committed are pinned until `committed()`.
  */
 export class ConsentGate {
   readonly settings: ConsentSettings;
-  readonly #store: ConsentStore;
+  #store: ConsentStore;
   readonly #system: string;
   readonly #key: PseudonymKey;
+  readonly #cacheSize: number;
+  #lookup: ConsentLookup | undefined;
+  /** People held in memory, least recently used first (only when backed by a lookup). */
+  readonly #recent = new Map<string, true>();
+  /** People whose consents changed since the last commit: never evicted before it. */
+  readonly #pinned = new Set<string>();
   #lastRefresh = 0;
   #position: string | undefined;
 
-  constructor(settings: ConsentSettings, system: string, pseudonymKey: PseudonymKey) {
+  constructor(
+    settings: ConsentSettings,
+    system: string,
+    pseudonymKey: PseudonymKey,
+    options: { cacheSize?: number } = {},
+  ) {
     this.settings = settings;
     this.#system = system;
     this.#key = pseudonymKey;
-    this.#store = new ConsentStore({
-      version: settings.policyVersion,
-      defaultDecision: settings.defaultDecision,
-    });
+    this.#cacheSize = Math.max(1, options.cacheSize ?? DEFAULT_CONSENT_CACHE);
+    this.#store = this.#emptyStore();
   }
 
-  /** Loads what earlier runs read. */
+  /**
+   * Binds the gate to what earlier runs read: a synchronous lookup when the state store has one (the
+   * cache starts empty), else every stored consent loaded into memory. Returns how many are stored.
+   */
   async load(state: StateStore, flow: string): Promise<number> {
+    this.#store = this.#emptyStore();
+    this.#recent.clear();
+    this.#pinned.clear();
+    const lookup = state.consentLookup?.(flow);
+    this.#lookup = lookup;
+    if (lookup) return lookup.count();
     const stored = await state.listConsents(flow);
     for (const s of stored) this.#store.upsert(JSON.parse(s.state) as ConsentState);
     return stored.length;
   }
 
-  /** Parses one source Consent; on success it is applied to the store and returned for persisting. */
-  ingest(resource: unknown): Outcome<{ state: ConsentState; stored: StoredConsent; subject: string }> {
+  /**
+   * Parses one source Consent and applies it. `stored` is what to persist with the page: absent when
+   * the store already holds this version or a newer one (an older version never overwrites a newer).
+   */
+  ingest(resource: unknown): Outcome<{ state: ConsentState; stored?: StoredConsent; subject: string }> {
     const parsed = consentFromFhir(resource, {
       system: this.#system,
       pseudonymKey: this.#key,
@@ -65,19 +93,81 @@ export class ConsentGate {
     });
     if (!parsed.ok) return parsed;
     const state = parsed.value;
-    this.#store.upsert(state);
-    const stored = { key: consentKey(state.source), subject: state.subject, state: JSON.stringify(state) };
-    return { ok: true, value: { state, stored, subject: state.subject }, warnings: parsed.warnings };
+    const key = consentKey(state.source);
+    const previous = this.#store.subjectOfKey(key) ?? this.#lookup?.subjectOf(key);
+    if (previous !== undefined) this.#hold(previous);
+    this.#hold(state.subject);
+    const result = this.#store.upsert(state);
+    const changed = result === 'inserted' || result === 'updated';
+    if (changed) {
+      this.#pinned.add(state.subject);
+      if (previous !== undefined) this.#pinned.add(previous);
+    }
+    this.#evict();
+    const value = changed
+      ? {
+          state,
+          stored: { key, subject: state.subject, state: JSON.stringify(state) },
+          subject: state.subject,
+        }
+      : { state, subject: state.subject };
+    return { ok: true, value, warnings: parsed.warnings };
   }
 
   /** The decision for sending this person's data of this type, now. */
   check(subject: string, resourceType: string, at: Date = new Date()): ConsentDecision {
-    return this.#store.checkAtSend(subject, {
+    this.#hold(subject);
+    const decision = this.#store.checkAtSend(subject, {
       purpose: this.settings.purpose,
       recipient: this.settings.recipient,
       resourceType,
       at,
     });
+    this.#evict();
+    return decision;
+  }
+
+  /** The consents of everyone read since the last call are persisted: they may leave memory now. */
+  committed(): void {
+    this.#pinned.clear();
+    this.#evict();
+  }
+
+  /** How many people the gate holds in memory (bounded by the cache size once pages are committed). */
+  get heldSubjects(): number {
+    return this.#store.subjectCount;
+  }
+
+  #emptyStore(): ConsentStore {
+    return new ConsentStore({
+      version: this.settings.policyVersion,
+      defaultDecision: this.settings.defaultDecision,
+    });
+  }
+
+  /** Makes sure a person's stored consents are in memory, and marks them recently used. */
+  #hold(subject: string): void {
+    const lookup = this.#lookup;
+    if (lookup === undefined) return;
+    if (this.#recent.delete(subject)) {
+      this.#recent.set(subject, true);
+      return;
+    }
+    for (const json of lookup.statesOf(subject)) this.#store.upsert(JSON.parse(json) as ConsentState);
+    this.#recent.set(subject, true);
+  }
+
+  #evict(): void {
+    if (this.#lookup === undefined) return;
+    let excess = this.#recent.size - this.#cacheSize;
+    if (excess <= 0) return;
+    for (const subject of this.#recent.keys()) {
+      if (excess <= 0) break;
+      if (this.#pinned.has(subject)) continue;
+      this.#recent.delete(subject);
+      this.#store.forget(subject);
+      excess--;
+    }
   }
 
   /** Remembers how far the consent stream has been read (for send-time refreshes). */
@@ -107,8 +197,10 @@ export class ConsentGate {
           out.failed++;
           continue;
         }
-        out.stored.push(result.value.stored);
-        out.subjects.add(result.value.subject);
+        if (result.value.stored) {
+          out.stored.push(result.value.stored);
+          out.subjects.add(result.value.subject);
+        }
         const at = result.value.state.source.lastUpdated;
         if (at !== undefined) this.noteStreamPosition(new Date(at).toISOString());
       }

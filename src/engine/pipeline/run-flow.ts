@@ -4,7 +4,7 @@ import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { assessPatientProfileRisk } from '../../core/anonymize/release.ts';
 import type { ConsentDecision } from '../../core/consent/index.ts';
 import { SluiceError, toSluiceError } from '../../core/errors/index.ts';
-import type { Source } from '../../core/ports/source.ts';
+import type { Source, SourcePage } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
 import type { AuditEventInput } from '../audit/entry.ts';
 import { CONSENT_STREAM, type ConsentGate } from '../consent/consent-gate.ts';
@@ -214,7 +214,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         }
         yield* source.read(stream, readFrom, signal);
       })();
-      for await (const page of prefetch(pages, 1)) {
+      // Versions of records prepared but not yet committed: the next page, prepared while this one is
+      // sent, must see them as processed (duplicates skip, older versions stay out of order).
+      const pendingSeen = new Map<string, string>();
+      // Record stages of one page, before anything is sent.
+      const prepare = async (page: SourcePage) => {
         signal.throwIfAborted();
         pageNumber++;
         const readAt = new Date().toISOString();
@@ -232,6 +236,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
               stream,
               refs.filter((r): r is string => r !== undefined),
             );
+        for (const ref of refs) {
+          const pending = ref === undefined ? undefined : pendingSeen.get(ref);
+          if (pending !== undefined)
+            known.set(ref as string, { ref: ref as string, versionKey: pending, outcome: 'delivered' });
+        }
         let maxUpdated = position;
         const outcomes = new Map<number, SeenVersion['outcome']>();
         const notes = new Map<number, RecordNote>();
@@ -277,8 +286,10 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           if (gate && stream === CONSENT_STREAM) {
             const applied = gate.ingest(record.resource);
             if (applied.ok) {
-              consents.push(applied.value.stored);
-              consentChanged.add(applied.value.subject);
+              if (applied.value.stored) {
+                consents.push(applied.value.stored);
+                consentChanged.add(applied.value.subject);
+              }
               outcomes.set(index, 'applied');
               notes.set(index, { subject: applied.value.subject, reason: 'consent-directive' });
               const at = applied.value.state.source.lastUpdated;
@@ -387,6 +398,33 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           }
         });
 
+        for (const index of outcomes.keys()) {
+          const ref = refs[index];
+          if (ref !== undefined && !stale.has(index)) pendingSeen.set(ref, keys.get(index) as string);
+        }
+        return {
+          page,
+          pageNumber,
+          readAt,
+          quarantine,
+          items,
+          seen,
+          consents,
+          consentChanged,
+          changeLog,
+          refs,
+          maxUpdated,
+          outcomes,
+          notes,
+          stale,
+          keys,
+        };
+      };
+      // Send-time checks, delivery and the page's commit: one page at a time, in page order.
+      const finish = async (prepared: Awaited<ReturnType<typeof prepare>>) => {
+        const { page, pageNumber, readAt, quarantine, items, seen, consents, consentChanged, changeLog } =
+          prepared;
+        const { refs, maxUpdated, outcomes, notes, stale, keys } = prepared;
         // Send-time consent: re-read what changed at the source, then check each person again.
         let sendable = items;
         let checkedAt: Date | undefined;
@@ -626,6 +664,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
               }
             : {}),
         });
+        gate?.committed();
         if (advance) {
           position = next;
           checkpoints[stream] = next as string;
@@ -649,6 +688,25 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           { stream, records: page.records.length, quarantined: quarantine.length, batches: delivery.batches },
           'page committed',
         );
+        for (const v of seen) if (pendingSeen.get(v.ref) === v.versionKey) pendingSeen.delete(v.ref);
+      };
+
+      // Two pages in flight: the next page goes through the record stages while this one waits on the
+      // target. Sends and commits stay in page order; consent pages go one at a time (each person's
+      // consents stay in memory until their page is committed).
+      let inFlight: Promise<void> | undefined;
+      try {
+        for await (const page of prefetch(pages, 1)) {
+          const prepared = await prepare(page);
+          await inFlight;
+          inFlight = finish(prepared);
+          inFlight.catch(() => undefined);
+          if (stream === CONSENT_STREAM) await inFlight;
+        }
+        await inFlight;
+      } catch (err) {
+        await inFlight?.catch(() => undefined);
+        throw err;
       }
       progress.streamFinished(stream, processed);
     }

@@ -8,6 +8,7 @@ import type {
   BatchManifest,
   ChangeLogEntry,
   Checkpoint,
+  ConsentLookup,
   LedgerEntry,
   PageCommit,
   QuarantineEntry,
@@ -159,6 +160,20 @@ export class SqliteStateStore implements StateStore {
       subject: String(r.subject),
       state: String(r.state),
     }));
+  }
+
+  consentLookup(flow: string): ConsentLookup {
+    const states = this.#db.prepare('SELECT state FROM consent_states WHERE flow = ? AND subject = ?');
+    const subject = this.#db.prepare('SELECT subject FROM consent_states WHERE flow = ? AND consent_key = ?');
+    const count = this.#db.prepare('SELECT count(*) AS n FROM consent_states WHERE flow = ?');
+    return {
+      statesOf: (s) => (states.all(flow, s) as Row[]).map((r) => String(r.state)),
+      subjectOf: (key) => {
+        const row = subject.get(flow, key) as Row | undefined;
+        return row === undefined ? undefined : String(row.subject);
+      },
+      count: () => Number((count.get(flow) as Row).n),
+    };
   }
 
   async listBatches(flow: string, limit = 50): Promise<BatchManifest[]> {

@@ -153,6 +153,16 @@ export interface QuarantineFilter {
   readonly limit?: number;
 }
 
+/** Persisted consent states of one flow, read synchronously (see `StateStore.consentLookup`). */
+export interface ConsentLookup {
+  /** The stored states (JSON) of a person's consents. */
+  statesOf(subject: string): string[];
+  /** The person a stored consent belongs to. */
+  subjectOf(key: string): string | undefined;
+  /** How many consents are stored. */
+  count(): number;
+}
+
 export interface StateStore {
   readonly kind: 'sqlite' | 'postgres';
   getCheckpoint(flow: string, stream: string): Promise<Checkpoint | undefined>;
@@ -178,6 +188,11 @@ export interface StateStore {
     limit: number,
   ): Promise<ChangeLogEntry[]>;
   listConsents(flow: string): Promise<StoredConsent[]>;
+  /**
+   * Synchronous reads of the persisted consents of a flow, so the consent gate can keep only a bounded
+   * cache in memory (absent: the gate loads every consent with `listConsents`).
+   */
+  consentLookup?(flow: string): ConsentLookup;
   listBatches(flow: string, limit?: number): Promise<BatchManifest[]>;
   /** Provenance resources of a record (`Type/id` or pseudonym), oldest first. */
   provenanceOf(flow: string, entity: string): Promise<Record<string, unknown>[]>;
