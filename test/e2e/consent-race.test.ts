@@ -13,23 +13,11 @@ import { SqliteStateStore } from '../../src/engine/store/sqlite-store.ts';
 import { type CrmSandbox, startCrmSandbox } from '../../src/sandbox/crm/index.ts';
 import { type EhrSandbox, startEhrSandbox } from '../../src/sandbox/ehr/index.ts';
 import { syntheaBundleDir } from '../../src/sandbox/ehr/testing.ts';
+import { privacyConsent } from '../../src/testkit/consents.ts';
 import { REPO_ROOT } from '../../src/testkit/data.ts';
 
-const consentFor = (patientId: string): Consent => ({
-  resourceType: 'Consent',
-  id: `race-${patientId}`,
-  status: 'active',
-  scope: {
-    coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }],
-  },
-  category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
-  patient: { reference: `Patient/${patientId}` },
-  dateTime: '2026-01-01T00:00:00Z',
-  provision: {
-    type: 'permit',
-    purpose: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'HOPERAT' }],
-  },
-});
+const consentFor = (patientId: string): Consent =>
+  privacyConsent(patientId, 'permit', { id: `race-${patientId}` });
 
 const sfTime = (value: unknown): number => Date.parse(String(value).replace(/\+0000$/, 'Z'));
 

@@ -8,6 +8,7 @@ import { AllowlistSchema } from '../../src/core/policy/allowlist.ts';
 import type { Source } from '../../src/core/ports/source.ts';
 import { type RunFlowOptions, runFlow } from '../../src/engine/pipeline/run-flow.ts';
 import { SqliteStateStore } from '../../src/engine/store/sqlite-store.ts';
+import { privacyConsent } from '../../src/testkit/consents.ts';
 import { MemorySource, MemoryTarget, sampleResources, silentLogger, stageContext, stamp } from './fakes.ts';
 
 let practitioners: JsonObject[];
@@ -572,22 +573,7 @@ describe('consent at ingest and at send time', () => {
     type: 'permit' | 'deny',
     lastUpdated: string,
     id = `c-${patientId}`,
-  ) => ({
-    resourceType: 'Consent',
-    id,
-    meta: { versionId: lastUpdated, lastUpdated },
-    status: 'active',
-    scope: {
-      coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }],
-    },
-    category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
-    patient: { reference: `Patient/${patientId}` },
-    dateTime: '2026-01-01T00:00:00Z',
-    provision: {
-      type,
-      purpose: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'HOPERAT' }],
-    },
-  });
+  ) => privacyConsent(patientId, type, { lastUpdated, id });
 
   async function gateFor(): Promise<
     InstanceType<typeof import('../../src/engine/consent/consent-gate.ts').ConsentGate>

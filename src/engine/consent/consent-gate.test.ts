@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import type { JsonObject } from '../../core/fhir/resource.ts';
 import { syntheaPatients, TEST_PSEUDONYM_KEY } from '../../core/matrix/testing.ts';
+import { privacyConsent } from '../../testkit/consents.ts';
 import { SqliteStateStore } from '../store/sqlite-store.ts';
 import type { StoredConsent } from '../store/state-store.ts';
 import { ConsentGate, type ConsentSettings } from './consent-gate.ts';
@@ -15,24 +16,8 @@ const SETTINGS: ConsentSettings = {
 };
 const FLOW = 'gate-test';
 
-function consentFor(patientId: string, type: 'permit' | 'deny', lastUpdated: string, id = `c-${patientId}`) {
-  return {
-    resourceType: 'Consent',
-    id,
-    meta: { versionId: lastUpdated, lastUpdated },
-    status: 'active',
-    scope: {
-      coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }],
-    },
-    category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
-    patient: { reference: `Patient/${patientId}` },
-    dateTime: '2026-01-01T00:00:00Z',
-    provision: {
-      type,
-      purpose: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'HOPERAT' }],
-    },
-  };
-}
+const consentFor = (patientId: string, type: 'permit' | 'deny', lastUpdated: string, id = `c-${patientId}`) =>
+  privacyConsent(patientId, type, { lastUpdated, id });
 
 const gateOf = (cacheSize?: number): ConsentGate =>
   new ConsentGate(SETTINGS, 'epic', TEST_PSEUDONYM_KEY, cacheSize === undefined ? {} : { cacheSize });
