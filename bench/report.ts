@@ -21,7 +21,7 @@ export interface BenchReport {
   readonly commit?: string;
   readonly stages?: readonly StageOutcome[];
   readonly validate?: ValidateBenchResult;
-  readonly consent?: BenchResult;
+  readonly consent?: readonly BenchResult[];
   readonly e2e?: readonly E2eVolume[];
   readonly latency?: readonly LatencyResult[];
   readonly targets: readonly Target[];
@@ -103,10 +103,9 @@ export function formatReport(report: BenchReport): string {
         `${cell(v.medplumPerSec)}/s — ${v.ratio}x`,
     );
   }
-  if (report.consent) {
-    const c = report.consent;
+  if (report.consent) out.push('');
+  for (const c of report.consent ?? []) {
     out.push(
-      '',
       `Consent ${c.name}: ${cell(c.opsPerSec)} checks/s, p50 ${c.p50Ms.toFixed(4)} ms, p95 ` +
         `${c.p95Ms.toFixed(4)} ms, p99 ${c.p99Ms.toFixed(4)} ms`,
     );
