@@ -8,7 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JWK } from 'jose';
-import { anonymize, loadRuleSetFile } from '../src/core/anonymize/index.ts';
+import { anonymize } from '../src/core/anonymize/index.ts';
+import { loadProfile } from '../src/core/anonymize/profile.ts';
 import type { PseudonymKey } from '../src/core/anonymize/pseudonym.ts';
 import { buildEnvelope, type SigningKey, signEnvelope } from '../src/core/batch/index.ts';
 import { ConsentStore } from '../src/core/consent/store.ts';
@@ -161,12 +162,57 @@ export async function benchStages(options: StageBenchOptions): Promise<StageOutc
 
 async function clinicalStages(lines: readonly string[], minMs: number): Promise<StageOutcome[]> {
   const objects = lines.map((l) => JSON.parse(l) as JsonObject);
+  const pseudonymKey: PseudonymKey = { id: 'bench', secret: randomBytes(32) };
+  const restricted = loadRestrictedZip3(['hhs-2000'], []);
   return [
     await guarded('parse', 'clinical', () =>
       beside('parse', 'clinical', 'resources', lines.length, lines, () => parseAll(lines), minMs),
     ),
     await guarded('validate', 'clinical', () => validateStage('clinical', objects, lines, minMs)),
+    await guarded('anonymize', 'clinical', () =>
+      anonymizeStage('clinical', 'analytics', {
+        objects,
+        lines,
+        pseudonymKey,
+        restrictedZip3: restricted,
+        minMs,
+      }),
+    ),
   ];
+}
+
+/** A corpus with what the pseudonymising stages need. */
+interface KeyedCorpus {
+  readonly objects: readonly JsonObject[];
+  readonly lines: readonly string[];
+  readonly pseudonymKey: PseudonymKey;
+  readonly restrictedZip3: ReadonlySet<string>;
+  readonly minMs: number;
+}
+
+/**
+ * A shipped anonymization profile over the corpus: `crm-follow-up` on the flow corpus (it releases
+ * Patients only), `analytics` on the clinical corpus (pseudonyms, date shifts, generalisation).
+ */
+function anonymizeStage(
+  corpus: CorpusKind,
+  profileName: 'crm-follow-up' | 'analytics',
+  input: KeyedCorpus,
+): Promise<StageResult> {
+  const { objects, lines, pseudonymKey, restrictedZip3, minMs } = input;
+  const profile = loadProfile(profileName);
+  const ctx = {
+    system: SYSTEM,
+    asOf: new Date(),
+    keyring: { currentKeyId: pseudonymKey.id, keys: [pseudonymKey] },
+    restrictedZip3: { listIds: [...profile.restrictedZip3], prefixes: restrictedZip3 },
+  };
+  const released = objects.filter((o) => anonymize(o, profile.ruleSet, ctx).resource !== null).length;
+  const pass = (): void => {
+    for (const o of objects) anonymize(o, profile.ruleSet, ctx);
+  };
+  const note = `profile ${profileName}: ${released} of ${objects.length} released`;
+  return beside('anonymize', corpus, 'resources', objects.length, lines, pass, minMs, note);
 }
 
 function parseAll(lines: readonly string[]): void {
@@ -224,23 +270,19 @@ async function flowStages(lines: readonly string[], work: string, minMs: number)
       const note = `${failed} not mappable`;
       return beside('map (core/mapping)', 'flow', 'resources', objects.length, lines, pass, minMs, note);
     }),
-    await guarded('map (matrix)', 'flow', () => matrixStage(objects, lines, pseudonymKey, restricted, minMs)),
+    await guarded('map (matrix)', 'flow', () =>
+      matrixStage({ objects, lines, pseudonymKey, restrictedZip3: restricted, minMs }),
+    ),
     await guarded('consent', 'flow', () => consentStage(lines, mapped, minMs)),
-    await guarded('anonymize', 'flow', () => {
-      const ruleSet = loadRuleSetFile(join(REPO_ROOT, 'config', 'anonymize', 'crm-follow-up.yaml'));
-      const ctx = {
-        system: SYSTEM,
-        asOf,
-        keyring: { currentKeyId: pseudonymKey.id, keys: [pseudonymKey] },
-        restrictedZip3: { listIds: ['hhs-2000'], prefixes: restricted },
-      };
-      const released = objects.filter((o) => anonymize(o, ruleSet, ctx).resource !== null).length;
-      const pass = (): void => {
-        for (const o of objects) anonymize(o, ruleSet, ctx);
-      };
-      const note = `${released} released (crm-follow-up releases Patients only)`;
-      return beside('anonymize', 'flow', 'resources', objects.length, lines, pass, minMs, note);
-    }),
+    await guarded('anonymize', 'flow', () =>
+      anonymizeStage('flow', 'crm-follow-up', {
+        objects,
+        lines,
+        pseudonymKey,
+        restrictedZip3: restricted,
+        minMs,
+      }),
+    ),
     await guarded('batch+sign', 'flow', () => batchStage(mapped, lines, minMs)),
     await guarded('store', 'flow', () => storeStage(mapped, lines, work, minMs)),
   ];
@@ -250,13 +292,8 @@ async function flowStages(lines: readonly string[], work: string, minMs: number)
  * The mapping as the pipeline runs it today (src/engine/pipeline/record-stages.ts): the mapping matrix
  * (config/mappings, FHIRPath rules) FHIR → canonical, the canonical schema check, canonical → Veeva.
  */
-function matrixStage(
-  objects: readonly JsonObject[],
-  lines: readonly string[],
-  pseudonymKey: PseudonymKey,
-  restrictedZip3: ReadonlySet<string>,
-  minMs: number,
-): Promise<StageResult> {
+function matrixStage(input: KeyedCorpus): Promise<StageResult> {
+  const { objects, lines, pseudonymKey, restrictedZip3, minMs } = input;
   const engine = createMatrixEngine();
   const asOf = new Date();
   const one = (o: JsonObject): boolean => {

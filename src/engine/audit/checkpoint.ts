@@ -10,8 +10,8 @@ import {
   errors as joseErrors,
 } from 'jose';
 import { z } from 'zod';
+import { canonicalJson } from '../../core/batch/canonical-json.ts';
 import { SluiceError } from '../../core/errors/index.ts';
-import { canonicalJson } from './canonical-json.ts';
 import { isHexHash } from './hash.ts';
 
 /**
@@ -84,7 +84,7 @@ export async function createCheckpointSigner(privateJwk: unknown): Promise<Check
     alg,
     publicJwk,
     async sign(body: CheckpointBody): Promise<Checkpoint> {
-      const payload = new TextEncoder().encode(canonicalJson({ ...body }));
+      const payload = new TextEncoder().encode(canonicalJson({ ...body }, { iJson: true }));
       const jws = await new CompactSign(payload)
         .setProtectedHeader({ alg, kid: keyId, typ: CHECKPOINT_TYP })
         .sign(key);

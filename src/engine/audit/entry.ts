@@ -1,10 +1,13 @@
 import { z } from 'zod';
+import { canonicalJson } from '../../core/batch/canonical-json.ts';
 import { SluiceError } from '../../core/errors/index.ts';
 import type { Pseudonym } from '../../core/model/ids.ts';
 import { PURPOSES_OF_USE } from '../config/flow-schema.ts';
-import { canonicalJson } from './canonical-json.ts';
 import type { Hash } from './hash.ts';
 import { hashLeaf } from './merkle.ts';
+
+/** Audit entries are written by Sluice: I-JSON only, so any JCS implementation hashes them the same. */
+const I_JSON = { iJson: true } as const;
 
 /**
  * One audit entry: what Sluice decided or did, for which flow, run, batch, recipient and purpose, about
@@ -208,7 +211,7 @@ export function canonicalEntry(entry: AuditEntry): string {
   const s = JSON.stringify;
   let out = `{"at":${s(entry.at)}`;
   if (entry.batchId !== undefined) out += `,"batchId":${s(entry.batchId)}`;
-  out += `,"details":${canonicalJson(entry.details)},"flow":${s(entry.flow)},"kind":${s(entry.kind)}`;
+  out += `,"details":${canonicalJson(entry.details, I_JSON)},"flow":${s(entry.flow)},"kind":${s(entry.kind)}`;
   out += `,"outcome":${s(entry.outcome)}`;
   if (entry.purpose !== undefined) out += `,"purpose":${s(entry.purpose)}`;
   if (entry.reason !== undefined) out += `,"reason":${s(entry.reason)}`;
@@ -220,21 +223,24 @@ export function canonicalEntry(entry: AuditEntry): string {
 }
 
 export function canonicalEntryReference(entry: AuditEntry): string {
-  return canonicalJson({
-    v: AUDIT_ENTRY_VERSION,
-    seq: entry.seq,
-    at: entry.at,
-    kind: entry.kind,
-    flow: entry.flow,
-    runId: entry.runId,
-    batchId: entry.batchId,
-    recipient: entry.recipient,
-    purpose: entry.purpose,
-    subject: entry.subject,
-    outcome: entry.outcome,
-    reason: entry.reason,
-    details: entry.details,
-  });
+  return canonicalJson(
+    {
+      v: AUDIT_ENTRY_VERSION,
+      seq: entry.seq,
+      at: entry.at,
+      kind: entry.kind,
+      flow: entry.flow,
+      runId: entry.runId,
+      batchId: entry.batchId,
+      recipient: entry.recipient,
+      purpose: entry.purpose,
+      subject: entry.subject,
+      outcome: entry.outcome,
+      reason: entry.reason,
+      details: entry.details,
+    },
+    I_JSON,
+  );
 }
 
 /** RFC 9162 leaf hash of an entry's canonical text (UTF-8). */

@@ -185,6 +185,11 @@ const stages = z
         refreshSeconds: z.number().min(0).max(3600).default(0),
         /** What a revocation does to data already delivered: delete it at the target, or leave it. */
         onRevoke: z.enum(['delete', 'ignore']).default('delete'),
+        /**
+         * People whose consents stay in memory (least recently used leave first); the others are read
+         * from the state store when needed, so memory does not grow with the population.
+         */
+        cacheSize: z.number().int().min(100).max(10_000_000).default(20_000),
       })
       .strict()
       .optional(),

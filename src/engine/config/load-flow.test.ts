@@ -79,6 +79,21 @@ describe('loadFlow: the example flow', () => {
     expect(typeof flow.sourcePrivateKey?.d).toBe('string');
     expect(flow.stateDir).toBe(join(dir, '.sluice'));
     expect(flow.definitionHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(flow.file.stages.consent?.cacheSize).toBe(20_000);
+  });
+
+  it('takes a consent cache size within bounds; the default is 20,000 people', () => {
+    const text = exampleText().replace('privateKeyFile: ../keys/', `privateKeyFile: ${KEYS}/`);
+    const base = loadFlow(writeFlow('cache-default.yaml', text), { env: env(), cwd: dir });
+    const sized = text.replace('    onRevoke: delete', '    onRevoke: delete\n    cacheSize: 5000');
+    expect(sized).not.toBe(text);
+    const flow = loadFlow(writeFlow('cache-5000.yaml', sized), { env: env(), cwd: dir });
+    expect(flow.file.stages.consent?.cacheSize).toBe(5000);
+    expect(flow.definitionHash).not.toBe(base.definitionHash);
+    const tiny = text.replace('    onRevoke: delete', '    onRevoke: delete\n    cacheSize: 3');
+    expect(
+      issuesOf(thrown(() => loadFlow(writeFlow('cache-3.yaml', tiny), { env: env(), cwd: dir }))),
+    ).toEqual([expect.stringContaining('stages.consent.cacheSize')]);
   });
 
   it('is deeply frozen', () => {

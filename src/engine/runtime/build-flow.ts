@@ -202,6 +202,7 @@ export async function buildFlowRuntime(
             },
             src.system,
             flow.pseudonymKey,
+            { cacheSize: stages.consent.cacheSize },
           ),
         }
       : {}),

@@ -1,9 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isSluiceError } from '../../core/errors/index.ts';
-import { type CanonicalValue, canonicalJson } from './canonical-json.ts';
+import { isSluiceError } from '../errors/index.ts';
+import { type CanonicalValue, canonicalJson as jcs } from './canonical-json.ts';
 
-describe('canonicalJson (RFC 8785)', () => {
+/** The audit log's use: I-JSON. */
+const canonicalJson = (value: CanonicalValue): string => jcs(value, { iJson: true });
+
+describe('canonicalJson with iJson (RFC 8785, as the audit log uses it)', () => {
   it('reproduces the RFC 8785 section 3.2.2 example', () => {
     const input = JSON.parse(
       '{"numbers":[333333333.33333329,1E30,4.50,2e-3,0.000000000000000000000000001],' +
@@ -50,6 +53,8 @@ describe('canonicalJson (RFC 8785)', () => {
       }
       expect(isSluiceError(thrown)).toBe(true);
     }
+    // Without iJson (batch envelopes carry source data as it came), lone surrogates are escaped as JSON does.
+    expect(jcs({ s: '\ud800' })).toBe('{"s":"\\ud800"}');
   });
 
   it('is a fixed point: parsing and re-serialising gives the same text, whatever the member order', () => {
