@@ -44,6 +44,14 @@ describe('search answered from the version log', () => {
     'Observation?_lastUpdated=ge2026-03-01T10:00:01%2B02:00',
     'Observation?_lastUpdated=lt2027',
     'Observation?_lastUpdated=gt2026-03-01T08:00:04.5Z&_sort=_lastUpdated',
+    // The time index (a bisection over current records sorted by lastUpdated) answers these:
+    'Observation?_sort=_lastUpdated',
+    'Observation?_lastUpdated=ge2026-03-01T08:00:01.500Z&_sort=_lastUpdated',
+    'Observation?_lastUpdated=lt2026-03-01T08:00:03Z&_sort=_lastUpdated',
+    'Observation?_lastUpdated=le2026-03-01T08:00:04.520Z&_sort=_lastUpdated',
+    'Observation?_lastUpdated=gt2026-03-01T08:00:03Z&_lastUpdated=lt2026-03-01T08:00:01Z&_sort=_lastUpdated',
+    'Observation?_lastUpdated=gt2027-01-01&_sort=_lastUpdated',
+    'Patient?_lastUpdated=ge2026-03-01T10:00:01%2B02:00&_sort=_lastUpdated',
     'Encounter?_sort=-_lastUpdated,_id',
     'Patient?_sort=_id',
   ])('matches MemoryRepository for %s', async (query) => {
@@ -53,7 +61,7 @@ describe('search answered from the version log', () => {
     const ours = await repo.search(request);
     const theirs = await base(request);
     expect(ours.total).toBe(theirs.total);
-    if (!query.endsWith('gt2026-03-01')) expect(ours.total).toBeGreaterThan(0);
+    if (!/gt2026-03-01$|gt2027|lt2026-03-01T08:00:01Z/.test(query)) expect(ours.total).toBeGreaterThan(0);
     if (sorted) {
       // Same members; the order follows the sort rules (MemoryRepository's own sort is not stable across ties).
       expect(ids(ours).sort()).toEqual(ids(theirs).sort());
@@ -87,6 +95,31 @@ describe('search answered from the version log', () => {
     expect(seen).toEqual(ids(all).map(String));
     expect(new Set(seen).size).toBe(total);
     expect(total).toBe(repo.stats().byType.Observation);
+  });
+
+  it('sees every write in the next time-sorted search (updates move to the end, deletions leave)', async () => {
+    const query = () =>
+      repo.search(
+        parseSearchRequest('Observation', {
+          _sort: '_lastUpdated',
+          _lastUpdated: 'gt2026-02-28',
+          _count: '1000',
+        }),
+      );
+    const before = ids(await query());
+    expect(before.length).toBeGreaterThan(2);
+    const [first, second] = before as [string, string];
+    clock.advance(1000);
+    const read = await repo.readResource<Observation>('Observation', first);
+    await repo.updateResource({ ...read, status: 'cancelled' });
+    expect(ids(await query())).toEqual([...before.filter((id) => id !== first), first]);
+    await repo.deleteResource('Observation', second);
+    const after = ids(await query());
+    expect(after).toEqual([...before.filter((id) => id !== first && id !== second), first]);
+    const theirs = await base(
+      parseSearchRequest('Observation', { _lastUpdated: 'gt2026-02-28', _count: '1000' }),
+    );
+    expect([...after].sort()).toEqual(ids(theirs).sort());
   });
 });
 

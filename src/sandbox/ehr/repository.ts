@@ -94,6 +94,12 @@ const DIRECT_SORT_KEYS: Readonly<Record<string, (resource: Resource) => string>>
 export class SandboxRepository extends MemoryRepository {
   readonly #now: () => Date;
   readonly #records = new Map<string, Map<string, ResourceRecord>>();
+  /**
+   * Per type, the current records by `meta.lastUpdated` (ties in write order), built on the first
+   * `_lastUpdated`-sorted search after a write: the incremental-sync query then costs a binary search,
+   * not a scan of every resource of the type for each page.
+   */
+  readonly #byTime = new Map<string, readonly { readonly id: string; readonly at: string }[]>();
   readonly #counts = new Map<string, number>();
   #deleted = 0;
   #tail: Promise<unknown> = Promise.resolve();
@@ -161,6 +167,7 @@ export class SandboxRepository extends MemoryRepository {
       current.snapshot = await super.readResource<WithId<Resource>>(resourceType, id);
       await super.deleteResource(resourceType, id);
       const at = this.#now();
+      this.#byTime.delete(resourceType);
       record.events.push({
         versionId: String(record.events.length + 1),
         at: at.toISOString(),
@@ -182,12 +189,14 @@ export class SandboxRepository extends MemoryRepository {
         else this.#deleted--;
         this.#records.get(resourceType)?.delete(id);
       }
+      this.#byTime.delete(resourceType);
     });
   }
 
   override clear(): void {
     super.clear();
     this.#records.clear();
+    this.#byTime.clear();
     this.#counts.clear();
     this.#deleted = 0;
   }
@@ -424,6 +433,7 @@ export class SandboxRepository extends MemoryRepository {
       byId.set(id, record);
     }
     const wasDeleted = record.events.length > 0 && !current;
+    this.#byTime.delete(resourceType);
     record.events.push({
       versionId,
       at: stamped.meta.lastUpdated,
@@ -447,19 +457,26 @@ export class SandboxRepository extends MemoryRepository {
     if (request.include || request.revInclude || request.types?.length) return undefined;
     const rules = request.sortRules ?? [];
     if (!rules.every((rule) => Object.hasOwn(DIRECT_SORT_KEYS, rule.code))) return undefined;
-    const tests: ((at: string) => boolean)[] = [];
+    const bounds: LastUpdatedBound[] = [];
     for (const filter of request.filters ?? []) {
-      const test = lastUpdatedTest(filter);
-      if (!test) return undefined;
-      tests.push(test);
+      const bound = lastUpdatedTest(filter);
+      if (!bound) return undefined;
+      bounds.push(bound);
     }
+    const tests = bounds.map((b) => b.test);
 
-    const matches: { readonly id: string; readonly at: string }[] = [];
-    for (const record of this.#records.get(request.resourceType)?.values() ?? []) {
-      const current = currentEvent(record);
-      if (current && tests.every((test) => test(current.at))) matches.push({ id: record.id, at: current.at });
+    const byTime = rules.length === 1 && rules[0]?.code === '_lastUpdated' && !rules[0].descending;
+    let matches: { readonly id: string; readonly at: string }[] = [];
+    if (byTime) {
+      matches = inRange(this.#sortedByTime(request.resourceType), bounds);
+    } else {
+      for (const record of this.#records.get(request.resourceType)?.values() ?? []) {
+        const current = currentEvent(record);
+        if (current && tests.every((test) => test(current.at)))
+          matches.push({ id: record.id, at: current.at });
+      }
     }
-    if (rules.length > 0) {
+    if (rules.length > 0 && !byTime) {
       matches.sort((a, b) => {
         for (const rule of rules) {
           const ka = rule.code === '_id' ? a.id : a.at;
@@ -488,6 +505,21 @@ export class SandboxRepository extends MemoryRepository {
       ...(entry.length > 0 ? { entry } : {}),
       total: matches.length,
     };
+  }
+
+  #sortedByTime(resourceType: string): readonly { readonly id: string; readonly at: string }[] {
+    let index = this.#byTime.get(resourceType);
+    if (index === undefined) {
+      const current: { id: string; at: string }[] = [];
+      for (const record of this.#records.get(resourceType)?.values() ?? []) {
+        const event = currentEvent(record);
+        if (event) current.push({ id: record.id, at: event.at });
+      }
+      // Stable: equal instants keep write order, as the scan-and-sort path does.
+      index = current.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+      this.#byTime.set(resourceType, index);
+    }
+    return index;
   }
 
   async #content(record: ResourceRecord, index: number): Promise<WithId<Resource>> {
@@ -523,7 +555,37 @@ function tombstoneOf(record: ResourceRecord): Tombstone | undefined {
 }
 
 /** medplum's date-filter comparison (see `matchesDateValue` in @medplum/core) for an instant value. */
-function lastUpdatedTest(filter: Filter): ((at: string) => boolean) | undefined {
+/** A `_lastUpdated` filter as a test, and which side of a time range it bounds. */
+interface LastUpdatedBound {
+  readonly test: (at: string) => boolean;
+  /** `lower` (gt, ge): false then true along time; `upper` (lt, le): true then false. */
+  readonly side: 'lower' | 'upper';
+}
+
+/** The entries of a time-sorted index that pass every bound: one contiguous run, found by bisection. */
+function inRange<T extends { readonly at: string }>(
+  index: readonly T[],
+  bounds: readonly LastUpdatedBound[],
+): T[] {
+  let lo = 0;
+  let hi = index.length;
+  for (const { test, side } of bounds) {
+    // First position where the test flips (lower: becomes true; upper: becomes false).
+    const flips = (i: number): boolean => test((index[i] as T).at) === (side === 'lower');
+    let a = 0;
+    let b = index.length;
+    while (a < b) {
+      const mid = (a + b) >>> 1;
+      if (flips(mid)) b = mid;
+      else a = mid + 1;
+    }
+    if (side === 'lower') lo = Math.max(lo, a);
+    else hi = Math.min(hi, a);
+  }
+  return lo < hi ? index.slice(lo, hi) : [];
+}
+
+function lastUpdatedTest(filter: Filter): LastUpdatedBound | undefined {
   if (filter.code !== '_lastUpdated' || filter.value.includes(',')) return undefined;
   let start: string | undefined;
   let end: string | undefined;
@@ -536,13 +598,13 @@ function lastUpdatedTest(filter: Filter): ((at: string) => boolean) | undefined 
   const [from, to] = [start, end];
   switch (filter.operator) {
     case Operator.GREATER_THAN:
-      return (at) => at > to;
+      return { test: (at) => at > to, side: 'lower' };
     case Operator.GREATER_THAN_OR_EQUALS:
-      return (at) => at >= from;
+      return { test: (at) => at >= from, side: 'lower' };
     case Operator.LESS_THAN:
-      return (at) => at < from;
+      return { test: (at) => at < from, side: 'upper' };
     case Operator.LESS_THAN_OR_EQUALS:
-      return (at) => at <= to;
+      return { test: (at) => at <= to, side: 'upper' };
     default:
       return undefined;
   }
