@@ -56,4 +56,17 @@ export interface Source {
    * anew makes records withheld earlier eligible). Records that no longer exist are left out.
    */
   fetch?(stream: string, ids: readonly string[], signal: AbortSignal): Promise<SourcePage>;
+  /**
+   * The reads a run is about to make, in order. A source may start preparing the next one while the
+   * current one is read (a bulk export kicked off ahead); reads it was not told about work as before.
+   */
+  plan?(reads: readonly PlannedRead[], signal: AbortSignal): void;
+  /** Ends a run: anything prepared and not read is released at the source. */
+  close?(): Promise<void>;
+}
+
+/** One stream read a run will make: the stream and the position it reads from. */
+export interface PlannedRead {
+  readonly stream: string;
+  readonly since: string | undefined;
 }

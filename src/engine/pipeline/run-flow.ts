@@ -10,6 +10,7 @@ import type { AuditEventInput } from '../audit/entry.ts';
 import { CONSENT_STREAM, type ConsentGate } from '../consent/consent-gate.ts';
 import type {
   BatchManifest,
+  Checkpoint,
   NewQuarantineEntry,
   SeenVersion,
   StateStore,
@@ -188,16 +189,36 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     };
     const latestAllowed = new Date(started.getTime() + skewMs).toISOString();
 
+    // Where each stream reads from: its checkpoint (or `from`), less the overlap window. Streams do not
+    // move each other's checkpoints, so the whole run's reads are known now and the source may prepare
+    // the next one while the current one is read.
+    const starts = new Map<string, { checkpoint: Checkpoint | undefined; position: string | undefined }>();
+    for (const stream of options.source.streams) {
+      const checkpoint = await store.getCheckpoint(flow, stream);
+      starts.set(stream, {
+        checkpoint,
+        position: options.replay ? options.from : (options.from ?? checkpoint?.position),
+      });
+    }
+    const readFromOf = (position: string | undefined): string | undefined =>
+      position === undefined || overlapMs === 0
+        ? position
+        : new Date(Date.parse(position) - overlapMs).toISOString();
+    options.source.plan?.(
+      options.source.streams.map((stream) => ({
+        stream,
+        since: readFromOf(starts.get(stream)?.position),
+      })),
+      signal,
+    );
+
     for (const stream of options.source.streams) {
       const counts = emptyCounts();
       byStream[stream] = counts;
-      const checkpoint = await store.getCheckpoint(flow, stream);
-      let position = options.replay ? options.from : (options.from ?? checkpoint?.position);
+      const { checkpoint } = starts.get(stream) ?? { checkpoint: undefined };
+      let position = starts.get(stream)?.position;
       if (position !== undefined) checkpoints[stream] = position;
-      const readFrom =
-        position === undefined || overlapMs === 0
-          ? position
-          : new Date(Date.parse(position) - overlapMs).toISOString();
+      const readFrom = readFromOf(position);
       progress.streamStarted(stream);
       let processed = 0;
       let pageNumber = 0;
@@ -718,6 +739,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
   } catch (err) {
     error = toSluiceError(err);
     log.error({ code: error.code, err: { message: error.message } }, 'run failed');
+  }
+  try {
+    await options.source.close?.();
+  } catch (err) {
+    log.warn({ code: toSluiceError(err).code }, 'the source could not release what it prepared');
   }
 
   const finished = now();

@@ -112,6 +112,57 @@ describe('a full export', () => {
   );
 });
 
+describe('exports kicked off ahead (a planned run)', () => {
+  const plan = [
+    { stream: 'Patient', since: undefined },
+    { stream: 'Practitioner', since: undefined },
+  ];
+
+  it('kicks off the next stream while one is read, yields the same records, and releases both', async () => {
+    const start = performance.timeOrigin + performance.now();
+    const source = bulkSource();
+    const signal = new AbortController().signal;
+    source.plan(plan, signal);
+    const patients: SourcePage[] = [];
+    let kickOffsWhileReading = 0;
+    for await (const page of source.read('Patient', undefined, signal)) {
+      patients.push(page);
+      kickOffsWhileReading = requestsSince(start, 'GET', '/fhir/$export').length;
+    }
+    expect(kickOffsWhileReading).toBe(2);
+    const practitioners = await readAll(source, 'Practitioner');
+    await source.close();
+    expect(recordIds(patients).sort()).toEqual(presentIds('Patient').sort());
+    expect(recordIds(practitioners).sort()).toEqual(presentIds('Practitioner').sort());
+    expect(practitioners.at(-1)?.checkpoint).toBeDefined();
+    expect(requestsSince(start, 'GET', '/fhir/$export')).toHaveLength(2);
+    expect(requestsSince(start, 'DELETE', '/fhir/bulkstatus')).toHaveLength(2);
+  });
+
+  it('releases an export kicked off ahead that the run never read', async () => {
+    const start = performance.timeOrigin + performance.now();
+    const source = bulkSource();
+    source.plan(plan, new AbortController().signal);
+    await readAll(source, 'Patient');
+    await source.close();
+    expect(requestsSince(start, 'GET', '/fhir/$export')).toHaveLength(2);
+    expect(requestsSince(start, 'DELETE', '/fhir/bulkstatus')).toHaveLength(2);
+  });
+
+  it('reads a stream from another position than planned with its own export', async () => {
+    const start = performance.timeOrigin + performance.now();
+    const source = bulkSource();
+    source.plan(plan, new AbortController().signal);
+    await readAll(source, 'Patient');
+    const since = new Date(Date.now() + 60_000).toISOString();
+    expect(recordIds(await readAll(source, 'Practitioner', since))).toEqual([]);
+    await source.close();
+    // Patient, Practitioner ahead (never read, released), Practitioner since.
+    expect(requestsSince(start, 'GET', '/fhir/$export')).toHaveLength(3);
+    expect(requestsSince(start, 'DELETE', '/fhir/bulkstatus')).toHaveLength(3);
+  });
+});
+
 describe('_since', () => {
   it('yields exactly the changed resources and the deletions, with the export instant as checkpoint', async () => {
     const source = bulkSource();

@@ -1,6 +1,12 @@
 import { SluiceError } from '../../../core/errors/index.ts';
 import type { SystemName } from '../../../core/model/ids.ts';
-import type { Source, SourceDeletion, SourcePage, SourceRecord } from '../../../core/ports/source.ts';
+import type {
+  PlannedRead,
+  Source,
+  SourceDeletion,
+  SourcePage,
+  SourceRecord,
+} from '../../../core/ports/source.ts';
 import { type BulkExportClient, type ExportLevel, type ExportProgress, fileLabel } from './bulk-client.ts';
 import { type BulkFile, type BulkManifest, deletedEntries, outcomeIssueCodes } from './manifest.ts';
 
@@ -37,6 +43,11 @@ export class BulkExportSource implements Source {
   /** Export files are not in change order: only the manifest's transactionTime may move a checkpoint. */
   readonly explicitCheckpoints = true;
   readonly #config: BulkSourceConfig;
+  /** The run's planned reads, in order (see `plan`). */
+  #plan: readonly PlannedRead[] = [];
+  #planSignal: AbortSignal | undefined;
+  /** Exports kicked off ahead of their read: key → status URL (undefined when the kick-off failed). */
+  readonly #ahead = new Map<string, Promise<string | undefined>>();
 
   constructor(config: BulkSourceConfig) {
     if (!Number.isInteger(config.pageSize) || config.pageSize < 1) {
@@ -47,16 +58,32 @@ export class BulkExportSource implements Source {
     this.streams = config.resourceTypes;
   }
 
+  /**
+   * Remembers the run's reads: while one export is read, the next stream's export is kicked off, so the
+   * server prepares it meanwhile instead of after (one export ahead at most).
+   */
+  plan(reads: readonly PlannedRead[], signal: AbortSignal): void {
+    this.#plan = reads;
+    this.#planSignal = signal;
+  }
+
+  /** Releases exports kicked off ahead and never read (a run that stopped early). */
+  async close(): Promise<void> {
+    const pending = [...this.#ahead.values()];
+    this.#ahead.clear();
+    this.#plan = [];
+    for (const statusUrl of await Promise.all(pending)) {
+      if (statusUrl !== undefined) await this.#config.client.release(statusUrl);
+    }
+  }
+
   async *read(stream: string, since: string | undefined, signal: AbortSignal): AsyncGenerator<SourcePage> {
     const { client } = this.#config;
-    const statusUrl = await client.kickOff(
-      {
-        types: [stream],
-        ...(this.#config.level ? { level: this.#config.level } : {}),
-        ...(since === undefined ? {} : { since }),
-      },
-      signal,
-    );
+    const key = planKey(stream, since);
+    const ahead = this.#ahead.get(key);
+    this.#ahead.delete(key);
+    const statusUrl = (await ahead) ?? (await client.kickOff(this.#request(stream, since), signal));
+    this.#kickOffNext(key);
     try {
       let last: ExportProgress | undefined;
       const manifest = await client.waitForManifest(statusUrl, signal, (progress) => {
@@ -72,6 +99,29 @@ export class BulkExportSource implements Source {
     } finally {
       await client.release(statusUrl);
     }
+  }
+
+  #request(stream: string, since: string | undefined): Parameters<BulkExportClient['kickOff']>[0] {
+    return {
+      types: [stream],
+      ...(this.#config.level ? { level: this.#config.level } : {}),
+      ...(since === undefined ? {} : { since }),
+    };
+  }
+
+  /** Kicks off the export of the read planned after `key`, unless it is under way already. */
+  #kickOffNext(key: string): void {
+    const at = this.#plan.findIndex((r) => planKey(r.stream, r.since) === key);
+    const next = at < 0 ? undefined : this.#plan[at + 1];
+    const signal = this.#planSignal;
+    if (next === undefined || signal === undefined || signal.aborted) return;
+    const nextKey = planKey(next.stream, next.since);
+    if (this.#ahead.has(nextKey)) return;
+    // A failed kick-off ahead is not an error yet: the read kicks off again and reports its own failure.
+    this.#ahead.set(
+      nextKey,
+      this.#config.client.kickOff(this.#request(next.stream, next.since), signal).catch(() => undefined),
+    );
   }
 
   async *#pages(
@@ -169,6 +219,10 @@ export class BulkExportSource implements Source {
     }
     return [`bulk export error files (${errorFileNames(manifest.error)}): ${summary || 'empty'}`];
   }
+}
+
+function planKey(stream: string, since: string | undefined): string {
+  return `${stream}\u0000${since ?? ''}`;
 }
 
 function errorFileNames(files: readonly BulkFile[]): string {
