@@ -2,12 +2,12 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { Command } from 'commander';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PROFILE_DIR } from '../../core/anonymize/profile.ts';
 import { bundleResources, readBundle } from '../../core/anonymize/testing.ts';
 import type { JsonObject } from '../../core/fhir/resource.ts';
 import { FIXTURES_DIR } from '../../testkit/data.ts';
+import { type CliResult, runCommand } from '../testing.ts';
 import { registerAnonymize, stdinItems } from './anonymize.ts';
 
 const BUNDLES = join(FIXTURES_DIR, 'shared-data', 'synthea', 'bundles');
@@ -15,47 +15,9 @@ const FIRST = join(BUNDLES, readdirSync(BUNDLES).sort()[0] as string);
 const KEY_A = 'a1'.repeat(32);
 const KEY_B = 'b2'.repeat(32);
 
-interface CliResult {
-  readonly code: number;
-  readonly stdout: string[];
-  readonly stderr: string;
-}
-
-/** Runs `sluice anonymize …` in-process on a fresh commander program, capturing stdout and stderr. */
-async function anonymizeCli(args: readonly string[], env: Record<string, string> = {}): Promise<CliResult> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const saved = { ...process.env };
-  Object.assign(process.env, env);
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    out.push(String(chunk));
-    return true;
-  });
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
-    err.push(String(chunk));
-    return true;
-  });
-  process.exitCode = 0;
-  try {
-    const program = new Command().exitOverride();
-    registerAnonymize(program);
-    await program.parseAsync(['node', 'sluice', 'anonymize', ...args]);
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-    process.env = saved;
-  }
-  const code = Number(process.exitCode ?? 0);
-  process.exitCode = 0;
-  return {
-    code,
-    stdout: out
-      .join('')
-      .split('\n')
-      .filter((l) => l !== ''),
-    stderr: err.join(''),
-  };
-}
+/** Runs `sluice anonymize …` in-process, capturing stdout and stderr. */
+const anonymizeCli = (args: readonly string[], env: Record<string, string> = {}) =>
+  runCommand(registerAnonymize, ['anonymize', ...args], env);
 
 function lastJson(result: CliResult): Record<string, unknown> {
   return JSON.parse(result.stdout.at(-1) as string) as Record<string, unknown>;

@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
 import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { SluiceError } from '../../core/errors/index.ts';
-import { loadFlow, type ResolvedFlow } from '../../engine/config/load-flow.ts';
 import { ConsentGate } from '../../engine/consent/consent-gate.ts';
 import { stateDbPath } from '../../engine/runtime/build-flow.ts';
 import { SqliteStateStore } from '../../engine/store/sqlite-store.ts';
+import { loadFlowOrReport } from '../load-flow-or-report.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
 
 interface ExplainOptions {
@@ -38,12 +38,8 @@ export function registerConsent(program: Command): void {
 
 async function explain(file: string, person: string, options: ExplainOptions): Promise<number> {
   const json = options.json === true;
-  let flow: ResolvedFlow;
-  try {
-    flow = loadFlow(file);
-  } catch (err) {
-    return reportError(err, json);
-  }
+  const flow = loadFlowOrReport(file, json);
+  if (typeof flow === 'number') return flow;
   const settings = flow.file.stages.consent;
   if (!settings) {
     return reportError(

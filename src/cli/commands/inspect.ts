@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { SluiceError } from '../../core/errors/index.ts';
 import type { AuditKind } from '../../engine/audit/entry.ts';
-import { loadFlow, type ResolvedFlow } from '../../engine/config/load-flow.ts';
+import type { ResolvedFlow } from '../../engine/config/load-flow.ts';
 import { CONSENT_STREAM } from '../../engine/consent/consent-gate.ts';
 import { processRecord } from '../../engine/pipeline/record-stages.ts';
 import { QuarantinedRecordSource } from '../../engine/pipeline/release.ts';
@@ -16,6 +16,7 @@ import {
 import { createLogger } from '../../engine/runtime/logger.ts';
 import { SqliteStateStore } from '../../engine/store/sqlite-store.ts';
 import type { StateStore } from '../../engine/store/state-store.ts';
+import { loadFlowOrReport } from '../load-flow-or-report.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
 
 interface JsonOption {
@@ -28,12 +29,8 @@ async function withState<T>(
   json: boolean,
   body: (flow: ResolvedFlow, store: StateStore) => Promise<T>,
 ): Promise<T | number> {
-  let flow: ResolvedFlow;
-  try {
-    flow = loadFlow(file);
-  } catch (err) {
-    return reportError(err, json);
-  }
+  const flow = loadFlowOrReport(file, json);
+  if (typeof flow === 'number') return flow;
   const store = SqliteStateStore.open(stateDbPath(flow));
   try {
     return await body(flow, store);
@@ -176,11 +173,9 @@ export function registerInspect(program: Command): void {
     .description('check the whole hash chain and every signed checkpoint; say exactly where it breaks')
     .action(async (file: string, options: JsonOption) => {
       const json = options.json === true;
-      let flow: ResolvedFlow;
-      try {
-        flow = loadFlow(file);
-      } catch (err) {
-        process.exitCode = reportError(err, json);
+      const flow = loadFlowOrReport(file, json);
+      if (typeof flow === 'number') {
+        process.exitCode = flow;
         return;
       }
       const log = await openFlowAudit(flow, { readOnly: true });
@@ -229,11 +224,9 @@ export function registerInspect(program: Command): void {
         },
       ) => {
         const json = options.json === true;
-        let flow: ResolvedFlow;
-        try {
-          flow = loadFlow(file);
-        } catch (err) {
-          process.exitCode = reportError(err, json);
+        const flow = loadFlowOrReport(file, json);
+        if (typeof flow === 'number') {
+          process.exitCode = flow;
           return;
         }
         const log = await openFlowAudit(flow, { readOnly: true });
@@ -269,11 +262,9 @@ export function registerInspect(program: Command): void {
     .argument('<flow>', 'flow file')
     .description('the audit trail as FHIR R4 AuditEvent NDJSON on stdout')
     .action(async (file: string) => {
-      let flow: ResolvedFlow;
-      try {
-        flow = loadFlow(file);
-      } catch (err) {
-        process.exitCode = reportError(err, false);
+      const flow = loadFlowOrReport(file, false);
+      if (typeof flow === 'number') {
+        process.exitCode = flow;
         return;
       }
       const log = await openFlowAudit(flow, { readOnly: true });
@@ -357,12 +348,8 @@ export function registerInspect(program: Command): void {
 }
 
 async function release(file: string, id: string, json: boolean): Promise<number> {
-  let flow: ResolvedFlow;
-  try {
-    flow = loadFlow(file);
-  } catch (err) {
-    return reportError(err, json);
-  }
+  const flow = loadFlowOrReport(file, json);
+  if (typeof flow === 'number') return flow;
   const runtime = await buildFlowRuntime(flow);
   try {
     const entry = await runtime.store.getQuarantine(id);
@@ -440,12 +427,8 @@ async function collectPages(source: QuarantinedRecordSource, stream: string) {
 }
 
 async function discard(file: string, id: string, reason: string, json: boolean): Promise<number> {
-  let flow: ResolvedFlow;
-  try {
-    flow = loadFlow(file);
-  } catch (err) {
-    return reportError(err, json);
-  }
+  const flow = loadFlowOrReport(file, json);
+  if (typeof flow === 'number') return flow;
   if (!/^[a-z][a-z0-9-]{0,40}$/.test(reason)) {
     return reportError(
       new SluiceError(

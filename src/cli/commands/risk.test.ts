@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Command } from 'commander';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_FLOW, DEMO_SEED } from '../../demo/run-demo.ts';
 import { type EhrSandbox, startEhrSandbox } from '../../sandbox/ehr/index.ts';
+import { runCommand } from '../testing.ts';
 import { registerRisk } from './risk.ts';
 
 /**
@@ -46,40 +46,7 @@ afterAll(async () => {
   process.exitCode = 0;
 });
 
-async function riskCli(args: readonly string[]): Promise<{ code: number; stdout: string[]; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const saved = { ...process.env };
-  Object.assign(process.env, env);
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    out.push(String(chunk));
-    return true;
-  });
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
-    err.push(String(chunk));
-    return true;
-  });
-  process.exitCode = 0;
-  try {
-    const program = new Command().exitOverride();
-    registerRisk(program);
-    await program.parseAsync(['node', 'sluice', 'risk', ...args]);
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-    process.env = saved;
-  }
-  const code = Number(process.exitCode ?? 0);
-  process.exitCode = 0;
-  return {
-    code,
-    stdout: out
-      .join('')
-      .split('\n')
-      .filter((l) => l !== ''),
-    stderr: err.join(''),
-  };
-}
+const riskCli = (args: readonly string[]) => runCommand(registerRisk, ['risk', ...args], env);
 
 describe('sluice risk', () => {
   it('reports k, prosecutor risk and records at risk of the outgoing profiles, and fails the defaults', async () => {

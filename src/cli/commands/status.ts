@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { loadFlow, type ResolvedFlow } from '../../engine/config/load-flow.ts';
 import type { RunSummary } from '../../engine/pipeline/summary.ts';
 import { stateDbPath } from '../../engine/runtime/build-flow.ts';
 import { SqliteStateStore } from '../../engine/store/sqlite-store.ts';
+import { loadFlowOrReport } from '../load-flow-or-report.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
 
 /**
@@ -19,11 +19,9 @@ export function registerStatus(program: Command): void {
     .option('--json', 'as one JSON line')
     .action(async (file: string, options: { runs: string; json?: boolean }) => {
       const json = options.json === true;
-      let flow: ResolvedFlow;
-      try {
-        flow = loadFlow(file);
-      } catch (err) {
-        process.exitCode = reportError(err, json);
+      const flow = loadFlowOrReport(file, json);
+      if (typeof flow === 'number') {
+        process.exitCode = flow;
         return;
       }
       const store = SqliteStateStore.open(stateDbPath(flow));

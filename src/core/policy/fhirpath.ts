@@ -13,11 +13,14 @@ export type CompiledPath = (resource: object) => unknown[];
  * evaluate with certainty (a runtime "bail"), is evaluated by fhirpath.js itself. Throws on a syntax error.
  */
 export function compileFhirPath(expression: string): CompiledPath {
-  const slow = compileSlow(expression);
+  // Both go through fhirpath.js's parser, so a syntax error throws here either way; fhirpath.js compiles
+  // an expression in the subset only when an input first needs it.
   const fast = compileFast(expression);
-  if (typeof fast === 'string') return slow;
+  if (typeof fast === 'string') return compileSlow(expression);
+  let slow: CompiledPath | undefined;
   return onBail(fast, (resource) => {
     fallbacks++;
+    slow ??= compileSlow(expression);
     return slow(resource);
   });
 }

@@ -215,8 +215,9 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     for (const stream of options.source.streams) {
       const counts = emptyCounts();
       byStream[stream] = counts;
-      const { checkpoint } = starts.get(stream) ?? { checkpoint: undefined };
-      let position = starts.get(stream)?.position;
+      const start = starts.get(stream);
+      const checkpoint = start?.checkpoint;
+      let position = start?.position;
       if (position !== undefined) checkpoints[stream] = position;
       const readFrom = readFromOf(position);
       progress.streamStarted(stream);
