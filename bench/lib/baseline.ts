@@ -26,16 +26,25 @@ export interface FileBaseline {
   readonly perSec: number;
 }
 
-/** Streams NDJSON files, timing parse + stringify per block of lines: flat memory at any size. */
-export async function baselineOfFiles(files: readonly string[]): Promise<FileBaseline> {
+/**
+ * Streams NDJSON files, timing parse + stringify per block of lines: flat memory at any size. Each
+ * block is timed `rounds` times and its median counts, so a burst of load from a neighbour (or the
+ * first block's JIT warm-up) does not move the baseline that every end-to-end ratio divides by.
+ */
+export async function baselineOfFiles(files: readonly string[], rounds = 3): Promise<FileBaseline> {
   let lines = 0;
   let bytes = 0;
   let jsonMs = 0;
   let block: string[] = [];
   const flush = (): void => {
-    const started = performance.now();
-    for (const line of block) JSON.stringify(JSON.parse(line));
-    jsonMs += performance.now() - started;
+    const times: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const started = performance.now();
+      for (const line of block) JSON.stringify(JSON.parse(line));
+      times.push(performance.now() - started);
+    }
+    times.sort((a, b) => a - b);
+    jsonMs += times[Math.floor(times.length / 2)] ?? 0;
     block = [];
   };
   for (const file of files) {

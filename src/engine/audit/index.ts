@@ -73,6 +73,8 @@ export interface OpenAuditLogOptions {
   readonly checkpointEvery?: number;
   /** The log id when the store is created (default: random). */
   readonly logId?: string;
+  /** With a file path: WAL checkpoints on a worker thread instead of inside appends. */
+  readonly backgroundCheckpoints?: boolean;
   readonly clock?: () => Date;
   readonly fhir?: FhirExportOptions;
 }
@@ -124,7 +126,10 @@ export class AuditLog {
     const own = typeof options.store === 'string' || options.store instanceof DatabaseSync;
     const store =
       typeof options.store === 'string' || options.store instanceof DatabaseSync
-        ? SqliteAuditStore.open(options.store, options.logId === undefined ? {} : { logId: options.logId })
+        ? SqliteAuditStore.open(options.store, {
+            ...(options.logId === undefined ? {} : { logId: options.logId }),
+            ...(options.backgroundCheckpoints ? { backgroundCheckpoints: true } : {}),
+          })
         : options.store;
     try {
       const every = options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { SluiceError } from '../../core/errors/index.ts';
+import { checkpointInBackground, SAFETY_PAGES } from '../store/background-checkpoints.ts';
 import type { Hash } from './hash.ts';
 import { type Subtree, subtreeKey } from './merkle.ts';
 import type {
@@ -90,6 +91,8 @@ interface EntryRow {
 export interface SqliteAuditStoreOptions {
   /** The log id written when the tables are created (default: a random UUID). Ignored afterwards. */
   readonly logId?: string;
+  /** Run WAL checkpoints on a worker thread (a database file the store opens itself). */
+  readonly backgroundCheckpoints?: boolean;
 }
 
 export class SqliteAuditStore implements AuditStore {
@@ -98,10 +101,14 @@ export class SqliteAuditStore implements AuditStore {
   readonly #statements = new Map<string, StatementSync>();
   readonly #logId: string;
 
-  private constructor(db: DatabaseSync, ownsDb: boolean, logId: string) {
+  /** Ends background checkpoints of this database (when they were asked for). */
+  readonly #release: () => Promise<void>;
+
+  private constructor(db: DatabaseSync, ownsDb: boolean, logId: string, release: () => Promise<void>) {
     this.#db = db;
     this.#ownsDb = ownsDb;
     this.#logId = logId;
+    this.#release = release;
   }
 
   /**
@@ -126,7 +133,12 @@ export class SqliteAuditStore implements AuditStore {
     }
     try {
       const logId = migrate(db, options.logId ?? randomUUID());
-      return new SqliteAuditStore(db, ownsDb, logId);
+      let release = async () => {};
+      if (options.backgroundCheckpoints && typeof target === 'string' && target !== ':memory:') {
+        db.exec(`PRAGMA wal_autocheckpoint = ${SAFETY_PAGES};`);
+        release = checkpointInBackground(target);
+      }
+      return new SqliteAuditStore(db, ownsDb, logId, release);
     } catch (err) {
       if (ownsDb) db.close();
       throw err;
@@ -295,6 +307,7 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async close(): Promise<void> {
+    await this.#release();
     this.#statements.clear();
     if (this.#ownsDb && this.#db.isOpen) this.#db.close();
   }

@@ -4,6 +4,7 @@ import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { assessPatientProfileRisk } from '../../core/anonymize/release.ts';
 import type { ConsentDecision } from '../../core/consent/index.ts';
 import { SluiceError, toSluiceError } from '../../core/errors/index.ts';
+import type { ProvenanceFacts } from '../../core/fhir/provenance.ts';
 import type { Source, SourcePage } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
 import type { AuditEventInput } from '../audit/entry.ts';
@@ -21,7 +22,6 @@ import { deleteByLedgerRefs, propagateDeletions } from './deletions.ts';
 import { type BatchSealing, type DeliveryItem, deliverPage } from './deliver.ts';
 import { prefetch } from './prefetch.ts';
 import { NO_PROGRESS, type ProgressSink } from './progress.ts';
-import { buildProvenance } from './provenance.ts';
 import { mappingEngine, processRecord, type RecordStageContext } from './record-stages.ts';
 import { emptyCounts, type RunSummary, type StreamCounts } from './summary.ts';
 import { refOf, versionKeyOf } from './version-key.ts';
@@ -32,6 +32,12 @@ export interface AuditSink {
   /** Retention: removes entries before `before`, keeping the log verifiable from its cut. */
   prune?(options: { before: Date | string; flow?: string }): Promise<unknown>;
 }
+
+/**
+ * Pages prepared (record stages done) but not yet sent and committed, at most: enough to keep the
+ * record stages busy while earlier pages wait on the network; each is one source page in memory.
+ */
+const PAGES_AHEAD = 3;
 
 /** The mapping versions the pipeline runs (from the matrix files), stamped on ledger, batches and provenance. */
 export const MAPPING_VERSION = (() => {
@@ -713,21 +719,24 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         for (const v of seen) if (pendingSeen.get(v.ref) === v.versionKey) pendingSeen.delete(v.ref);
       };
 
-      // Two pages in flight: the next page goes through the record stages while this one waits on the
-      // target. Sends and commits stay in page order; consent pages go one at a time (each person's
-      // consents stay in memory until their page is committed).
-      let inFlight: Promise<void> | undefined;
+      // Up to PAGES_AHEAD pages go through the record stages while earlier ones wait on the source's
+      // consent refresh and the target. Sends and commits stay in page order, each after the one
+      // before succeeded; consent pages go one at a time (each person's consents stay in memory until
+      // their page is committed).
+      let chain: Promise<void> = Promise.resolve();
+      const inFlight: Promise<void>[] = [];
       try {
         for await (const page of prefetch(pages, 1)) {
           const prepared = await prepare(page);
-          await inFlight;
-          inFlight = finish(prepared);
-          inFlight.catch(() => undefined);
-          if (stream === CONSENT_STREAM) await inFlight;
+          chain = chain.then(() => finish(prepared));
+          chain.catch(() => undefined);
+          inFlight.push(chain);
+          const keep = stream === CONSENT_STREAM ? 0 : PAGES_AHEAD - 1;
+          while (inFlight.length > keep) await inFlight.shift();
         }
-        await inFlight;
+        await chain;
       } catch (err) {
-        await inFlight?.catch(() => undefined);
+        await chain.catch(() => undefined);
         throw err;
       }
       progress.streamFinished(stream, processed);
@@ -847,50 +856,47 @@ function provenanceFor(input: {
   keys: ReadonlyMap<number, string>;
   readAt: string;
   decisions: ReadonlyMap<number, ConsentDecision>;
-}): { entity: string; runId: string; resource: Record<string, unknown> }[] {
+}): ProvenanceFacts[] {
   const batchOf = new Map<string, string>();
   for (const m of input.manifests) {
     const envelope = JSON.parse(m.envelope) as { items?: { sourceId?: string }[] };
     for (const item of envelope.items ?? []) if (item.sourceId) batchOf.set(item.sourceId, m.batchId);
   }
   const { options } = input;
-  const out: { entity: string; runId: string; resource: Record<string, unknown> }[] = [];
+  const recorded = new Date().toISOString();
+  const out: ProvenanceFacts[] = [];
   for (const item of input.items) {
     const batchId = batchOf.get(item.ledgerRef);
     if (batchId === undefined) continue; // nothing was sent for it (unchanged at the target)
     const decision = input.decisions.get(item.index);
     out.push({
-      entity: item.ledgerRef,
+      id: randomUUID(),
+      recorded,
+      flow: options.flow,
       runId: input.runId,
-      resource: buildProvenance({
-        flow: options.flow,
-        runId: input.runId,
-        sourceSystem: options.source.system,
-        targetSystem: options.target.system,
-        entity: item.ledgerRef,
-        versionKey: input.keys.get(item.index) ?? '',
-        origin: input.origins[item.index] ?? input.stream,
-        readAt: input.readAt,
-        readBy: options.readBy ?? options.source.system,
-        mappingVersion: MAPPING_VERSION,
-        validation: 'valid',
-        ...(decision
-          ? {
-              consent: {
-                decision: decision.decision,
-                policy: decision.policyVersion,
-                basis: decision.basis.consentRef ?? decision.basis.rule,
-              },
-            }
-          : {}),
-        anonymization:
-          item.subject === undefined
-            ? 'none (provider data)'
-            : 'pseudonymised; birth year, ZIP3, gender only',
-        batchId,
-        purpose: options.purpose ?? 'unspecified',
-        writes: item.writes,
-      }),
+      sourceSystem: options.source.system,
+      targetSystem: options.target.system,
+      entity: item.ledgerRef,
+      versionKey: input.keys.get(item.index) ?? '',
+      origin: input.origins[item.index] ?? input.stream,
+      readAt: input.readAt,
+      readBy: options.readBy ?? options.source.system,
+      mappingVersion: MAPPING_VERSION,
+      validation: 'valid',
+      ...(decision
+        ? {
+            consent: {
+              decision: decision.decision,
+              policy: decision.policyVersion,
+              basis: decision.basis.consentRef ?? decision.basis.rule,
+            },
+          }
+        : {}),
+      anonymization:
+        item.subject === undefined ? 'none (provider data)' : 'pseudonymised; birth year, ZIP3, gender only',
+      batchId,
+      purpose: options.purpose ?? 'unspecified',
+      targets: item.writes.map((w) => ({ object: w.object, externalId: w.externalId })),
     });
   }
   return out;

@@ -80,6 +80,7 @@ export async function openFlowAudit(
     ...(signer ? { signer } : {}),
     ...(flow.auditVerifyKeys ? { jwks: { keys: [...flow.auditVerifyKeys.keys] } } : {}),
     checkpointEvery: flow.file.audit.checkpointEvery,
+    ...(options.readOnly ? {} : { backgroundCheckpoints: true }),
   });
 }
 
@@ -161,7 +162,7 @@ export async function buildFlowRuntime(
     timeoutMs: tgt.timeoutSeconds * 1000,
   });
 
-  const store = options.store ?? SqliteStateStore.open(stateDbPath(flow));
+  const store = options.store ?? SqliteStateStore.open(stateDbPath(flow), { backgroundCheckpoints: true });
   const audit = await openFlowAudit(flow);
   return {
     source,

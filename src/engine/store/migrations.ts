@@ -132,4 +132,16 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE source_versions ADD COLUMN subject TEXT;
   CREATE INDEX source_versions_subject ON source_versions (flow, stream, subject);
   `,
+  // 9: provenance as facts (compact JSON), built into FHIR Provenance when read; rows of table
+  //    \`provenance\` (whole resources, written before) stay readable
+  `
+  CREATE TABLE provenance_facts (
+    flow TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    facts TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX provenance_facts_entity ON provenance_facts (flow, entity, recorded_at);
+  `,
 ];

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SluiceError } from '../../core/errors/index.ts';
+import { buildProvenance, type ProvenanceFacts } from '../../core/fhir/provenance.ts';
+import { validateFast } from '../../core/validate/compiled/validate.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
 import { SqliteStateStore } from './sqlite-store.ts';
 
@@ -108,5 +110,71 @@ describe('SqliteStateStore', () => {
     );
     expect(await store.countLedger('f')).toBe(0);
     await store.close();
+  });
+
+  it('keeps provenance as facts and returns whole FHIR Provenance, older resource rows included', async () => {
+    const p = path();
+    const store = SqliteStateStore.open(p);
+    const facts = (id: string, recorded: string, consent: boolean): ProvenanceFacts => ({
+      id,
+      recorded,
+      flow: 'f',
+      runId: 'r1',
+      sourceSystem: 'epic',
+      targetSystem: 'veeva',
+      entity: 'pabcdefghijklmnopqrstuvwxyz234567',
+      versionKey: 'v:3|2026-11-20T10:00:00.000Z',
+      origin: 'export Patient.ndjson line 7',
+      readAt: '2026-11-23T09:00:00.000Z',
+      readBy: 'sluice-client',
+      mappingVersion: 'patient@2',
+      validation: 'valid',
+      ...(consent ? { consent: { decision: 'permit', policy: 'p-1', basis: 'Consent/c1' } } : {}),
+      anonymization: 'pseudonymised; birth year, ZIP3, gender only',
+      batchId: 'b-1',
+      purpose: 'TREAT',
+      targets: [
+        { object: 'Patient_Profile__c', externalId: 'pabcdefghijklmnopqrstuvwxyz234567' },
+        { object: 'Address_vod__c', externalId: 'x-2' },
+      ],
+    });
+    const second = facts('prov-2', '2026-11-23T09:05:00.000Z', true);
+    await store.commitPage({
+      flow: 'f',
+      stream: 'Patient',
+      ledger: [],
+      quarantine: [],
+      provenance: [second],
+    });
+    await store.commitPage({
+      flow: 'f',
+      stream: 'Patient',
+      ledger: [],
+      quarantine: [],
+      provenance: [{ ...second, id: 'prov-other', entity: 'Organization/o1' }],
+    });
+    await store.close();
+    // A row written as a whole resource by an earlier version of the store, before the facts.
+    const older = buildProvenance(facts('prov-1', '2026-11-22T08:00:00.000Z', false));
+    const db = new DatabaseSync(p);
+    db.prepare(
+      'INSERT INTO provenance (flow, entity, run_id, recorded_at, resource) VALUES (?, ?, ?, ?, ?)',
+    ).run('f', second.entity, 'r0', '2026-11-22T08:00:00.000Z', JSON.stringify(older));
+    // Facts are a few hundred bytes, not the resource.
+    const stored = db.prepare('SELECT facts FROM provenance_facts WHERE entity = ?').get(second.entity) as {
+      facts: string;
+    };
+    expect(stored.facts.length).toBeLessThan(JSON.stringify(buildProvenance(second)).length / 2);
+    db.close();
+
+    const reopened = SqliteStateStore.open(p);
+    const out = await reopened.provenanceOf('f', second.entity);
+    expect(out).toEqual([older, buildProvenance(second)]);
+    for (const resource of out)
+      expect(validateFast(resource).filter((i) => i.severity === 'error')).toEqual([]);
+    expect(JSON.stringify(out[1])).toContain('"valueCode":"consent"');
+    expect((await reopened.provenanceOf('f', 'Organization/o1')).map((r) => r.id)).toEqual(['prov-other']);
+    expect(await reopened.provenanceOf('other-flow', second.entity)).toEqual([]);
+    await reopened.close();
   });
 });

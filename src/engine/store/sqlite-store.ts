@@ -3,6 +3,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { SluiceError } from '../../core/errors/index.ts';
+import { buildProvenance, type ProvenanceFacts } from '../../core/fhir/provenance.ts';
+import { checkpointInBackground, SAFETY_PAGES } from './background-checkpoints.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
 import type {
   BatchManifest,
@@ -21,6 +23,9 @@ import type {
 } from './state-store.ts';
 
 type Row = Record<string, SQLInputValue>;
+
+/** A provenance row's facts; flow, entity, run and time are its columns. */
+type StoredFacts = Omit<ProvenanceFacts, 'flow' | 'entity' | 'runId' | 'recorded'>;
 
 /**
  * The embedded state store on `node:sqlite`: WAL for concurrent readers, `synchronous=FULL` so a
@@ -43,13 +48,23 @@ export class SqliteStateStore implements StateStore {
     return statement;
   }
 
-  private constructor(db: DatabaseSync, now: () => Date) {
+  /** Ends background checkpoints of this database (when they were asked for). */
+  readonly #release: () => Promise<void>;
+
+  private constructor(db: DatabaseSync, now: () => Date, release: () => Promise<void>) {
     this.#db = db;
     this.#now = now;
+    this.#release = release;
   }
 
-  /** Opens (creating if needed) the store at `path` (`:memory:` for tests) and migrates it. */
-  static open(path: string, options: { now?: () => Date } = {}): SqliteStateStore {
+  /**
+   * Opens (creating if needed) the store at `path` (`:memory:` for tests) and migrates it. With
+   * `backgroundCheckpoints`, WAL checkpoints run on a worker thread (see `background-checkpoints.ts`).
+   */
+  static open(
+    path: string,
+    options: { now?: () => Date; backgroundCheckpoints?: boolean } = {},
+  ): SqliteStateStore {
     let db: DatabaseSync;
     try {
       // The state holds quarantined records (PHI): a new state directory is the owner's alone.
@@ -67,7 +82,12 @@ export class SqliteStateStore implements StateStore {
       });
     }
     migrate(db, path);
-    return new SqliteStateStore(db, options.now ?? (() => new Date()));
+    let release = async () => {};
+    if (options.backgroundCheckpoints && path !== ':memory:') {
+      db.exec(`PRAGMA wal_autocheckpoint = ${SAFETY_PAGES};`);
+      release = checkpointInBackground(path);
+    }
+    return new SqliteStateStore(db, options.now ?? (() => new Date()), release);
   }
 
   async getCheckpoint(flow: string, stream: string): Promise<Checkpoint | undefined> {
@@ -200,10 +220,27 @@ export class SqliteStateStore implements StateStore {
   }
 
   async provenanceOf(flow: string, entity: string): Promise<Record<string, unknown>[]> {
+    // Whole resources (written before migration 9) and facts, merged oldest first.
     const rows = this.#db
-      .prepare('SELECT resource FROM provenance WHERE flow = ? AND entity = ? ORDER BY recorded_at, rowid')
-      .all(flow, entity) as Row[];
-    return rows.map((r) => JSON.parse(String(r.resource)) as Record<string, unknown>);
+      .prepare(`
+        SELECT recorded_at, 0 AS form, rowid AS n, resource AS body, run_id FROM provenance
+          WHERE flow = ? AND entity = ?
+        UNION ALL
+        SELECT recorded_at, 1 AS form, rowid AS n, facts AS body, run_id FROM provenance_facts
+          WHERE flow = ? AND entity = ?
+        ORDER BY recorded_at, form, n`)
+      .all(flow, entity, flow, entity) as Row[];
+    return rows.map((r) => {
+      const body = JSON.parse(String(r.body)) as Record<string, unknown>;
+      if (Number(r.form) === 0) return body;
+      return buildProvenance({
+        ...(body as unknown as StoredFacts),
+        flow,
+        entity,
+        runId: String(r.run_id),
+        recorded: String(r.recorded_at),
+      });
+    });
   }
 
   async getBatch(batchId: string): Promise<BatchManifest | undefined> {
@@ -248,7 +285,7 @@ export class SqliteStateStore implements StateStore {
       INSERT OR REPLACE INTO batches (batch_id, flow, run_id, object, created_at, purpose, policy_version,
         record_count, envelope, jws, results, batch_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     const insertProvenance = this.#statement(
-      'INSERT INTO provenance (flow, entity, run_id, recorded_at, resource) VALUES (?, ?, ?, ?, ?)',
+      'INSERT INTO provenance_facts (flow, entity, run_id, recorded_at, facts) VALUES (?, ?, ?, ?, ?)',
     );
     const insertChange = this.#statement(`
       INSERT OR IGNORE INTO change_log (flow, stream, ref, version_key, last_updated, payload, recorded_at)
@@ -319,7 +356,8 @@ export class SqliteStateStore implements StateStore {
         );
       }
       for (const p of commit.provenance ?? []) {
-        insertProvenance.run(flow as string, p.entity, p.runId, createdAt, JSON.stringify(p.resource));
+        const { flow: pf, entity, runId, recorded, ...facts } = p;
+        insertProvenance.run(pf, entity, runId, recorded, JSON.stringify(facts satisfies StoredFacts));
       }
       for (const b of commit.batches ?? []) {
         insertBatch.run(
@@ -433,6 +471,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   async close(): Promise<void> {
+    await this.#release();
     if (this.#db.isOpen) this.#db.close();
   }
 }

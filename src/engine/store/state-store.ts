@@ -3,6 +3,7 @@
  * interface, several engines: the embedded default (`node:sqlite`) and, for cluster mode, PostgreSQL.
  * Methods are async so both engines fit; `commitPage` is the one transaction a page of work ends with.
  */
+import type { ProvenanceFacts } from '../../core/fhir/provenance.ts';
 
 /** Where a stream stands: every record at or before `position` is delivered, withheld or quarantined. */
 export interface Checkpoint {
@@ -134,12 +135,8 @@ export interface PageCommit {
   readonly seen?: readonly SeenVersion[];
   readonly changeLog?: readonly Omit<ChangeLogEntry, 'seq' | 'stream'>[];
   readonly batches?: readonly BatchManifest[];
-  /** FHIR Provenance resources of records delivered in this page. */
-  readonly provenance?: readonly {
-    readonly entity: string;
-    readonly runId: string;
-    readonly resource: Record<string, unknown>;
-  }[];
+  /** The facts of each delivered record's FHIR Provenance (`provenanceOf` builds the resources). */
+  readonly provenance?: readonly ProvenanceFacts[];
   /** Consent directives read in this page (JSON of the canonical ConsentState, keyed). */
   readonly consents?: readonly StoredConsent[];
   readonly quarantine: readonly NewQuarantineEntry[];

@@ -1,8 +1,13 @@
-import { randomUUID } from 'node:crypto';
-import type { TargetWrite } from '../../core/mapping/canonical-to-veeva.ts';
-
-/** What the edge and each stage know about one delivered record, for its Provenance. */
-export interface ProvenanceInput {
+/**
+ * What the edge and each stage know about one delivered record: the facts its FHIR Provenance is made
+ * of. The state store keeps these facts (a few hundred bytes) rather than the resource (several
+ * kilobytes of fixed FHIR structure); `buildProvenance` turns them into the same resource every time.
+ */
+export interface ProvenanceFacts {
+  /** The Provenance's id, fixed when the record is delivered. */
+  readonly id: string;
+  /** When the delivery was recorded (the page's commit). */
+  readonly recorded: string;
   readonly flow: string;
   readonly runId: string;
   readonly sourceSystem: string;
@@ -22,18 +27,20 @@ export interface ProvenanceInput {
   readonly anonymization: string;
   readonly batchId?: string;
   readonly purpose: string;
-  readonly writes: readonly TargetWrite[];
+  /** The target records written, by object and external id. */
+  readonly targets: readonly { readonly object: string; readonly externalId: string }[];
 }
 
 const STEP = 'https://sluice.dev/fhir/StructureDefinition/provenance-step';
+const PSEUDONYM = /^p[a-z2-7]{32}$/;
 
 /**
  * A FHIR R4 Provenance for one delivered record: stamped at the edge (source system, event, id and
  * version, time, adapter identity), then one step per stage (mapping version, consent decision and
  * basis, validation result, anonymisation, batch). Targets are the CRM records by external id.
  */
-export function buildProvenance(p: ProvenanceInput): Record<string, unknown> {
-  const patientData = /^p[a-z2-7]{32}$/.test(p.entity);
+export function buildProvenance(p: ProvenanceFacts): Record<string, unknown> {
+  const patientData = PSEUDONYM.test(p.entity);
   const steps: [string, string][] = [
     ['read', `${p.origin} by ${p.readBy}`],
     ['validate', p.validation],
@@ -49,11 +56,11 @@ export function buildProvenance(p: ProvenanceInput): Record<string, unknown> {
   ];
   return {
     resourceType: 'Provenance',
-    id: randomUUID(),
-    target: p.writes.map((w) => ({
-      identifier: { system: `urn:sluice:${p.targetSystem}:${w.object}`, value: w.externalId },
+    id: p.id,
+    target: p.targets.map((t) => ({
+      identifier: { system: `urn:sluice:${p.targetSystem}:${t.object}`, value: t.externalId },
     })),
-    recorded: new Date().toISOString(),
+    recorded: p.recorded,
     occurredDateTime: p.readAt,
     ...(p.consent ? { policy: [`urn:sluice:consent-policy:${p.consent.policy}`] } : {}),
     reason: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: p.purpose }] }],

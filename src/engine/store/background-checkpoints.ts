@@ -1,0 +1,92 @@
+import { Worker } from 'node:worker_threads';
+
+/**
+ * WAL checkpoints of SQLite databases, run on a worker thread.
+ *
+ * In WAL mode a commit appends pages to the `-wal` file and fsyncs it; a checkpoint later copies
+ * them into the database file and fsyncs that. SQLite runs the checkpoint inside whichever commit
+ * crosses `wal_autocheckpoint` pages — on the thread that commits, which in Sluice is the pipeline's
+ * one JavaScript thread. Run on their own connection here, checkpoints overlap the pipeline's work
+ * instead. Durability is unchanged: a page is on disk, in the WAL, when its commit returns. The
+ * committing connection keeps a higher `wal_autocheckpoint` as a safety net (`SAFETY_PAGES`), so the
+ * WAL stays bounded even if this thread falls behind.
+ */
+export const SAFETY_PAGES = 16_384;
+
+const INTERVAL_MS = 1000;
+
+// CommonJS, run with `eval`: no file to resolve next to the compiled or stripped sources.
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { DatabaseSync } = require('node:sqlite');
+const open = new Map();
+parentPort.on('message', (message) => {
+  if (message.watch !== undefined) {
+    try {
+      const db = new DatabaseSync(message.watch, { timeout: 1000 });
+      db.exec('PRAGMA synchronous = FULL');
+      open.set(message.watch, db);
+    } catch {
+      // Not checkpointed here: the committing connection's own autocheckpoint still applies.
+    }
+  }
+  if (message.unwatch !== undefined) {
+    const db = open.get(message.unwatch);
+    open.delete(message.unwatch);
+    try { db?.close(); } catch {}
+    parentPort.postMessage({ unwatched: message.unwatch });
+  }
+});
+setInterval(() => {
+  for (const db of open.values()) {
+    // PASSIVE never waits for or blocks the writer; a busy database is simply tried again next time.
+    try { db.exec('PRAGMA wal_checkpoint(PASSIVE)'); } catch {}
+  }
+}, workerData.intervalMs);
+`;
+
+let worker: Worker | undefined;
+const watching = new Map<string, number>();
+
+/**
+ * Checkpoints the database at `path` in the background until the returned function is called. Shared
+ * by every store of the process (one thread); never keeps the process alive.
+ */
+export function checkpointInBackground(path: string): () => Promise<void> {
+  if (worker === undefined) {
+    worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { intervalMs: INTERVAL_MS } });
+    worker.unref();
+  }
+  const current = worker;
+  const count = watching.get(path) ?? 0;
+  watching.set(path, count + 1);
+  if (count === 0) current.postMessage({ watch: path });
+  let released = false;
+  return async () => {
+    if (released) return;
+    released = true;
+    const left = (watching.get(path) ?? 1) - 1;
+    if (left > 0) {
+      watching.set(path, left);
+      return;
+    }
+    watching.delete(path);
+    // Wait for the worker to close its connection, so the caller's close is the last one.
+    await new Promise<void>((resolve) => {
+      const onMessage = (message: { unwatched?: string }) => {
+        if (message.unwatched !== path) return;
+        current.off('message', onMessage);
+        current.off('exit', done);
+        resolve();
+      };
+      const done = () => resolve();
+      current.on('message', onMessage);
+      current.once('exit', done);
+      current.postMessage({ unwatch: path });
+    });
+    if (watching.size === 0 && worker === current) {
+      worker = undefined;
+      await current.terminate();
+    }
+  };
+}
