@@ -45,25 +45,43 @@ setInterval(() => {
 }, workerData.intervalMs);
 `;
 
-let worker: Worker | undefined;
+interface Thread {
+  readonly worker: Worker;
+  exited: boolean;
+}
+
+let thread: Thread | undefined;
 const watching = new Map<string, number>();
+
+function startThread(): Thread {
+  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { intervalMs: INTERVAL_MS } });
+  worker.unref();
+  const started: Thread = { worker, exited: false };
+  // A thread that dies is not an error of the store: its writers' own autocheckpoint takes over.
+  worker.on('error', () => undefined);
+  worker.once('exit', () => {
+    started.exited = true;
+    if (thread === started) {
+      thread = undefined;
+      watching.clear();
+    }
+  });
+  return started;
+}
 
 /**
  * Checkpoints the database at `path` in the background until the returned function is called. Shared
  * by every store of the process (one thread); never keeps the process alive.
  */
 export function checkpointInBackground(path: string): () => Promise<void> {
-  if (worker === undefined) {
-    worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { intervalMs: INTERVAL_MS } });
-    worker.unref();
-  }
-  const current = worker;
+  thread ??= startThread();
+  const current = thread;
   const count = watching.get(path) ?? 0;
   watching.set(path, count + 1);
-  if (count === 0) current.postMessage({ watch: path });
+  if (count === 0) current.worker.postMessage({ watch: path });
   let released = false;
   return async () => {
-    if (released) return;
+    if (released || current.exited || thread !== current) return;
     released = true;
     const left = (watching.get(path) ?? 1) - 1;
     if (left > 0) {
@@ -75,18 +93,18 @@ export function checkpointInBackground(path: string): () => Promise<void> {
     await new Promise<void>((resolve) => {
       const onMessage = (message: { unwatched?: string }) => {
         if (message.unwatched !== path) return;
-        current.off('message', onMessage);
-        current.off('exit', done);
+        current.worker.off('message', onMessage);
+        current.worker.off('exit', done);
         resolve();
       };
       const done = () => resolve();
-      current.on('message', onMessage);
-      current.once('exit', done);
-      current.postMessage({ unwatch: path });
+      current.worker.on('message', onMessage);
+      current.worker.once('exit', done);
+      current.worker.postMessage({ unwatch: path });
     });
-    if (watching.size === 0 && worker === current) {
-      worker = undefined;
-      await current.terminate();
+    if (watching.size === 0 && thread === current) {
+      thread = undefined;
+      await current.worker.terminate();
     }
   };
 }

@@ -133,7 +133,7 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX source_versions_subject ON source_versions (flow, stream, subject);
   `,
   // 9: provenance as facts (compact JSON), built into FHIR Provenance when read; rows of table
-  //    \`provenance\` (whole resources, written before) stay readable
+  //    `provenance` (whole resources, written before) stay readable
   `
   CREATE TABLE provenance_facts (
     flow TEXT NOT NULL,
