@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { SluiceError } from '../../core/errors/index.ts';
-import { checkpointInBackground, SAFETY_PAGES } from '../store/background-checkpoints.ts';
+import { checkpointInBackground } from '../store/background-checkpoints.ts';
 import type { Hash } from './hash.ts';
 import { type Subtree, subtreeKey } from './merkle.ts';
 import type {
@@ -135,8 +135,7 @@ export class SqliteAuditStore implements AuditStore {
       const logId = migrate(db, options.logId ?? randomUUID());
       let release = async () => {};
       if (options.backgroundCheckpoints && typeof target === 'string' && target !== ':memory:') {
-        db.exec(`PRAGMA wal_autocheckpoint = ${SAFETY_PAGES};`);
-        release = checkpointInBackground(target);
+        release = checkpointInBackground(db, target);
       }
       return new SqliteAuditStore(db, ownsDb, logId, release);
     } catch (err) {

@@ -1,3 +1,4 @@
+import type { DatabaseSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
 
 /**
@@ -11,7 +12,7 @@ import { Worker } from 'node:worker_threads';
  * committing connection keeps a higher `wal_autocheckpoint` as a safety net (`SAFETY_PAGES`), so the
  * WAL stays bounded even if this thread falls behind.
  */
-export const SAFETY_PAGES = 16_384;
+const SAFETY_PAGES = 16_384;
 
 const INTERVAL_MS = 1000;
 
@@ -70,10 +71,12 @@ function startThread(): Thread {
 }
 
 /**
- * Checkpoints the database at `path` in the background until the returned function is called. Shared
- * by every store of the process (one thread); never keeps the process alive.
+ * Checkpoints the database at `path` in the background until the returned function is called, and
+ * raises the autocheckpoint of `db` (the connection that commits to it) to the safety net. Shared by
+ * every store of the process (one thread); never keeps the process alive.
  */
-export function checkpointInBackground(path: string): () => Promise<void> {
+export function checkpointInBackground(db: DatabaseSync, path: string): () => Promise<void> {
+  db.exec(`PRAGMA wal_autocheckpoint = ${SAFETY_PAGES};`);
   thread ??= startThread();
   const current = thread;
   const count = watching.get(path) ?? 0;

@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { SluiceError } from '../../core/errors/index.ts';
 import { buildProvenance, type ProvenanceFacts } from '../../core/fhir/provenance.ts';
-import { checkpointInBackground, SAFETY_PAGES } from './background-checkpoints.ts';
+import { checkpointInBackground } from './background-checkpoints.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
 import type {
   BatchManifest,
@@ -84,8 +84,7 @@ export class SqliteStateStore implements StateStore {
     migrate(db, path);
     let release = async () => {};
     if (options.backgroundCheckpoints && path !== ':memory:') {
-      db.exec(`PRAGMA wal_autocheckpoint = ${SAFETY_PAGES};`);
-      release = checkpointInBackground(path);
+      release = checkpointInBackground(db, path);
     }
     return new SqliteStateStore(db, options.now ?? (() => new Date()), release);
   }
