@@ -75,6 +75,8 @@ export interface OpenAuditLogOptions {
   readonly logId?: string;
   /** With a file path: WAL checkpoints on a worker thread instead of inside appends. */
   readonly backgroundCheckpoints?: boolean;
+  /** With a file path: appends run on a thread of their own (see `store/writer-thread.ts`). */
+  readonly appendThread?: boolean;
   readonly clock?: () => Date;
   readonly fhir?: FhirExportOptions;
 }
@@ -129,6 +131,7 @@ export class AuditLog {
         ? SqliteAuditStore.open(options.store, {
             ...(options.logId === undefined ? {} : { logId: options.logId }),
             ...(options.backgroundCheckpoints ? { backgroundCheckpoints: true } : {}),
+            ...(options.appendThread ? { appendThread: true } : {}),
           })
         : options.store;
     try {

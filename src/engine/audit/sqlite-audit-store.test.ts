@@ -120,3 +120,56 @@ describe('two writers on one file', () => {
     await b.close();
   });
 });
+
+describe('appends on their own thread', () => {
+  it('writes every batch durably and in order; the log verifies from another connection', async () => {
+    const keys = await testKeys();
+    const path = join(dir, 'audit.db');
+    const log = await AuditLog.open({
+      store: path,
+      signer: keys.signer,
+      jwks: keys.jwks,
+      checkpointEvery: 10,
+      appendThread: true,
+      backgroundCheckpoints: true,
+    });
+    // Handed over back to back, as pages in flight do: the log serialises them in call order.
+    const batches = [events.slice(0, 7), events.slice(7, 19), events.slice(19, 30)];
+    const written = await Promise.all(batches.map((b) => log.append(b)));
+    expect(written.flat().map((e) => e.seq)).toEqual(events.map((_, i) => i));
+    await log.checkpoint();
+    await log.close();
+    const reader = await AuditLog.open({ store: path, jwks: keys.jwks });
+    expect(await reader.verify()).toMatchObject({ ok: true, size: 30, sealedSize: 30 });
+    expect(await reader.inclusionProof(12)).toMatchObject({ treeSize: 30 });
+    await reader.close();
+  });
+
+  it('a stale writer still detects the other one through the thread and rebuilds on the new head', async () => {
+    const keys = await testKeys();
+    const path = join(dir, 'audit.db');
+    const options = { signer: keys.signer, jwks: keys.jwks, checkpointEvery: 0, clock: () => NOW };
+    const a = await AuditLog.open({ ...options, store: path, appendThread: true });
+    const b = await AuditLog.open({ ...options, store: path, appendThread: true });
+    await a.append(events.slice(0, 5));
+    const written = await b.append(events.slice(5, 8));
+    expect(written.map((e) => e.seq)).toEqual([5, 6, 7]);
+    await a.append(events.slice(8, 10));
+    await b.checkpoint();
+    expect(await a.verify()).toMatchObject({ ok: true, size: 10, sealedSize: 10 });
+    await a.close();
+    await b.close();
+  });
+
+  it('a batch the store refuses comes back with its code, and nothing of it is written', async () => {
+    const path = join(dir, 'audit.db');
+    const store = SqliteAuditStore.open(path, { appendThread: true });
+    const first = buildBatch(await loadHead(store), events.slice(0, 3), NOW);
+    await store.append(first.batch);
+    // Built on a head that is no longer the log's: the thread's connection refuses it.
+    const stale = buildBatch(await loadHead(SqliteAuditStore.open(':memory:')), events.slice(3, 6), NOW);
+    expect(await codeOf(store.append(stale.batch))).toBe('AUDIT_CONCURRENT_APPEND');
+    expect(await store.size()).toBe(3);
+    await store.close();
+  });
+});

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { SluiceError } from '../../core/errors/index.ts';
-import { checkpointInBackground } from '../store/background-checkpoints.ts';
+import { checkpointInBackground, deferAutocheckpoint } from '../store/background-checkpoints.ts';
+import { WriterThread } from '../store/writer-thread.ts';
 import type { Hash } from './hash.ts';
 import { type Subtree, subtreeKey } from './merkle.ts';
 import type {
@@ -93,6 +94,13 @@ export interface SqliteAuditStoreOptions {
   readonly logId?: string;
   /** Run WAL checkpoints on a worker thread (a database file the store opens itself). */
   readonly backgroundCheckpoints?: boolean;
+  /**
+   * Run appends on a thread of their own with their own connection (a database file the store opens
+   * itself; see `store/writer-thread.ts`). Everything else runs on the caller's connection.
+   */
+  readonly appendThread?: boolean;
+  /** Another connection checkpoints this database in the background (a writer thread's own). */
+  readonly checkpointedElsewhere?: boolean;
 }
 
 export class SqliteAuditStore implements AuditStore {
@@ -104,11 +112,21 @@ export class SqliteAuditStore implements AuditStore {
   /** Ends background checkpoints of this database (when they were asked for). */
   readonly #release: () => Promise<void>;
 
-  private constructor(db: DatabaseSync, ownsDb: boolean, logId: string, release: () => Promise<void>) {
+  /** Where appends run when they run on their own thread. */
+  readonly #appender: WriterThread<AppendBatch> | undefined;
+
+  private constructor(
+    db: DatabaseSync,
+    ownsDb: boolean,
+    logId: string,
+    release: () => Promise<void>,
+    appender: WriterThread<AppendBatch> | undefined,
+  ) {
     this.#db = db;
     this.#ownsDb = ownsDb;
     this.#logId = logId;
     this.#release = release;
+    this.#appender = appender;
   }
 
   /**
@@ -134,10 +152,18 @@ export class SqliteAuditStore implements AuditStore {
     try {
       const logId = migrate(db, options.logId ?? randomUUID());
       let release = async () => {};
-      if (options.backgroundCheckpoints && typeof target === 'string' && target !== ':memory:') {
-        release = checkpointInBackground(db, target);
-      }
-      return new SqliteAuditStore(db, ownsDb, logId, release);
+      const file = typeof target === 'string' && target !== ':memory:' ? target : undefined;
+      if (options.checkpointedElsewhere) deferAutocheckpoint(db);
+      else if (options.backgroundCheckpoints && file !== undefined)
+        release = checkpointInBackground(db, file);
+      // The thread's connection appends; checkpoints stay with this process's checkpoint thread.
+      const appender =
+        options.appendThread && file !== undefined
+          ? new WriterThread<AppendBatch>('audit', file, {
+              checkpointedElsewhere: options.backgroundCheckpoints === true,
+            })
+          : undefined;
+      return new SqliteAuditStore(db, ownsDb, logId, release, appender);
     } catch (err) {
       if (ownsDb) db.close();
       throw err;
@@ -167,6 +193,7 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async append(batch: AppendBatch): Promise<void> {
+    if (this.#appender) return this.#appender.write(batch);
     this.#transaction(() => this.#append(batch));
   }
 
@@ -306,6 +333,7 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async close(): Promise<void> {
+    await this.#appender?.close();
     await this.#release();
     this.#statements.clear();
     if (this.#ownsDb && this.#db.isOpen) this.#db.close();

@@ -36,7 +36,9 @@ export const DEFAULT_CONSENT_CACHE = 20_000;
  *
  * Memory stays bounded whatever the population: when the state store can be read synchronously, the
  * gate holds at most `cacheSize` people (least recently used first out) and reads a person's stored
- * consents on a miss. People with consents read but not yet committed are pinned until `committed()`.
+ * consents on a miss. People with consents read but not yet committed are pinned until the page that
+ * carries them is committed (`committed(pins)`): pins are counted, so pages in flight together each
+ * release only their own.
  */
 export class ConsentGate {
   readonly settings: ConsentSettings;
@@ -47,8 +49,8 @@ export class ConsentGate {
   #lookup: ConsentLookup | undefined;
   /** People held in memory, least recently used first (only when backed by a lookup). */
   readonly #recent = new Map<string, true>();
-  /** People whose consents changed since the last commit: never evicted before it. */
-  readonly #pinned = new Set<string>();
+  /** People whose consents changed and are not yet committed, with how many pages hold them. */
+  readonly #pinned = new Map<string, number>();
   #lastRefresh = 0;
   #position: string | undefined;
 
@@ -85,7 +87,9 @@ export class ConsentGate {
    * Parses one source Consent and applies it. `stored` is what to persist with the page: absent when
    * the store already holds this version or a newer one (an older version never overwrites a newer).
    */
-  ingest(resource: unknown): Outcome<{ state: ConsentState; stored?: StoredConsent; subject: string }> {
+  ingest(
+    resource: unknown,
+  ): Outcome<{ state: ConsentState; stored?: StoredConsent; subject: string; pins: string[] }> {
     const parsed = consentFromFhir(resource, {
       system: this.#system,
       pseudonymKey: this.#key,
@@ -99,9 +103,11 @@ export class ConsentGate {
     this.#hold(state.subject);
     const result = this.#store.upsert(state);
     const changed = result === 'inserted' || result === 'updated';
+    const pins: string[] = [];
     if (changed) {
-      this.#pinned.add(state.subject);
-      if (previous !== undefined) this.#pinned.add(previous);
+      pins.push(state.subject);
+      if (previous !== undefined && previous !== state.subject) pins.push(previous);
+      for (const subject of pins) this.#pinned.set(subject, (this.#pinned.get(subject) ?? 0) + 1);
     }
     this.#evict();
     const value = changed
@@ -109,8 +115,9 @@ export class ConsentGate {
           state,
           stored: { key, subject: state.subject, state: JSON.stringify(state) },
           subject: state.subject,
+          pins,
         }
-      : { state, subject: state.subject };
+      : { state, subject: state.subject, pins };
     return { ok: true, value, warnings: parsed.warnings };
   }
 
@@ -127,9 +134,20 @@ export class ConsentGate {
     return decision;
   }
 
-  /** The consents of everyone read since the last call are persisted: they may leave memory now. */
-  committed(): void {
-    this.#pinned.clear();
+  /**
+   * Consents are persisted: the people a committed page pinned (`pins`, as `ingest` and `refresh`
+   * returned them) may leave memory now, unless a page still in flight holds them too. Without
+   * `pins`, everyone read so far (one page at a time).
+   */
+  committed(pins?: Iterable<string>): void {
+    if (pins === undefined) this.#pinned.clear();
+    else {
+      for (const subject of pins) {
+        const held = (this.#pinned.get(subject) ?? 0) - 1;
+        if (held > 0) this.#pinned.set(subject, held);
+        else this.#pinned.delete(subject);
+      }
+    }
     this.#evict();
   }
 
@@ -180,14 +198,26 @@ export class ConsentGate {
 
   /**
    * Re-reads consents changed at the source since the last read (when older than `refreshMs`).
-   * Returns the states read, for the caller to persist with its page, and the subjects they concern.
+   * Returns the states read, for the caller to persist with its page, the subjects they concern, the
+   * pins to release once that page is committed and, when it read, the instant the read started.
    */
   async refresh(
     source: Source,
     signal: AbortSignal,
     now: number = Date.now(),
-  ): Promise<{ stored: StoredConsent[]; subjects: Set<string>; failed: number }> {
-    const out = { stored: [] as StoredConsent[], subjects: new Set<string>(), failed: 0 };
+  ): Promise<{
+    stored: StoredConsent[];
+    subjects: Set<string>;
+    pins: string[];
+    failed: number;
+    readAt?: number;
+  }> {
+    const out = {
+      stored: [] as StoredConsent[],
+      subjects: new Set<string>(),
+      pins: [] as string[],
+      failed: 0,
+    };
     if (now - this.#lastRefresh < this.settings.refreshMs) return out;
     const since = this.#position;
     for await (const page of source.read(CONSENT_STREAM, since, signal)) {
@@ -201,11 +231,13 @@ export class ConsentGate {
           out.stored.push(result.value.stored);
           out.subjects.add(result.value.subject);
         }
+        out.pins.push(...result.value.pins);
         const at = result.value.state.source.lastUpdated;
         if (at !== undefined) this.noteStreamPosition(new Date(at).toISOString());
       }
     }
     this.#lastRefresh = now;
-    return out;
+    // Every change committed at the source before this instant was in what was just read.
+    return { ...out, readAt: now };
   }
 }

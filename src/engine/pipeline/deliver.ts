@@ -74,7 +74,10 @@ export interface BatchSealing {
   readonly policyVersion: string;
   readonly signingKey?: SigningKey;
   readonly alg?: EnvelopeAlg;
-  /** When consent was last checked for this page's records (the batch's creation instant). */
+  /**
+   * When consent was checked for this page's records (the batch's creation instant): the instant the
+   * send-time refresh started reading the source, whose state the check used.
+   */
   readonly checkedAt?: Date;
 }
 

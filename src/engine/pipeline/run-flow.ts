@@ -19,7 +19,7 @@ import type {
 } from '../store/state-store.ts';
 import { type AuditContext, pageAuditEntries, type RecordNote } from './audit-entries.ts';
 import { deleteByLedgerRefs, propagateDeletions } from './deletions.ts';
-import { type BatchSealing, type DeliveryItem, deliverPage } from './deliver.ts';
+import { type BatchSealing, type DeliveryItem, type DeliveryResult, deliverPage } from './deliver.ts';
 import { prefetch } from './prefetch.ts';
 import { NO_PROGRESS, type ProgressSink } from './progress.ts';
 import { mappingEngine, processRecord, type RecordStageContext } from './record-stages.ts';
@@ -255,6 +255,8 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         const seen: SeenVersion[] = [];
         const consents: StoredConsent[] = [];
         const consentChanged = new Set<string>();
+        // People whose consents this page carries: pinned in the gate until the page is committed.
+        const pins: string[] = [];
         const changeLog: { ref: string; versionKey: string; lastUpdated?: string; payload: string }[] = [];
         const refs = page.records.map((r) => refOf(r.resource));
         const known = options.replay
@@ -318,6 +320,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
                 consents.push(applied.value.stored);
                 consentChanged.add(applied.value.subject);
               }
+              pins.push(...applied.value.pins);
               outcomes.set(index, 'applied');
               notes.set(index, { subject: applied.value.subject, reason: 'consent-directive' });
               const at = applied.value.state.source.lastUpdated;
@@ -439,6 +442,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           seen,
           consents,
           consentChanged,
+          pins,
           changeLog,
           refs,
           maxUpdated,
@@ -448,11 +452,21 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           keys,
         };
       };
-      // Send-time checks, delivery and the page's commit: one page at a time, in page order.
-      const finish = async (prepared: Awaited<ReturnType<typeof prepare>>) => {
-        const { page, pageNumber, readAt, quarantine, items, seen, consents, consentChanged, changeLog } =
-          prepared;
-        const { refs, maxUpdated, outcomes, notes, stale, keys } = prepared;
+      // The second half of a page runs in three steps, each in page order: the send-time checks (a
+      // consent refresh at the source, then each person checked again), the send, and the commit
+      // (deletions and suppression, audit, one state transaction). A page's step waits for its own
+      // previous step and for the same step of the page before, so page N+1's consent refresh overlaps
+      // page N's send, and its send overlaps page N's commit. Consents a refresh reads stay pinned in the
+      // gate until the page that persists them is committed; deletions and suppression run in the
+      // commit step, after every earlier page's ledger rows are written.
+      type Prepared = Awaited<ReturnType<typeof prepare>>;
+      type Checked = {
+        sendable: DeliveryItem[];
+        checkedAt?: Date;
+        sendDecisions: Map<number, ConsentDecision>;
+      };
+      const check = async (prepared: Prepared): Promise<Checked> => {
+        const { items, consents, consentChanged, pins, outcomes, notes } = prepared;
         // Send-time consent: re-read what changed at the source, then check each person again.
         let sendable = items;
         let checkedAt: Date | undefined;
@@ -460,8 +474,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         if (gate && items.some((i) => i.subject !== undefined)) {
           const refreshed = await gate.refresh(options.consentSource ?? options.source, signal);
           consents.push(...refreshed.stored);
+          pins.push(...refreshed.pins);
           for (const subject of refreshed.subjects) consentChanged.add(subject);
-          const at = new Date();
+          // Stamped with the instant the refresh started reading: a revocation committed at the source
+          // before it stops the send; one committed after it is suppressed by a later page.
+          const at = refreshed.readAt === undefined ? new Date() : new Date(refreshed.readAt);
           checkedAt = at;
           sendable = items.filter((item) => {
             if (item.subject === undefined) return true;
@@ -528,7 +545,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
             }
           }
         }
-
+        return { sendable, ...(checkedAt ? { checkedAt } : {}), sendDecisions };
+      };
+      const send = async (prepared: Prepared, checked: Checked) => {
+        const { page, pageNumber, quarantine, refs, outcomes, notes } = prepared;
+        const { sendable, checkedAt, sendDecisions } = checked;
         const delivery = await deliverPage(sendable, {
           flow,
           runId,
@@ -573,6 +594,12 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
             payload: safeStringify(record?.resource),
           });
         }
+        return delivery;
+      };
+      const commit = async (prepared: Prepared, checked: Checked, delivery: DeliveryResult) => {
+        const { page, readAt, quarantine, seen, consents, consentChanged, changeLog, pins } = prepared;
+        const { refs, maxUpdated, outcomes, notes, stale, keys } = prepared;
+        const { sendable, sendDecisions } = checked;
         for (const [index, outcome] of outcomes) {
           if (stale.has(index)) continue;
           const ref = refs[index];
@@ -692,7 +719,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
               }
             : {}),
         });
-        gate?.committed();
+        gate?.committed(pins);
         if (advance) {
           position = next;
           checkpoints[stream] = next as string;
@@ -719,24 +746,30 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         for (const v of seen) if (pendingSeen.get(v.ref) === v.versionKey) pendingSeen.delete(v.ref);
       };
 
-      // Up to PAGES_AHEAD pages go through the record stages while earlier ones wait on the source's
-      // consent refresh and the target. Sends and commits stay in page order, each after the one
-      // before succeeded; consent pages go one at a time (each person's consents stay in memory until
-      // their page is committed).
-      let chain: Promise<void> = Promise.resolve();
-      const inFlight: Promise<void>[] = [];
+      // Up to PAGES_AHEAD pages go through the record stages while earlier ones are checked, sent and
+      // committed. Each step of a page starts once every step it waits for has settled, and not at all
+      // if one of them failed: nothing is sent or committed after a failure, and when the last page's
+      // commit has settled, so has everything before it.
+      let checked: Promise<Checked> = Promise.resolve({ sendable: [], sendDecisions: new Map() });
+      let sent: Promise<unknown> = Promise.resolve();
+      let committed: Promise<unknown> = Promise.resolve();
+      const inFlight: Promise<unknown>[] = [];
       try {
         for await (const page of prefetch(pages, 1)) {
           const prepared = await prepare(page);
-          chain = chain.then(() => finish(prepared));
-          chain.catch(() => undefined);
-          inFlight.push(chain);
-          const keep = stream === CONSENT_STREAM ? 0 : PAGES_AHEAD - 1;
-          while (inFlight.length > keep) await inFlight.shift();
+          const c = afterSettled([checked], () => check(prepared));
+          const s = afterSettled([c, sent], async () => send(prepared, await c));
+          const m = afterSettled([s, committed], async () => commit(prepared, await c, await s));
+          for (const step of [c, s, m]) step.catch(() => undefined);
+          checked = c;
+          sent = s;
+          committed = m;
+          inFlight.push(m);
+          while (inFlight.length > PAGES_AHEAD - 1) await inFlight.shift();
         }
-        await chain;
+        await committed;
       } catch (err) {
-        await chain.catch(() => undefined);
+        await committed.catch(() => undefined);
         throw err;
       }
       progress.streamFinished(stream, processed);
@@ -942,4 +975,15 @@ function safeStringify(value: unknown): string {
   } catch {
     return '"(unserialisable record)"';
   }
+}
+
+/**
+ * Runs `step` once every promise in `after` has settled, failing with the first failure among them
+ * instead if one failed: a step never starts after a failure, and never before what it waits for is
+ * finished, whichever way that went.
+ */
+async function afterSettled<T>(after: readonly Promise<unknown>[], step: () => Promise<T>): Promise<T> {
+  const settled = await Promise.allSettled(after);
+  for (const s of settled) if (s.status === 'rejected') throw s.reason;
+  return step();
 }

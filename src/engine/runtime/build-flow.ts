@@ -80,7 +80,7 @@ export async function openFlowAudit(
     ...(signer ? { signer } : {}),
     ...(flow.auditVerifyKeys ? { jwks: { keys: [...flow.auditVerifyKeys.keys] } } : {}),
     checkpointEvery: flow.file.audit.checkpointEvery,
-    ...(options.readOnly ? {} : { backgroundCheckpoints: true }),
+    ...(options.readOnly ? {} : { backgroundCheckpoints: true, appendThread: true }),
   });
 }
 
@@ -162,7 +162,9 @@ export async function buildFlowRuntime(
     timeoutMs: tgt.timeoutSeconds * 1000,
   });
 
-  const store = options.store ?? SqliteStateStore.open(stateDbPath(flow), { backgroundCheckpoints: true });
+  const store =
+    options.store ??
+    SqliteStateStore.open(stateDbPath(flow), { backgroundCheckpoints: true, commitThread: true });
   const audit = await openFlowAudit(flow);
   return {
     source,

@@ -71,12 +71,20 @@ function startThread(): Thread {
 }
 
 /**
+ * Raises the autocheckpoint of `db` to the safety net, for a connection that writes to a database
+ * another connection checkpoints in the background (a commit never runs a checkpoint on its thread).
+ */
+export function deferAutocheckpoint(db: DatabaseSync): void {
+  db.exec(`PRAGMA wal_autocheckpoint = ${SAFETY_PAGES};`);
+}
+
+/**
  * Checkpoints the database at `path` in the background until the returned function is called, and
  * raises the autocheckpoint of `db` (the connection that commits to it) to the safety net. Shared by
  * every store of the process (one thread); never keeps the process alive.
  */
 export function checkpointInBackground(db: DatabaseSync, path: string): () => Promise<void> {
-  db.exec(`PRAGMA wal_autocheckpoint = ${SAFETY_PAGES};`);
+  deferAutocheckpoint(db);
   thread ??= startThread();
   const current = thread;
   const count = watching.get(path) ?? 0;

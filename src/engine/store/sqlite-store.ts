@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { SluiceError } from '../../core/errors/index.ts';
 import { buildProvenance, type ProvenanceFacts } from '../../core/fhir/provenance.ts';
-import { checkpointInBackground } from './background-checkpoints.ts';
+import { checkpointInBackground, deferAutocheckpoint } from './background-checkpoints.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
 import type {
   BatchManifest,
@@ -21,6 +21,7 @@ import type {
   StateStore,
   StoredConsent,
 } from './state-store.ts';
+import { WriterThread } from './writer-thread.ts';
 
 type Row = Record<string, SQLInputValue>;
 
@@ -51,19 +52,36 @@ export class SqliteStateStore implements StateStore {
   /** Ends background checkpoints of this database (when they were asked for). */
   readonly #release: () => Promise<void>;
 
-  private constructor(db: DatabaseSync, now: () => Date, release: () => Promise<void>) {
+  /** Where page commits run when they run on their own thread. */
+  readonly #committer: WriterThread<PageCommit> | undefined;
+
+  private constructor(
+    db: DatabaseSync,
+    now: () => Date,
+    release: () => Promise<void>,
+    committer: WriterThread<PageCommit> | undefined,
+  ) {
     this.#db = db;
     this.#now = now;
     this.#release = release;
+    this.#committer = committer;
   }
 
   /**
    * Opens (creating if needed) the store at `path` (`:memory:` for tests) and migrates it. With
    * `backgroundCheckpoints`, WAL checkpoints run on a worker thread (see `background-checkpoints.ts`).
+   * With `commitThread` (a file, not `:memory:`), page commits run on a thread of their own with their
+   * own connection (see `writer-thread.ts`), stamped with the real clock; everything else runs here.
    */
   static open(
     path: string,
-    options: { now?: () => Date; backgroundCheckpoints?: boolean } = {},
+    options: {
+      now?: () => Date;
+      backgroundCheckpoints?: boolean;
+      commitThread?: boolean;
+      /** Another connection checkpoints this database in the background (a writer thread's own). */
+      checkpointedElsewhere?: boolean;
+    } = {},
   ): SqliteStateStore {
     let db: DatabaseSync;
     try {
@@ -83,10 +101,16 @@ export class SqliteStateStore implements StateStore {
     }
     migrate(db, path);
     let release = async () => {};
-    if (options.backgroundCheckpoints && path !== ':memory:') {
-      release = checkpointInBackground(db, path);
-    }
-    return new SqliteStateStore(db, options.now ?? (() => new Date()), release);
+    if (options.checkpointedElsewhere) deferAutocheckpoint(db);
+    else if (options.backgroundCheckpoints && path !== ':memory:') release = checkpointInBackground(db, path);
+    // The thread's connection commits the pages; checkpoints stay with this process's checkpoint thread.
+    const committer =
+      options.commitThread && path !== ':memory:'
+        ? new WriterThread<PageCommit>('state', path, {
+            checkpointedElsewhere: options.backgroundCheckpoints === true,
+          })
+        : undefined;
+    return new SqliteStateStore(db, options.now ?? (() => new Date()), release, committer);
   }
 
   async getCheckpoint(flow: string, stream: string): Promise<Checkpoint | undefined> {
@@ -254,6 +278,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   async commitPage(commit: PageCommit): Promise<void> {
+    if (this.#committer) return this.#committer.write(commit);
     const db = this.#db;
     const upsertLedger = this.#statement(`
       INSERT INTO ledger (flow, object, external_id, payload_hash, target_id, source_ref, mapping_version, run_id, delivered_at)
@@ -470,6 +495,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   async close(): Promise<void> {
+    await this.#committer?.close();
     await this.#release();
     if (this.#db.isOpen) this.#db.close();
   }
