@@ -5,7 +5,7 @@ import { assessPatientProfileRisk } from '../../core/anonymize/release.ts';
 import type { ConsentDecision } from '../../core/consent/index.ts';
 import { SluiceError, toSluiceError } from '../../core/errors/index.ts';
 import type { ProvenanceFacts } from '../../core/fhir/provenance.ts';
-import type { Source, SourcePage } from '../../core/ports/source.ts';
+import type { Source, SourcePage, SourceRecord } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
 import type { AuditEventInput } from '../audit/entry.ts';
 import { CONSENT_STREAM, type ConsentGate } from '../consent/consent-gate.ts';
@@ -277,7 +277,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         // Stale versions are quarantined but leave the processed (newer) version on record.
         const stale = new Set<number>();
         const keys = new Map<number, string>();
-        page.records.forEach((record, index) => {
+        const stageRecord = (record: SourceRecord, index: number): void => {
           counts.read++;
           const ref = refs[index];
           const versionKey = versionKeyOf(record.resource);
@@ -427,7 +427,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
               for (const f of verdict.dropped ?? []) droppedFields[f] = (droppedFields[f] ?? 0) + 1;
               break;
           }
-        });
+        };
+        // The consent lookups of the whole page (cache misses, consents replaced) share one snapshot.
+        const stageAll = () => page.records.forEach(stageRecord);
+        if (gate) gate.batch(stageAll);
+        else stageAll();
 
         for (const index of outcomes.keys()) {
           const ref = refs[index];
@@ -452,13 +456,14 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           keys,
         };
       };
-      // The second half of a page runs in three steps, each in page order: the send-time checks (a
-      // consent refresh at the source, then each person checked again), the send, and the commit
-      // (deletions and suppression, audit, one state transaction). A page's step waits for its own
-      // previous step and for the same step of the page before, so page N+1's consent refresh overlaps
-      // page N's send, and its send overlaps page N's commit. Consents a refresh reads stay pinned in the
-      // gate until the page that persists them is committed; deletions and suppression run in the
-      // commit step, after every earlier page's ledger rows are written.
+      // The second half of a page runs in four steps, each in page order: the send-time checks (a
+      // consent refresh at the source, then each person checked again), the send, the record (deletions
+      // and suppression, provenance, the audit append) and the commit (one state transaction). A page's
+      // step waits for its own previous step and for the same step of the page before, so page N+1's
+      // consent refresh overlaps page N's send, its send overlaps page N's record, and its record page
+      // N's commit. Consents a refresh reads stay pinned in the gate until the page that persists them is
+      // committed; a page with deletions or revocations also waits for the commit of the page before,
+      // so they act on every earlier page's ledger rows.
       type Prepared = Awaited<ReturnType<typeof prepare>>;
       type Checked = {
         sendable: DeliveryItem[];
@@ -480,28 +485,30 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           // before it stops the send; one committed after it is suppressed by a later page.
           const at = refreshed.readAt === undefined ? new Date() : new Date(refreshed.readAt);
           checkedAt = at;
-          sendable = items.filter((item) => {
-            if (item.subject === undefined) return true;
-            const decision = gate.check(item.subject, stream, at);
-            sendDecisions.set(item.index, decision);
-            if (decision.decision === 'permit') return true;
-            counts.withheld++;
-            withholdReasons['consent-changed-before-send'] =
-              (withholdReasons['consent-changed-before-send'] ?? 0) + 1;
-            outcomes.set(item.index, 'withheld');
-            notes.set(item.index, {
-              reason: 'consent-changed-before-send',
-              subject: item.subject,
-              decision: {
-                value: decision.decision,
-                rule: decision.basis.rule,
-                consent: decision.basis.consentRef ?? '',
-                provision: decision.basis.provisionPath ?? '',
-                policy: decision.policyVersion,
-              },
-            });
-            return false;
-          });
+          sendable = gate.batch(() =>
+            items.filter((item) => {
+              if (item.subject === undefined) return true;
+              const decision = gate.check(item.subject, stream, at);
+              sendDecisions.set(item.index, decision);
+              if (decision.decision === 'permit') return true;
+              counts.withheld++;
+              withholdReasons['consent-changed-before-send'] =
+                (withholdReasons['consent-changed-before-send'] ?? 0) + 1;
+              outcomes.set(item.index, 'withheld');
+              notes.set(item.index, {
+                reason: 'consent-changed-before-send',
+                subject: item.subject,
+                decision: {
+                  value: decision.decision,
+                  rule: decision.basis.rule,
+                  consent: decision.basis.consentRef ?? '',
+                  provision: decision.basis.provisionPath ?? '',
+                  policy: decision.policyVersion,
+                },
+              });
+              return false;
+            }),
+          );
         }
 
         // Re-identification risk of the de-identified records this page would release.
@@ -596,9 +603,20 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         }
         return delivery;
       };
-      const commit = async (prepared: Prepared, checked: Checked, delivery: DeliveryResult) => {
-        const { page, readAt, quarantine, seen, consents, consentChanged, changeLog, pins } = prepared;
-        const { refs, maxUpdated, outcomes, notes, stale, keys } = prepared;
+      // What a page's audit step hands to its commit.
+      type Recorded = {
+        removal: Awaited<ReturnType<typeof propagateDeletions>> | undefined;
+        suppression: Awaited<ReturnType<typeof deleteByLedgerRefs>> | undefined;
+        provenance: ReturnType<typeof provenanceFor>;
+      };
+      const record = async (
+        prepared: Prepared,
+        checked: Checked,
+        delivery: DeliveryResult,
+        earlierCommitted: Promise<unknown>,
+      ): Promise<Recorded> => {
+        const { page, readAt, quarantine, seen, consentChanged } = prepared;
+        const { refs, outcomes, notes, stale, keys } = prepared;
         const { sendable, sendDecisions } = checked;
         for (const [index, outcome] of outcomes) {
           if (stale.has(index)) continue;
@@ -614,8 +632,21 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           }
         }
 
+        // Suppression: what was delivered for a person whose consent no longer permits is deleted.
+        const revoked =
+          gate && consentChanged.size > 0 && options.onRevoke !== 'ignore'
+            ? gate.batch(() => {
+                const at = new Date();
+                return [...consentChanged].filter(
+                  (subject) => gate.check(subject, 'Patient', at).decision !== 'permit',
+                );
+              })
+            : [];
+        const deleting = (page.deletions?.length ?? 0) > 0 && options.deletes !== 'ignore';
+        // Deletions and suppression act on what earlier pages delivered: their ledger rows must be written.
+        if (deleting || revoked.length > 0) await earlierCommitted;
         const removal =
-          page.deletions?.length && options.deletes !== 'ignore'
+          deleting && page.deletions
             ? await propagateDeletions(page.deletions, {
                 flow,
                 store,
@@ -637,17 +668,10 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           decisions: sendDecisions,
         });
 
-        // Suppression: what was delivered for a person whose consent no longer permits is deleted.
         let suppression: Awaited<ReturnType<typeof deleteByLedgerRefs>> | undefined;
-        if (gate && consentChanged.size > 0 && options.onRevoke !== 'ignore') {
-          const now2 = new Date();
-          const revoked = [...consentChanged].filter(
-            (subject) => gate.check(subject, 'Patient', now2).decision !== 'permit',
-          );
-          if (revoked.length > 0) {
-            suppression = await deleteByLedgerRefs(revoked, { flow, store, target: options.target, signal });
-            suppressed += suppression.deleted;
-          }
+        if (revoked.length > 0) {
+          suppression = await deleteByLedgerRefs(revoked, { flow, store, target: options.target, signal });
+          suppressed += suppression.deleted;
         }
         for (const d of page.deletions ?? []) {
           seen.push({
@@ -686,6 +710,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
             }),
           );
         }
+        return { removal, suppression, provenance };
+      };
+      const commit = async (prepared: Prepared, delivery: DeliveryResult, recorded: Recorded) => {
+        const { page, quarantine, seen, consents, consentChanged, changeLog, pins, maxUpdated } = prepared;
+        const { removal, suppression, provenance } = recorded;
 
         // The source's own position (a bulk export's transactionTime) wins; else the newest record read.
         const next = options.source.explicitCheckpoints ? page.checkpoint : (page.checkpoint ?? maxUpdated);
@@ -746,23 +775,29 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         for (const v of seen) if (pendingSeen.get(v.ref) === v.versionKey) pendingSeen.delete(v.ref);
       };
 
-      // Up to PAGES_AHEAD pages go through the record stages while earlier ones are checked, sent and
-      // committed. Each step of a page starts once every step it waits for has settled, and not at all
-      // if one of them failed: nothing is sent or committed after a failure, and when the last page's
-      // commit has settled, so has everything before it.
+      // Up to PAGES_AHEAD pages go through the record stages while earlier ones are checked, sent,
+      // audited and committed. Each step of a page starts once every step it waits for has settled, and
+      // not at all if one of them failed: nothing is sent or committed after a failure, and when the last
+      // page's commit has settled, so has everything before it. A page's audit entries are appended
+      // before its state is committed (a crash between the two re-sends the page, idempotently, and the
+      // audit shows both attempts), while page N's commit overlaps page N+1's audit.
       let checked: Promise<Checked> = Promise.resolve({ sendable: [], sendDecisions: new Map() });
       let sent: Promise<unknown> = Promise.resolve();
+      let recorded: Promise<unknown> = Promise.resolve();
       let committed: Promise<unknown> = Promise.resolve();
       const inFlight: Promise<unknown>[] = [];
       try {
         for await (const page of prefetch(pages, 1)) {
           const prepared = await prepare(page);
+          const earlier = committed;
           const c = afterSettled([checked], () => check(prepared));
           const s = afterSettled([c, sent], async () => send(prepared, await c));
-          const m = afterSettled([s, committed], async () => commit(prepared, await c, await s));
-          for (const step of [c, s, m]) step.catch(() => undefined);
+          const r = afterSettled([s, recorded], async () => record(prepared, await c, await s, earlier));
+          const m = afterSettled([r, committed], async () => commit(prepared, await s, await r));
+          for (const step of [c, s, r, m]) step.catch(() => undefined);
           checked = c;
           sent = s;
+          recorded = r;
           committed = m;
           inFlight.push(m);
           while (inFlight.length > PAGES_AHEAD - 1) await inFlight.shift();

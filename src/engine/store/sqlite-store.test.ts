@@ -112,6 +112,44 @@ describe('SqliteStateStore', () => {
     await store.close();
   });
 
+  it('reads a batch of lookups from one snapshot, ends it on a throw and nests inside another', async () => {
+    const p = path();
+    const store = SqliteStateStore.open(p, { commitThread: true });
+    await store.commitPage({
+      flow: 'f',
+      stream: 'Consent',
+      ledger: [],
+      quarantine: [],
+      consents: [{ key: 'c1', subject: 's1', state: '{"n":1}' }],
+    });
+    const lookup = store.consentLookup('f');
+    const other = new DatabaseSync(p, { timeout: 5000 });
+    const addConsent = other.prepare(
+      "INSERT INTO consent_states (flow, consent_key, subject, state, updated_at) VALUES ('f', ?, 's1', ?, 'x')",
+    );
+    // What another connection commits during the snapshot is seen only after it.
+    const inside = lookup.snapshot(() => {
+      const first = lookup.statesOf('s1');
+      addConsent.run('c2', '{"n":2}');
+      return { first, again: lookup.statesOf('s1'), nested: store.snapshot(() => lookup.count()) };
+    });
+    expect(inside).toEqual({ first: ['{"n":1}'], again: ['{"n":1}'], nested: 1 });
+    expect(lookup.statesOf('s1').sort()).toEqual(['{"n":1}', '{"n":2}']);
+    expect(() =>
+      lookup.snapshot(() => {
+        lookup.count();
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    // The snapshot ended with the throw: a later write is read at once, and the page commit is not blocked.
+    addConsent.run('c3', '{"n":3}');
+    expect(lookup.count()).toBe(3);
+    await store.commitPage({ ledger: [ledgerEntry('b')], quarantine: [] });
+    expect([...(await store.getLedger('f', 'Account', ['a', 'b'])).keys()]).toEqual(['b']);
+    other.close();
+    await store.close();
+  });
+
   it('keeps provenance as facts and returns whole FHIR Provenance, older resource rows included', async () => {
     const p = path();
     const store = SqliteStateStore.open(p);

@@ -137,11 +137,13 @@ export class SqliteStateStore implements StateStore {
     externalIds: readonly string[],
   ): Promise<Map<string, LedgerEntry>> {
     const out = new Map<string, LedgerEntry>();
-    const select = this.#db.prepare('SELECT * FROM ledger WHERE flow = ? AND object = ? AND external_id = ?');
-    for (const id of externalIds) {
-      const row = select.get(flow, object, id) as Row | undefined;
-      if (row) out.set(id, toLedger(row));
-    }
+    const select = this.#statement('SELECT * FROM ledger WHERE flow = ? AND object = ? AND external_id = ?');
+    this.snapshot(() => {
+      for (const id of externalIds) {
+        const row = select.get(flow, object, id) as Row | undefined;
+        if (row) out.set(id, toLedger(row));
+      }
+    });
     return out;
   }
 
@@ -159,27 +161,29 @@ export class SqliteStateStore implements StateStore {
 
   async getSeen(flow: string, stream: string, refs: readonly string[]): Promise<Map<string, SeenVersion>> {
     const out = new Map<string, SeenVersion>();
-    const select = this.#db.prepare(
-      'SELECT * FROM source_versions WHERE flow = ? AND stream = ? AND ref = ?',
-    );
-    for (const ref of refs) {
-      const row = select.get(flow, stream, ref) as Row | undefined;
-      if (row) {
-        out.set(ref, {
-          ref,
-          versionKey: String(row.version_key),
-          outcome: String(row.outcome) as SeenVersion['outcome'],
-        });
+    const select = this.#statement('SELECT * FROM source_versions WHERE flow = ? AND stream = ? AND ref = ?');
+    this.snapshot(() => {
+      for (const ref of refs) {
+        const row = select.get(flow, stream, ref) as Row | undefined;
+        if (row) {
+          out.set(ref, {
+            ref,
+            versionKey: String(row.version_key),
+            outcome: String(row.outcome) as SeenVersion['outcome'],
+          });
+        }
       }
-    }
+    });
     return out;
   }
 
   async withheldRefsOf(flow: string, stream: string, subjects: readonly string[]): Promise<string[]> {
-    const select = this.#db.prepare(
+    const select = this.#statement(
       "SELECT ref FROM source_versions WHERE flow = ? AND stream = ? AND subject = ? AND outcome = 'withheld'",
     );
-    return subjects.flatMap((s) => (select.all(flow, stream, s) as Row[]).map((r) => String(r.ref)));
+    return this.snapshot(() =>
+      subjects.flatMap((s) => (select.all(flow, stream, s) as Row[]).map((r) => String(r.ref))),
+    );
   }
 
   async forgetSeen(flow: string, stream: string, refs: readonly string[]): Promise<void> {
@@ -226,6 +230,7 @@ export class SqliteStateStore implements StateStore {
     const subject = this.#db.prepare('SELECT subject FROM consent_states WHERE flow = ? AND consent_key = ?');
     const count = this.#db.prepare('SELECT count(*) AS n FROM consent_states WHERE flow = ?');
     return {
+      snapshot: (read) => this.snapshot(read),
       statesOf: (s) => (states.all(flow, s) as Row[]).map((r) => String(r.state)),
       subjectOf: (key) => {
         const row = subject.get(flow, key) as Row | undefined;
@@ -275,6 +280,22 @@ export class SqliteStateStore implements StateStore {
     return Number(
       this.#db.prepare('DELETE FROM change_log WHERE flow = ? AND recorded_at < ?').run(flow, before).changes,
     );
+  }
+
+  /**
+   * Runs `read` (synchronous reads on this connection) in one read transaction: one snapshot and one
+   * WAL read lock for all of them, where each statement on its own would take and drop both. Inside a
+   * transaction already, `read` simply runs in it.
+   */
+  snapshot<T>(read: () => T): T {
+    const db = this.#db;
+    if (db.isTransaction) return read();
+    db.exec('BEGIN');
+    try {
+      return read();
+    } finally {
+      if (db.isTransaction) db.exec('COMMIT');
+    }
   }
 
   async commitPage(commit: PageCommit): Promise<void> {

@@ -152,6 +152,8 @@ export interface QuarantineFilter {
 
 /** Persisted consent states of one flow, read synchronously (see `StateStore.consentLookup`). */
 export interface ConsentLookup {
+  /** Runs `read`, which may call the lookups below many times, against one snapshot of the store. */
+  snapshot<T>(read: () => T): T;
   /** The stored states (JSON) of a person's consents. */
   statesOf(subject: string): string[];
   /** The person a stored consent belongs to. */
