@@ -84,10 +84,15 @@ const source = z
           .default(120),
         /** Resources the server reports it could not export: fail the run (default) or note them. */
         exportErrors: z.enum(['fail', 'note']).default('fail'),
+        /**
+         * Exports of the run's next streams kicked off while one is read, so the server prepares them
+         * meanwhile (0: one export at a time, for servers that allow no more).
+         */
+        exportsAhead: z.number().int().min(0).max(8).default(2),
       })
       .strict()
       .refine((b) => b.level !== 'group' || b.groupId !== undefined, 'level group needs a groupId')
-      .default({ level: 'system', maxWaitMinutes: 120, exportErrors: 'fail' }),
+      .default({ level: 'system', maxWaitMinutes: 120, exportErrors: 'fail', exportsAhead: 2 }),
     /** Re-read this long before each checkpoint (late commits on the server); repeats are skipped. */
     overlapSeconds: z.number().int().min(0).max(86_400).default(60),
     /** A meta.lastUpdated this far ahead of the local clock is quarantined as clock skew. */

@@ -11,7 +11,7 @@ import { validateCanonical } from '../../core/model/schemas.ts';
 import { type Allowlist, applyAllowlist } from '../../core/policy/allowlist.ts';
 import type { WithholdPolicy } from '../../core/policy/withhold.ts';
 import type { SourceRecord } from '../../core/ports/source.ts';
-import { hasErrors, validateFast } from '../../core/validate/compiled/validate.ts';
+import { hasErrors, prepareValidators, validateFast } from '../../core/validate/compiled/validate.ts';
 import type { QuarantineStage } from '../store/state-store.ts';
 
 let engine: MatrixEngine | undefined;
@@ -23,6 +23,15 @@ let engine: MatrixEngine | undefined;
 export function mappingEngine(): MatrixEngine {
   engine ??= createMatrixEngine();
   return engine;
+}
+
+/** Does now what the record stages would do at their first record of these types (compile validators). */
+export function prepareRecordStages(
+  ctx: Pick<RecordStageContext, 'validateFhir'>,
+  types: readonly string[],
+): void {
+  mappingEngine();
+  if (ctx.validateFhir) prepareValidators(types);
 }
 
 /** Everything the per-record stages need, fixed for a run. */

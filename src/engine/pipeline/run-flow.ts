@@ -22,9 +22,15 @@ import { deleteByLedgerRefs, propagateDeletions } from './deletions.ts';
 import { type BatchSealing, type DeliveryItem, type DeliveryResult, deliverPage } from './deliver.ts';
 import { prefetch } from './prefetch.ts';
 import { NO_PROGRESS, type ProgressSink } from './progress.ts';
-import { mappingEngine, processRecord, type RecordStageContext } from './record-stages.ts';
+import {
+  mappingEngine,
+  prepareRecordStages,
+  processRecord,
+  type RecordStageContext,
+} from './record-stages.ts';
 import { emptyCounts, type RunSummary, type StreamCounts } from './summary.ts';
 import { refOf, versionKeyOf } from './version-key.ts';
+import { whileWaiting } from './while-waiting.ts';
 
 /** Receives the audit entries of a run, page by page, before the page's state is committed. */
 export interface AuditSink {
@@ -38,6 +44,8 @@ export interface AuditSink {
  * record stages busy while earlier pages wait on the network; each is one source page in memory.
  */
 const PAGES_AHEAD = 3;
+/** How long the run waits for a page before it does its start-up work meanwhile. */
+const WAIT_BEFORE_PREPARING_MS = 50;
 
 /** The mapping versions the pipeline runs (from the matrix files), stamped on ledger, batches and provenance. */
 export const MAPPING_VERSION = (() => {
@@ -217,6 +225,19 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
       })),
       signal,
     );
+
+    // The record stages' start-up (compiling validators, about a second) runs while the source first
+    // keeps the run waiting — a bulk export being prepared — instead of at the first record.
+    let prepareStages: (() => void) | undefined = () =>
+      prepareRecordStages(
+        stages,
+        options.source.streams.filter((s) => s !== CONSENT_STREAM),
+      );
+    const whileSourceWaits = () => {
+      const run = prepareStages;
+      prepareStages = undefined;
+      run?.();
+    };
 
     for (const stream of options.source.streams) {
       const counts = emptyCounts();
@@ -787,7 +808,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
       let committed: Promise<unknown> = Promise.resolve();
       const inFlight: Promise<unknown>[] = [];
       try {
-        for await (const page of prefetch(pages, 1)) {
+        for await (const page of whileWaiting(
+          prefetch(pages, 1),
+          WAIT_BEFORE_PREPARING_MS,
+          whileSourceWaits,
+        )) {
           const prepared = await prepare(page);
           const earlier = committed;
           const c = afterSettled([checked], () => check(prepared));

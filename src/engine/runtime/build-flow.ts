@@ -138,6 +138,7 @@ export async function buildFlowRuntime(
               ? { kind: 'group', groupId: src.bulk.groupId as string }
               : { kind: src.bulk.level },
           exportErrors: src.bulk.exportErrors,
+          exportsAhead: src.bulk.exportsAhead,
         })
       : search;
 

@@ -33,7 +33,13 @@ beforeEach(() => {
 });
 
 function bulkSource(
-  options: { scope?: string; level?: ExportLevel; pageSize?: number; types?: string[] } = {},
+  options: {
+    scope?: string;
+    level?: ExportLevel;
+    pageSize?: number;
+    types?: string[];
+    exportsAhead?: number;
+  } = {},
 ): BulkExportSource {
   const auth = new BackendServicesAuth({
     baseUrl: ehr.url,
@@ -55,6 +61,7 @@ function bulkSource(
     resourceTypes: options.types ?? ['Patient', 'Practitioner'],
     pageSize: options.pageSize ?? 40,
     ...(options.level ? { level: options.level } : {}),
+    ...(options.exportsAhead === undefined ? {} : { exportsAhead: options.exportsAhead }),
   });
 }
 
@@ -138,6 +145,40 @@ describe('exports kicked off ahead (a planned run)', () => {
     expect(requestsSince(start, 'GET', '/fhir/$export')).toHaveLength(2);
     expect(requestsSince(start, 'DELETE', '/fhir/bulkstatus')).toHaveLength(2);
   });
+
+  it.each([
+    [2, 3],
+    [1, 2],
+    [0, 1],
+  ])(
+    'with exportsAhead %i, has %i exports under way while the first stream is read',
+    async (ahead, expected) => {
+      const start = performance.timeOrigin + performance.now();
+      const types = ['Organization', 'Practitioner', 'Patient'];
+      const source = bulkSource({
+        scope: 'system/Patient.rs system/Practitioner.rs system/Organization.rs',
+        types,
+        exportsAhead: ahead,
+      });
+      const signal = new AbortController().signal;
+      source.plan(
+        types.map((stream) => ({ stream, since: undefined })),
+        signal,
+      );
+      let during = 0;
+      for await (const _page of source.read('Organization', undefined, signal)) {
+        during = requestsSince(start, 'GET', '/fhir/$export').length;
+      }
+      expect(during).toBe(expected);
+      expect(recordIds(await readAll(source, 'Practitioner')).sort()).toEqual(
+        presentIds('Practitioner').sort(),
+      );
+      expect(recordIds(await readAll(source, 'Patient')).sort()).toEqual(presentIds('Patient').sort());
+      await source.close();
+      expect(requestsSince(start, 'GET', '/fhir/$export')).toHaveLength(3);
+      expect(requestsSince(start, 'DELETE', '/fhir/bulkstatus')).toHaveLength(3);
+    },
+  );
 
   it('releases an export kicked off ahead that the run never read', async () => {
     const start = performance.timeOrigin + performance.now();

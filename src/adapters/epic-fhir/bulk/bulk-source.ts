@@ -25,6 +25,11 @@ export interface BulkSourceConfig {
    * so the checkpoint never moves past resources the server could not export.
    */
   readonly exportErrors?: 'note' | 'fail';
+  /**
+   * How many of the run's next planned reads have their export kicked off while one is read (default
+   * 2; 0 runs one export at a time). Ahead of a short stream, the one after it is prepared too.
+   */
+  readonly exportsAhead?: number;
   /** Called on each status poll while the server prepares the export. */
   readonly onProgress?: (stream: string, progress: ExportProgress) => void;
 }
@@ -59,8 +64,8 @@ export class BulkExportSource implements Source {
   }
 
   /**
-   * Remembers the run's reads: while one export is read, the next stream's export is kicked off, so the
-   * server prepares it meanwhile instead of after (one export ahead at most).
+   * Remembers the run's reads: while one export is read, the next streams' exports are kicked off
+   * (`exportsAhead`), so the server prepares them meanwhile instead of after.
    */
   plan(reads: readonly PlannedRead[], signal: AbortSignal): void {
     this.#plan = reads;
@@ -109,19 +114,21 @@ export class BulkExportSource implements Source {
     };
   }
 
-  /** Kicks off the export of the read planned after `key`, unless it is under way already. */
+  /** Kicks off the exports of the reads planned after `key` (up to `exportsAhead`) not under way yet. */
   #kickOffNext(key: string): void {
     const at = this.#plan.findIndex((r) => planKey(r.stream, r.since) === key);
-    const next = at < 0 ? undefined : this.#plan[at + 1];
     const signal = this.#planSignal;
-    if (next === undefined || signal === undefined || signal.aborted) return;
-    const nextKey = planKey(next.stream, next.since);
-    if (this.#ahead.has(nextKey)) return;
-    // A failed kick-off ahead is not an error yet: the read kicks off again and reports its own failure.
-    this.#ahead.set(
-      nextKey,
-      this.#config.client.kickOff(this.#request(next.stream, next.since), signal).catch(() => undefined),
-    );
+    if (at < 0 || signal === undefined || signal.aborted) return;
+    const ahead = this.#config.exportsAhead ?? 2;
+    for (const next of this.#plan.slice(at + 1, at + 1 + ahead)) {
+      const nextKey = planKey(next.stream, next.since);
+      if (this.#ahead.has(nextKey)) continue;
+      // A failed kick-off ahead is not an error yet: the read kicks off again and reports its own failure.
+      this.#ahead.set(
+        nextKey,
+        this.#config.client.kickOff(this.#request(next.stream, next.since), signal).catch(() => undefined),
+      );
+    }
   }
 
   async *#pages(

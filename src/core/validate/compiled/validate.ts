@@ -1,5 +1,5 @@
 import type { Issue } from '../../mapping/outcome.ts';
-import { validateResourceObject } from './compile.ts';
+import { resourceSpec, validateResourceObject } from './compile.ts';
 import { type FastValidateOptions, ValidationContext } from './context.ts';
 import type { Json } from './invariants.ts';
 
@@ -27,6 +27,14 @@ export function validateFast(resource: unknown, options?: FastValidateOptions): 
   ctx.enter(typeof type === 'string' && /^[A-Z][A-Za-z]{0,63}$/.test(type) ? type : 'Resource');
   validateResourceObject(resource as Json, ctx, false);
   return ctx.issues;
+}
+
+/**
+ * Reads the R4 definitions and terminology and compiles the validators of these resource types now
+ * instead of at their first record (about a second, once per process). Unknown types are ignored.
+ */
+export function prepareValidators(types: readonly string[]): void {
+  for (const type of types) resourceSpec(type);
 }
 
 /** True when the issues contain an error (warnings alone leave a resource valid). */
