@@ -2,6 +2,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import type { JsonObject } from '../../core/fhir/resource.ts';
 import { syntheaPatients, TEST_PSEUDONYM_KEY } from '../../core/matrix/testing.ts';
+import { asSystemName } from '../../core/model/ids.ts';
+import type { Source, SourcePage } from '../../core/ports/source.ts';
 import { privacyConsent } from '../../testkit/consents.ts';
 import { SqliteStateStore } from '../store/sqlite-store.ts';
 import type { StoredConsent } from '../store/state-store.ts';
@@ -123,5 +125,69 @@ describe('consent gate memory bound (state store read on a miss)', () => {
     await fresh.load(store, FLOW);
     expect(fresh.check(subjectOf(a), 'Patient', at).decision).toBe('deny');
     expect(fresh.check(subjectOf(b), 'Patient', at).decision).toBe('permit');
+  });
+});
+
+describe('consent gate send-time refresh', () => {
+  /** A consent source that records what it was asked and answers with the given consents. */
+  const consentSource = (consents: unknown[]) => {
+    const reads: (string | undefined)[] = [];
+    const source: Source = {
+      system: asSystemName('epic'),
+      streams: ['Consent'],
+      async *read(_stream, since) {
+        reads.push(since);
+        yield { records: consents.map((resource) => ({ resource })) } as unknown as SourcePage;
+      },
+    };
+    return { source, reads };
+  };
+  const signal = new AbortController().signal;
+  const gateRefreshingEvery = (refreshMs: number) =>
+    new ConsentGate({ ...SETTINGS, refreshMs }, 'epic', TEST_PSEUDONYM_KEY);
+
+  it('a skipped re-read reports the instant the consents it knows were read as of, not the current time', async () => {
+    const gate = gateRefreshingEvery(60_000);
+    const { source, reads } = consentSource([]);
+    // The consent stream was read by the run, its read starting at t=1000.
+    gate.noteStreamPosition('2026-11-01T00:00:00.000Z', 1_000);
+    const skipped = await gate.refresh(source, signal, 30_000);
+    expect(reads).toEqual([]);
+    expect(skipped.readAt).toBe(1_000);
+    // Due again 60 s after that read started, not after it was noted.
+    const due = await gate.refresh(source, signal, 61_000);
+    expect(reads).toEqual(['2026-11-01T00:00:00.000Z']);
+    expect(due.readAt).toBe(61_000);
+    expect((await gate.refresh(source, signal, 90_000)).readAt).toBe(61_000);
+  });
+
+  it('an older read noted later does not move the known instant back', async () => {
+    const gate = gateRefreshingEvery(60_000);
+    const { source, reads } = consentSource([]);
+    gate.noteStreamPosition('2026-11-02T00:00:00.000Z', 50_000);
+    gate.noteStreamPosition('2026-11-01T00:00:00.000Z', 10_000);
+    expect((await gate.refresh(source, signal, 100_000)).readAt).toBe(50_000);
+    expect(reads).toEqual([]);
+    await gate.refresh(source, signal, 110_000);
+    expect(reads).toEqual(['2026-11-02T00:00:00.000Z']);
+  });
+
+  it('reports no instant before anything was read, and reads consents changed since the stream position', async () => {
+    const [id] = ids;
+    const gate = gateRefreshingEvery(60_000);
+    const { source, reads } = consentSource([consentFor(id as string, 'permit', '2026-11-03T00:00:00Z')]);
+    expect((await gate.refresh(source, signal, 1_000)).readAt).toBeUndefined();
+    const read = await gate.refresh(source, signal, 70_000);
+    expect(reads).toEqual([undefined]);
+    expect(read.readAt).toBe(70_000);
+    expect(read.subjects).toEqual(new Set([subjectOf(id as string)]));
+    expect(gate.check(subjectOf(id as string), 'Patient', new Date('2026-11-20T00:00:00Z')).decision).toBe(
+      'permit',
+    );
+  });
+
+  let ids: string[] = [];
+  beforeAll(async () => {
+    ids = (await syntheaPatients()).map((p: JsonObject) => String(p.id));
   });
 });

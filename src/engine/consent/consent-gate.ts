@@ -196,18 +196,23 @@ export class ConsentGate {
     }
   }
 
-  /** Remembers how far the consent stream has been read (for send-time refreshes). */
-  noteStreamPosition(position: string | undefined): void {
+  /**
+   * Remembers how far the consent stream has been read (for send-time refreshes) and the instant that
+   * read started (`readAt`, epoch ms): every change committed at the source before it is known.
+   */
+  noteStreamPosition(position: string | undefined, readAt: number = Date.now()): void {
     if (position !== undefined && (this.#position === undefined || position > this.#position)) {
       this.#position = position;
     }
-    this.#lastRefresh = Date.now();
+    if (readAt > this.#lastRefresh) this.#lastRefresh = readAt;
   }
 
   /**
    * Re-reads consents changed at the source since the last read (when older than `refreshMs`).
    * Returns the states read, for the caller to persist with its page, the subjects they concern, the
-   * pins to release once that page is committed and, when it read, the instant the read started.
+   * pins to release once that page is committed and the instant the consents it knows were read as
+   * of: when it read, the instant the read started; when the last read is recent enough, that read's
+   * (absent before any read).
    */
   async refresh(
     source: Source,
@@ -226,7 +231,9 @@ export class ConsentGate {
       pins: [] as string[],
       failed: 0,
     };
-    if (now - this.#lastRefresh < this.settings.refreshMs) return out;
+    if (now - this.#lastRefresh < this.settings.refreshMs) {
+      return this.#lastRefresh > 0 ? { ...out, readAt: this.#lastRefresh } : out;
+    }
     const since = this.#position;
     for await (const page of source.read(CONSENT_STREAM, since, signal)) {
       for (const record of page.records) {
@@ -241,7 +248,7 @@ export class ConsentGate {
         }
         out.pins.push(...result.value.pins);
         const at = result.value.state.source.lastUpdated;
-        if (at !== undefined) this.noteStreamPosition(new Date(at).toISOString());
+        if (at !== undefined) this.noteStreamPosition(new Date(at).toISOString(), now);
       }
     }
     this.#lastRefresh = now;

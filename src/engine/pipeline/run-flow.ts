@@ -256,11 +256,14 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
       const fetchFirst = again.length > 0 && options.source.fetch !== undefined;
       if (fetchFirst) log.info({ stream, records: again.length }, 'records read again after consent changes');
       const source = options.source;
+      // When this stream's read started: every change committed at the source before it is in it.
+      let streamReadAt = Date.now();
       const pages = (async function* () {
         if (fetchFirst) {
           reconsidered += again.length;
           yield await (source.fetch as NonNullable<Source['fetch']>)(stream, again, signal);
         }
+        streamReadAt = Date.now();
         yield* source.read(stream, readFrom, signal);
       })();
       // Versions of records prepared but not yet committed: the next page, prepared while this one is
@@ -502,10 +505,12 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           consents.push(...refreshed.stored);
           pins.push(...refreshed.pins);
           for (const subject of refreshed.subjects) consentChanged.add(subject);
-          // Stamped with the instant the refresh started reading: a revocation committed at the source
-          // before it stops the send; one committed after it is suppressed by a later page.
-          const at = refreshed.readAt === undefined ? new Date() : new Date(refreshed.readAt);
-          checkedAt = at;
+          // Stamped with the instant the consents known were read as of (this refresh's start, or the
+          // last read's when that is recent enough): a revocation committed at the source before it
+          // stops the send; one committed after it is suppressed by a later page. Periods are
+          // evaluated at the send instant, so a consent that expired meanwhile stops it too.
+          const at = new Date();
+          checkedAt = refreshed.readAt === undefined ? at : new Date(refreshed.readAt);
           sendable = gate.batch(() =>
             items.filter((item) => {
               if (item.subject === undefined) return true;
@@ -775,7 +780,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           checkpoints[stream] = next as string;
         }
         if (gate && stream === CONSENT_STREAM) {
-          gate.noteStreamPosition(position);
+          gate.noteStreamPosition(position, streamReadAt);
           // A consent that now permits makes the person's withheld records eligible: read them again.
           const now3 = new Date();
           const permitted = [...consentChanged].filter(
