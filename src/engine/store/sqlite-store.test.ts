@@ -112,6 +112,35 @@ describe('SqliteStateStore', () => {
     await store.close();
   });
 
+  it.each([false, true])('stamps a page with the store clock (commit thread: %s)', async (commitThread) => {
+    const clock = '2020-01-02T03:04:05.000Z';
+    const store = SqliteStateStore.open(path(), { commitThread, now: () => new Date(clock) });
+    const entry = {
+      flow: 'f',
+      runId: 'r1',
+      stream: 'Patient',
+      stage: 'validate' as const,
+      code: 'REC_INVALID_FHIR',
+      issues: [],
+      origin: 'page 1 record 1',
+      payload: '{}',
+    };
+    await store.commitPage({ flow: 'f', stream: 'Patient', ledger: [], quarantine: [entry] });
+    await store.commitPage({
+      flow: 'f',
+      stream: 'Patient',
+      ledger: [],
+      quarantine: [{ ...entry, origin: 'page 2 record 1' }],
+      recordedAt: '2021-05-06T07:08:09.000Z',
+    });
+    const stamped = (await store.listQuarantine({ flow: 'f' })).map((q) => [q.origin, q.createdAt]).sort();
+    expect(stamped).toEqual([
+      ['page 1 record 1', clock],
+      ['page 2 record 1', '2021-05-06T07:08:09.000Z'],
+    ]);
+    await store.close();
+  });
+
   it('reads a batch of lookups from one snapshot, ends it on a throw and nests inside another', async () => {
     const p = path();
     const store = SqliteStateStore.open(p, { commitThread: true });

@@ -299,7 +299,12 @@ export class SqliteStateStore implements StateStore {
   }
 
   async commitPage(commit: PageCommit): Promise<void> {
-    if (this.#committer) return this.#committer.write(commit);
+    // The writer thread's store has a clock of its own: the page is stamped with this store's.
+    if (this.#committer) {
+      return this.#committer.write(
+        commit.recordedAt === undefined ? { ...commit, recordedAt: this.#now().toISOString() } : commit,
+      );
+    }
     const db = this.#db;
     const upsertLedger = this.#statement(`
       INSERT INTO ledger (flow, object, external_id, payload_hash, target_id, source_ref, mapping_version, run_id, delivered_at)
@@ -335,7 +340,7 @@ export class SqliteStateStore implements StateStore {
     const insertChange = this.#statement(`
       INSERT OR IGNORE INTO change_log (flow, stream, ref, version_key, last_updated, payload, recorded_at)
       VALUES (?, ?, ?, ?, ?, ?, ?)`);
-    const createdAt = this.#now().toISOString();
+    const createdAt = commit.recordedAt ?? this.#now().toISOString();
     db.exec('BEGIN IMMEDIATE');
     try {
       for (const e of commit.ledger) {

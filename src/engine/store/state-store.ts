@@ -142,6 +142,8 @@ export interface PageCommit {
   readonly quarantine: readonly NewQuarantineEntry[];
   /** The checkpoint to move to, when the page lets it advance. */
   readonly checkpoint?: Checkpoint;
+  /** When the page is recorded (ISO instant), stamped on its rows; the store's clock when absent. */
+  readonly recordedAt?: string;
 }
 
 export interface QuarantineFilter {
