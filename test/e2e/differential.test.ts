@@ -123,3 +123,74 @@ for (const mode of ['search', 'bulk'] as const) {
     }, 60_000);
   });
 }
+
+describe('search checkpoints on the time the server answered', () => {
+  let ehr: EhrSandbox;
+  let crm: CrmSandbox;
+  let dir: string;
+  const runtimes: (() => Promise<void>)[] = [];
+  beforeAll(async () => {
+    ehr = await startEhrSandbox({ seed: [join(SAMPLE_DATA_DIR, 'directory')] });
+    crm = await startCrmSandbox();
+    dir = mkdtempSync(join(tmpdir(), 'sluice-diff-quiet-'));
+  }, 60_000);
+  afterAll(async () => {
+    for (const close of runtimes) await close();
+    await Promise.all([ehr?.close(), crm?.close()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A runner of the search flow with a one-second overlap, its own state, server time on or off. */
+  async function runner(name: string, serverTime: boolean): Promise<() => Promise<RunSummary>> {
+    const text = flowText('search').replace(
+      '  pageSize: 200\n',
+      `  pageSize: 50\n  overlapSeconds: 1\n  serverTimeCheckpoints: ${serverTime}\n`,
+    );
+    expect(text).toContain('overlapSeconds: 1');
+    writeFileSync(join(dir, `${name}.yaml`), text);
+    const flow = loadFlow(join(dir, `${name}.yaml`), {
+      env: {
+        SLUICE_EHR_URL: ehr.url,
+        SLUICE_CRM_URL: crm.url,
+        SLUICE_PSEUDONYM_KEY: randomBytes(32).toString('base64'),
+        SLUICE_STATE_DIR: join(dir, name),
+      },
+    });
+    const runtime = await buildFlowRuntime(flow);
+    runtimes.push(() => runtime.close());
+    return () => runFlow({ ...flowRunOptions(flow, runtime), logger: pino({ level: 'silent' }) });
+  }
+
+  it('a quiet stream stops re-reading its last burst once the overlap has passed; a change still comes', async () => {
+    const seeded = ehr.repo.recordCount('Organization') + ehr.repo.recordCount('Practitioner');
+    const byServerTime = await runner('server-time', true);
+    const byRecords = await runner('records-only', false);
+    expect((await byServerTime()).read).toBe(seeded);
+    expect((await byRecords()).read).toBe(seeded);
+    // The seed was stamped in one burst. Once it is older than the overlap, a search that reads from
+    // the newest record re-reads the whole burst each cycle; one that reads from the time the server
+    // last answered reads nothing (after one cycle that moves the checkpoint past the burst).
+    await new Promise((r) => setTimeout(r, 2_100));
+    await byServerTime();
+    const quiet = await byServerTime();
+    expect(quiet.status).toBe('succeeded');
+    expect(quiet.read).toBe(0);
+    const again = await byRecords();
+    expect(again.read).toBe(seeded);
+    expect(again.delivered).toBe(0);
+
+    // A change made now is read by the next cycle, and only it (with the ones stamped with it).
+    const id = ehr.repo.recordedIds('Practitioner')[0] as string;
+    const p = await ehr.repo.readResource<Practitioner>('Practitioner', id);
+    await ehr.repo.updateResource<Practitioner>({ ...p, name: [{ ...p.name?.[0], family: 'Quietly' }] });
+    const changed = await byServerTime();
+    expect(changed.read).toBe(1);
+    expect(changed.updated).toBeGreaterThanOrEqual(1);
+    const account = crm.records('Account').find((a) => a.External_ID_vod__c === `epic:Practitioner/${id}`);
+    expect(account?.LastName).toBe('Quietly');
+    // The checkpoint is the server's time, not past the local clock.
+    const position = changed.checkpoints.Practitioner as string;
+    expect(Date.parse(position)).toBeGreaterThanOrEqual(Date.parse(p.meta?.lastUpdated as string));
+    expect(Date.parse(position)).toBeLessThanOrEqual(Date.now());
+  }, 60_000);
+});

@@ -1,6 +1,6 @@
 import type { Practitioner } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FhirClient } from '../../src/adapters/epic-fhir/fhir-client.ts';
+import { FhirClient, serverTimeOf } from '../../src/adapters/epic-fhir/fhir-client.ts';
 import { FhirSearchSource } from '../../src/adapters/epic-fhir/fhir-source.ts';
 import { BackendServicesAuth } from '../../src/adapters/epic-fhir/smart-auth.ts';
 import { createRetryPolicy } from '../../src/adapters/http/retry-policy.ts';
@@ -77,6 +77,44 @@ describe('EHR source over HTTP', () => {
     const changedIds = new Set(resources.slice(0, 3).map((r) => r.id));
     const atBoundary = resources.filter((r) => r.meta?.lastUpdated === since && !changedIds.has(r.id)).length;
     expect(changed.length).toBe(atBoundary + 3);
+  });
+
+  it('checkpoints a complete search on the time the server answered its first page, on the last page only', async () => {
+    const before = Date.now();
+    const pages = await collect(
+      source('reader', reader.privateKey, 'system/Practitioner.rs').read('Practitioner', undefined, signal),
+    );
+    expect(pages.length).toBeGreaterThan(2);
+    expect(pages.slice(0, -1).every((p) => p.checkpoint === undefined)).toBe(true);
+    const at = Date.parse(pages.at(-1)?.checkpoint as string);
+    // The sandbox gives the HTTP Date header (whole seconds) and no searchset meta.lastUpdated.
+    expect(at).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000);
+    expect(at).toBeLessThanOrEqual(Date.now());
+    expect(at % 1000).toBe(0);
+    const off = new FhirSearchSource({
+      system: 'epic' as SystemName,
+      client: new FhirClient({
+        baseUrl: ehr.url,
+        auth: toAuth('reader', ehr.url, reader.privateKey, 'system/Practitioner.rs'),
+        retry: createRetryPolicy({ initialDelayMs: 10 }),
+      }),
+      resourceTypes: ['Practitioner'],
+      pageSize: 50,
+      serverTimeCheckpoints: false,
+    });
+    const plain = await collect(off.read('Practitioner', undefined, signal));
+    expect(plain.every((p) => p.checkpoint === undefined)).toBe(true);
+  });
+
+  it('takes the earlier of the searchset meta.lastUpdated and the Date header; ignores what is not a time', () => {
+    const date = 'Sun, 06 Dec 2026 06:30:00 GMT';
+    expect(serverTimeOf({ lastUpdated: '2026-12-06T06:29:58.250Z' }, date)).toBe('2026-12-06T06:29:58.250Z');
+    // A cached result set keeps its first time; a Date header earlier than meta wins too.
+    expect(serverTimeOf({ lastUpdated: '2026-12-06T08:31:00+02:00' }, date)).toBe('2026-12-06T06:30:00.000Z');
+    expect(serverTimeOf({ lastUpdated: '2026-12-06' }, date)).toBe('2026-12-06T06:30:00.000Z');
+    expect(serverTimeOf({ lastUpdated: 'yesterday' }, 'not a date')).toBeUndefined();
+    expect(serverTimeOf(undefined, null)).toBeUndefined();
+    expect(serverTimeOf({ lastUpdated: '2026-12-06T06:29:58Z' }, null)).toBe('2026-12-06T06:29:58.000Z');
   });
 
   it('honours a 429 with Retry-After before trying again', async () => {

@@ -5,7 +5,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadR4Definitions } from '../../src/core/fhir/definitions.ts';
 import type { JsonObject } from '../../src/core/fhir/resource.ts';
 import { AllowlistSchema } from '../../src/core/policy/allowlist.ts';
-import type { Source } from '../../src/core/ports/source.ts';
+import type { Source, SourcePage } from '../../src/core/ports/source.ts';
 import { type RunFlowOptions, runFlow } from '../../src/engine/pipeline/run-flow.ts';
 import { SqliteStateStore } from '../../src/engine/store/sqlite-store.ts';
 import { privacyConsent } from '../../src/testkit/consents.ts';
@@ -470,6 +470,36 @@ describe('differential sync', () => {
     expect(summary.quarantineReasons).toEqual({ REC_FUTURE_TIMESTAMP: 1 });
     expect(summary.checkpoints.Practitioner).toBe(lastUpdatedOf(practitioners.at(-1)));
     await store.close();
+  });
+
+  it("takes the later of a searching source's own position and the newest record, never one past the clock skew", async () => {
+    const newest = lastUpdatedOf(practitioners.at(-1));
+    const withCheckpoint = (checkpoint: string) => {
+      const source = new MemorySource({ Practitioner: practitioners }, 100);
+      const read = source.read.bind(source);
+      source.read = async function* (stream: string, since: string | undefined) {
+        const pages: SourcePage[] = [];
+        for await (const page of read(stream, since)) pages.push(page);
+        for (const [i, page] of pages.entries())
+          yield i === pages.length - 1 ? { ...page, checkpoint } : page;
+      };
+      return source;
+    };
+    const cases: [string, string][] = [
+      // The server answered after the newest record: its time wins.
+      [new Date(Date.now() - 60_000).toISOString(), new Date(Date.now() - 60_000).toISOString()],
+      // An answer time older than the newest record does not move the checkpoint back.
+      ['2001-01-01T00:00:00.000Z', newest],
+      // One further ahead of the local clock than the skew allowed (300 s) is not believed.
+      [new Date(Date.now() + 3_600_000).toISOString(), newest],
+    ];
+    for (const [given, expected] of cases) {
+      const store = SqliteStateStore.open(storePath());
+      const summary = await runFlow(options(withCheckpoint(given), new MemoryTarget(), store));
+      expect(summary.status).toBe('succeeded');
+      expect({ given, position: summary.checkpoints.Practitioner }).toEqual({ given, position: expected });
+      await store.close();
+    }
   });
 
   it('deletes at the target what was deleted at the source, children first', async () => {

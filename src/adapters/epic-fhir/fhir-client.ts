@@ -18,6 +18,13 @@ export interface SearchPage {
   /** Issue codes of OperationOutcome entries the server put in the searchset. */
   readonly outcomes: string[];
   readonly url: string;
+  /** True when the server gave no `next` link: the search is complete. */
+  readonly last: boolean;
+  /**
+   * When the server answered, by its own clock (ISO): the earlier of the searchset's `meta.lastUpdated`
+   * and the HTTP `Date` header, where given and valid. Absent when neither is.
+   */
+  readonly answeredAt?: string;
 }
 
 /**
@@ -44,7 +51,8 @@ export class FhirClient {
       this.#base,
     ).toString();
     while (url !== undefined) {
-      const bundle = await this.get(url, signal);
+      const response = await this.#getResponse(url, signal);
+      const bundle = response.body;
       if (!isJsonObject(bundle) || bundle.resourceType !== 'Bundle') {
         throw new SluiceError(
           'SRC_BAD_RESPONSE',
@@ -67,10 +75,18 @@ export class FhirClient {
         if (mode === 'include') continue;
         resources.push(resource);
       }
-      const page: { -readonly [K in keyof SearchPage]: SearchPage[K] } = { resources, outcomes, url };
+      const next = this.#nextLink(bundle.link);
+      const page: { -readonly [K in keyof SearchPage]: SearchPage[K] } = {
+        resources,
+        outcomes,
+        url,
+        last: next === undefined,
+      };
       if (typeof bundle.total === 'number') page.total = bundle.total;
+      const answeredAt = serverTimeOf(bundle.meta, response.headers.get('date'));
+      if (answeredAt !== undefined) page.answeredAt = answeredAt;
       yield page;
-      url = this.#nextLink(bundle.link);
+      url = next;
     }
   }
 
@@ -95,9 +111,12 @@ export class FhirClient {
 
   /** GET a URL under the base with the bearer token, retrying transient failures; renews the token once on 401. */
   async get(url: string, signal: AbortSignal): Promise<unknown> {
+    return (await this.#getResponse(url, signal)).body;
+  }
+
+  async #getResponse(url: string, signal: AbortSignal): Promise<JsonResponse> {
     try {
-      const response = await this.#config.retry.execute(() => this.#authorizedGet(url, signal), signal);
-      return response.body;
+      return await this.#config.retry.execute(() => this.#authorizedGet(url, signal), signal);
     } catch (err) {
       throw translateError(err, url);
     }
@@ -120,6 +139,26 @@ export class FhirClient {
     }
   }
 }
+
+/**
+ * The server's own time of an answer: the earlier of a searchset's `meta.lastUpdated` (when the server
+ * ran the search; a cached result set keeps its first time) and the `Date` header (whole seconds).
+ */
+export function serverTimeOf(meta: unknown, dateHeader: string | null): string | undefined {
+  const times: number[] = [];
+  if (isJsonObject(meta) && typeof meta.lastUpdated === 'string' && FHIR_INSTANT.test(meta.lastUpdated)) {
+    const t = Date.parse(meta.lastUpdated);
+    if (Number.isFinite(t)) times.push(t);
+  }
+  if (dateHeader !== null) {
+    const t = Date.parse(dateHeader);
+    if (Number.isFinite(t)) times.push(t);
+  }
+  return times.length === 0 ? undefined : new Date(Math.min(...times)).toISOString();
+}
+
+/** A FHIR instant: a date, a time and a zone. */
+const FHIR_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/;
 
 function translateError(err: unknown, url: string): unknown {
   if (err instanceof SluiceError) return err;

@@ -28,8 +28,9 @@ export interface SourcePage {
   /**
    * The position to checkpoint once this page (and every page before it) is committed, when the
    * source knows it better than the records' `meta.lastUpdated` — e.g. a bulk export's
-   * `transactionTime`, given only on the last page of the export. When absent, the pipeline uses the
-   * greatest `meta.lastUpdated` of the page's records.
+   * `transactionTime`, or the time the server answered a complete search, given only on the last page.
+   * With `explicitCheckpoints` only this moves the checkpoint; otherwise the pipeline takes the later
+   * of it and the greatest `meta.lastUpdated` of the page's records.
    */
   readonly checkpoint?: string;
   /** The server's total for the whole query when it reports one (progress only). */

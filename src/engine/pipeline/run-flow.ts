@@ -742,8 +742,17 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         const { page, quarantine, seen, consents, consentChanged, changeLog, pins, maxUpdated } = prepared;
         const { removal, suppression, provenance } = recorded;
 
-        // The source's own position (a bulk export's transactionTime) wins; else the newest record read.
-        const next = options.source.explicitCheckpoints ? page.checkpoint : (page.checkpoint ?? maxUpdated);
+        // The source's own position (a bulk export's transactionTime) wins; else the later of the
+        // source's (when a complete search was answered; not if it is further ahead of the local clock
+        // than the skew allowed) and the newest record read.
+        const next = options.source.explicitCheckpoints
+          ? page.checkpoint
+          : laterPosition(
+              page.checkpoint !== undefined && Date.parse(page.checkpoint) <= Date.parse(latestAllowed)
+                ? page.checkpoint
+                : undefined,
+              maxUpdated,
+            );
         const advance =
           !options.replay &&
           next !== undefined &&
@@ -942,6 +951,13 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     'run finished',
   );
   return summary;
+}
+
+/** The later of two ISO instants (either may be absent). */
+function laterPosition(a: string | undefined, b: string | undefined): string | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Date.parse(a) > Date.parse(b) ? a : b;
 }
 
 function provenanceFor(input: {

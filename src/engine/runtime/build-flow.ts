@@ -119,6 +119,7 @@ export async function buildFlowRuntime(
     client,
     resourceTypes: streams,
     pageSize: src.pageSize,
+    serverTimeCheckpoints: src.serverTimeCheckpoints,
   });
   const source: Source =
     src.mode === 'bulk'
