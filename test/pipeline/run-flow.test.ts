@@ -480,6 +480,8 @@ describe('differential sync', () => {
       source.read = async function* (stream: string, since: string | undefined) {
         const pages: SourcePage[] = [];
         for await (const page of read(stream, since)) pages.push(page);
+        // A search answers even when nothing changed: one empty last page.
+        if (pages.length === 0) pages.push({ records: [] });
         for (const [i, page] of pages.entries())
           yield i === pages.length - 1 ? { ...page, checkpoint } : page;
       };
@@ -500,6 +502,25 @@ describe('differential sync', () => {
       expect({ given, position: summary.checkpoints.Practitioner }).toEqual({ given, position: expected });
       await store.close();
     }
+    // Positions compare as times, whatever zone they are written in: a later one given at -10:00 (text
+    // that sorts before the stored one) still moves the checkpoint on; an earlier one does not.
+    const store = SqliteStateStore.open(storePath());
+    const target = new MemoryTarget();
+    const first = new Date(Date.now() - 120_000).toISOString();
+    expect((await runFlow(options(withCheckpoint(first), target, store))).checkpoints.Practitioner).toBe(
+      first,
+    );
+    const inZone = (ms: number) => `${new Date(ms - 10 * 3_600_000).toISOString().slice(0, 19)}-10:00`;
+    const later = inZone(Date.now() - 60_000);
+    expect(later < first).toBe(true);
+    expect((await runFlow(options(withCheckpoint(later), target, store))).checkpoints.Practitioner).toBe(
+      later,
+    );
+    const earlier = inZone(Date.now() - 90_000);
+    expect((await store.getCheckpoint('test-flow', 'Practitioner'))?.position).toBe(later);
+    await runFlow(options(withCheckpoint(earlier), target, store));
+    expect((await store.getCheckpoint('test-flow', 'Practitioner'))?.position).toBe(later);
+    await store.close();
   });
 
   it('deletes at the target what was deleted at the source, children first', async () => {

@@ -757,7 +757,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           !options.replay &&
           next !== undefined &&
           next !== checkpoint?.position &&
-          (position === undefined || next >= position);
+          (position === undefined || !isEarlier(next, position));
         await store.commitPage({
           flow,
           stream,
@@ -953,11 +953,21 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
   return summary;
 }
 
-/** The later of two ISO instants (either may be absent). */
+/**
+ * Whether instant `a` is before `b`, compared as times (stamps may differ in zone or precision); as
+ * text when either is not a time.
+ */
+function isEarlier(a: string, b: string): boolean {
+  const ta = Date.parse(a);
+  const tb = Date.parse(b);
+  return Number.isFinite(ta) && Number.isFinite(tb) ? ta < tb : a < b;
+}
+
+/** The later of two instants (either may be absent). */
 function laterPosition(a: string | undefined, b: string | undefined): string | undefined {
   if (a === undefined) return b;
   if (b === undefined) return a;
-  return Date.parse(a) > Date.parse(b) ? a : b;
+  return isEarlier(b, a) ? a : b;
 }
 
 function provenanceFor(input: {
