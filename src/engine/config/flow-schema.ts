@@ -96,9 +96,10 @@ const source = z
     /** Re-read this long before each checkpoint (late commits on the server); repeats are skipped. */
     overlapSeconds: z.number().int().min(0).max(86_400).default(60),
     /**
-     * Search mode: a complete search moves the checkpoint to when the server answered it (its
-     * `meta.lastUpdated`, else its `Date` header), so a quiet stream stops re-reading its last burst.
-     * Turn off where a proxy in front of the EHR stamps answers with a clock of its own.
+     * Search mode: a complete search moves the checkpoint to when the server answered it (the earlier
+     * of its `meta.lastUpdated` and its `Date` header), so a quiet stream stops re-reading its last
+     * burst. Safe while the clock stamping the answers is less than `overlapSeconds` ahead of the one
+     * stamping the records; turn off where a proxy in front of the EHR keeps a clock of its own.
      */
     serverTimeCheckpoints: z.boolean().default(true),
     /** A meta.lastUpdated this far ahead of the local clock is quarantined as clock skew. */
