@@ -86,13 +86,14 @@ const source = z
         exportErrors: z.enum(['fail', 'note']).default('fail'),
         /**
          * Exports of the run's next streams kicked off while one is read, so the server prepares them
-         * meanwhile (0: one export at a time, for servers that allow no more).
+         * meanwhile (0: one export at a time, for servers that allow no more). Each runs on the EHR's
+         * operational database: raise it only where the EHR's team agrees.
          */
-        exportsAhead: z.number().int().min(0).max(8).default(2),
+        exportsAhead: z.number().int().min(0).max(8).default(1),
       })
       .strict()
       .refine((b) => b.level !== 'group' || b.groupId !== undefined, 'level group needs a groupId')
-      .default({ level: 'system', maxWaitMinutes: 120, exportErrors: 'fail', exportsAhead: 2 }),
+      .default({ level: 'system', maxWaitMinutes: 120, exportErrors: 'fail', exportsAhead: 1 }),
     /** Re-read this long before each checkpoint (late commits on the server); repeats are skipped. */
     overlapSeconds: z.number().int().min(0).max(86_400).default(60),
     /**

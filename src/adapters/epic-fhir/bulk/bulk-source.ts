@@ -27,7 +27,8 @@ export interface BulkSourceConfig {
   readonly exportErrors?: 'note' | 'fail';
   /**
    * How many of the run's next planned reads have their export kicked off while one is read (default
-   * 2; 0 runs one export at a time). Ahead of a short stream, the one after it is prepared too.
+   * 1; 0 runs one export at a time). With more, ahead of a short stream the ones after it are
+   * prepared too.
    */
   readonly exportsAhead?: number;
   /** Called on each status poll while the server prepares the export. */
@@ -119,7 +120,7 @@ export class BulkExportSource implements Source {
     const at = this.#plan.findIndex((r) => planKey(r.stream, r.since) === key);
     const signal = this.#planSignal;
     if (at < 0 || signal === undefined || signal.aborted) return;
-    const ahead = this.#config.exportsAhead ?? 2;
+    const ahead = this.#config.exportsAhead ?? 1;
     for (const next of this.#plan.slice(at + 1, at + 1 + ahead)) {
       const nextKey = planKey(next.stream, next.since);
       if (this.#ahead.has(nextKey)) continue;
