@@ -1,6 +1,7 @@
 import type { RetryPolicy } from 'cockatiel';
 import { SluiceError } from '../../core/errors/index.ts';
 import { isJsonObject } from '../../core/fhir/resource.ts';
+import { isFhirInstant } from '../../core/validate/compiled/primitives.ts';
 import { HttpStatusError, NetworkError } from '../http/http-error.ts';
 import { type JsonResponse, requestJson } from '../http/request.ts';
 import type { BackendServicesAuth } from './smart-auth.ts';
@@ -146,7 +147,7 @@ export class FhirClient {
  */
 export function serverTimeOf(meta: unknown, dateHeader: string | null): string | undefined {
   const times: number[] = [];
-  if (isJsonObject(meta) && typeof meta.lastUpdated === 'string' && FHIR_INSTANT.test(meta.lastUpdated)) {
+  if (isJsonObject(meta) && typeof meta.lastUpdated === 'string' && isFhirInstant(meta.lastUpdated)) {
     const t = Date.parse(meta.lastUpdated);
     if (Number.isFinite(t)) times.push(t);
   }
@@ -156,9 +157,6 @@ export function serverTimeOf(meta: unknown, dateHeader: string | null): string |
   }
   return times.length === 0 ? undefined : new Date(Math.min(...times)).toISOString();
 }
-
-/** A FHIR instant: a date, a time and a zone. */
-const FHIR_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/;
 
 function translateError(err: unknown, url: string): unknown {
   if (err instanceof SluiceError) return err;

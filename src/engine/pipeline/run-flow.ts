@@ -228,15 +228,14 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
 
     // The record stages' start-up (compiling validators, about a second) runs while the source first
     // keeps the run waiting — a bulk export being prepared — instead of at the first record.
-    let prepareStages: (() => void) | undefined = () =>
+    let stagesPrepared = false;
+    const whileSourceWaits = () => {
+      if (stagesPrepared) return;
+      stagesPrepared = true;
       prepareRecordStages(
         stages,
         options.source.streams.filter((s) => s !== CONSENT_STREAM),
       );
-    const whileSourceWaits = () => {
-      const run = prepareStages;
-      prepareStages = undefined;
-      run?.();
     };
 
     for (const stream of options.source.streams) {
