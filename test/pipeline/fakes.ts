@@ -73,7 +73,8 @@ export class MemorySource implements Source {
     this.reads.push({ stream, since });
     const all = (this.#records.get(stream) ?? []).filter((r) => {
       const at = (r as { meta?: { lastUpdated?: string } })?.meta?.lastUpdated;
-      return since === undefined || at === undefined || at >= since;
+      // As a FHIR server does: as times, whatever zone either is written in.
+      return since === undefined || at === undefined || Date.parse(at) >= Date.parse(since);
     });
     let served = 0;
     for (let i = 0; i < all.length; i += this.#pageSize) {

@@ -472,6 +472,41 @@ describe('differential sync', () => {
     await store.close();
   });
 
+  it('judges stamps as times, whatever zone they are written in', async () => {
+    // `…-10:00` text of an instant an hour ahead sorts before now; `…+14:00` text of one an hour ago
+    // sorts after: as text, the first would pass the skew check and move the checkpoint past every
+    // change of the next hour, and the second would be quarantined for nothing.
+    const written = (ms: number, hours: number) => {
+      const local = new Date(ms + hours * 3_600_000).toISOString().slice(0, 19);
+      return `${local}${hours < 0 ? '-' : '+'}${String(Math.abs(hours)).padStart(2, '0')}:00`;
+    };
+    const now = Date.now();
+    const ahead = written(now + 3_600_000, -10);
+    const past = written(now - 3_600_000, 14);
+    expect(ahead < new Date(now).toISOString() && past > new Date(now + 300_000).toISOString()).toBe(true);
+    const [p0, p1] = practitioners as [JsonObject, JsonObject];
+    const source = new MemorySource(
+      {
+        Practitioner: [
+          { ...p0, id: 'written-west', meta: { versionId: '1', lastUpdated: ahead } },
+          { ...p1, id: 'written-east', meta: { versionId: '1', lastUpdated: past } },
+        ],
+      },
+      100,
+    );
+    const store = SqliteStateStore.open(storePath());
+    const target = new MemoryTarget();
+    const summary = await runFlow(options(source, target, store));
+    expect(summary.quarantineReasons).toEqual({ REC_FUTURE_TIMESTAMP: 1 });
+    const keys = [...target.records.keys()].join(' ');
+    expect(keys).toContain('written-east');
+    expect(keys).not.toContain('written-west');
+    expect(await store.countQuarantine('test-flow')).toBe(1);
+    // The checkpoint is the newest believable stamp, as the source wrote it.
+    expect(summary.checkpoints.Practitioner).toBe(past);
+    await store.close();
+  });
+
   it("takes the later of a searching source's own position and the newest record, never one past the clock skew", async () => {
     const newest = lastUpdatedOf(practitioners.at(-1));
     const withCheckpoint = (checkpoint: string) => {
@@ -812,6 +847,36 @@ describe('adversarial input', () => {
     expect(late.quarantineReasons).toEqual({ REC_OUT_OF_ORDER: 1 });
     const account = [...target.records.entries()].find(([k]) => k.startsWith('Account|'))?.[1];
     expect(account?.fields.Name).toBe('Newer Name');
+    await store.close();
+  });
+
+  it('orders versions by time, not by how their stamps are written', async () => {
+    const [o] = organizations as [JsonObject];
+    const version = (versionId: string, lastUpdated: string, name: string) => ({
+      ...o,
+      name,
+      meta: { versionId, lastUpdated },
+    });
+    const target = new MemoryTarget();
+    const store = SqliteStateStore.open(storePath());
+    /** Reads one version of the Organization; the reasons it was quarantined and the Account's name. */
+    const read = async (versionId: string, lastUpdated: string, name: string) => {
+      const source = new MemorySource({ Organization: [version(versionId, lastUpdated, name)] });
+      const summary = await runFlow(options(source, target, store, { from: '2026-11-01T00:00:00Z' }));
+      const account = [...target.records.entries()].find(([k]) => k.startsWith('Account|'))?.[1];
+      return { reasons: summary.quarantineReasons, name: account?.fields.Name };
+    };
+    // 05:00Z, written in +05:00 …
+    expect(await read('1', '2026-11-05T10:00:00+05:00', 'One')).toEqual({ reasons: {}, name: 'One' });
+    // … then 06:00Z, whose text sorts before it: newer, sent.
+    expect(await read('2', '2026-11-05T06:00:00Z', 'Two')).toEqual({ reasons: {}, name: 'Two' });
+    // A server that leaves out zero milliseconds: `…06:00:00.120Z` is newer than `…06:00:00Z`.
+    expect(await read('3', '2026-11-05T06:00:00.120Z', 'Three')).toEqual({ reasons: {}, name: 'Three' });
+    // 04:00Z written in -02:00 sorts after all of them, and is older: quarantined, not sent.
+    expect(await read('0', '2026-11-05T02:00:00-02:00', 'Zero')).toEqual({
+      reasons: { REC_OUT_OF_ORDER: 1 },
+      name: 'Three',
+    });
     await store.close();
   });
 

@@ -4,6 +4,7 @@ import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { assessPatientProfileRisk } from '../../core/anonymize/release.ts';
 import type { ConsentDecision } from '../../core/consent/index.ts';
 import { SluiceError, toSluiceError } from '../../core/errors/index.ts';
+import { instantMs, isEarlierStamp, utcInstant } from '../../core/fhir/instant.ts';
 import type { ProvenanceFacts } from '../../core/fhir/provenance.ts';
 import type { Source, SourcePage, SourceRecord } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
@@ -201,7 +202,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
       asOf: started,
       ...(gate ? { consent: (subject: string, type: string) => gate.check(subject, type) } : {}),
     };
-    const latestAllowed = new Date(started.getTime() + skewMs).toISOString();
+    const latestAllowedMs = started.getTime() + skewMs;
 
     // Where each stream reads from: its checkpoint (or `from`), less the overlap window. Streams do not
     // move each other's checkpoints, so the whole run's reads are known now and the source may prepare
@@ -294,7 +295,15 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           if (pending !== undefined)
             known.set(ref as string, { ref: ref as string, versionKey: pending, outcome: 'delivered' });
         }
+        // The newest stamp read, compared as a time (stamps come in any zone and precision).
         let maxUpdated = position;
+        let maxUpdatedMs = position === undefined ? undefined : instantMs(position);
+        const noteStamp = (stamp: string, ms: number): void => {
+          if (maxUpdatedMs === undefined || ms > maxUpdatedMs) {
+            maxUpdated = stamp;
+            maxUpdatedMs = ms;
+          }
+        };
         const outcomes = new Map<number, SeenVersion['outcome']>();
         const notes = new Map<number, RecordNote>();
         // Stale versions are quarantined but leave the processed (newer) version on record.
@@ -347,8 +356,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
               outcomes.set(index, 'applied');
               notes.set(index, { subject: applied.value.subject, reason: 'consent-directive' });
               const at = applied.value.state.source.lastUpdated;
-              const stamp = at === undefined ? undefined : new Date(at).toISOString();
-              if (stamp !== undefined && (maxUpdated === undefined || stamp > maxUpdated)) maxUpdated = stamp;
+              if (at !== undefined && Number.isFinite(at)) noteStamp(new Date(at).toISOString(), at);
             } else {
               quarantine.push({
                 flow,
@@ -368,7 +376,8 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           }
           const verdict = processRecord(record, stages);
           const stampTime = verdict.lastUpdated;
-          if (stampTime !== undefined && stampTime > latestAllowed) {
+          const stampMs = instantMs(stampTime);
+          if (stampMs !== undefined && stampMs > latestAllowedMs) {
             quarantine.push({
               flow,
               runId,
@@ -391,13 +400,13 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
             notes.set(index, { reason: 'REC_FUTURE_TIMESTAMP' });
             return;
           }
-          if (stampTime !== undefined && (maxUpdated === undefined || stampTime > maxUpdated))
-            maxUpdated = stampTime;
+          if (stampTime !== undefined && stampMs !== undefined) noteStamp(stampTime, stampMs);
           if (keepChanges && ref !== undefined) {
+            const lastUpdated = utcInstant(stampTime);
             changeLog.push({
               ref,
               versionKey,
-              ...(stampTime === undefined ? {} : { lastUpdated: stampTime }),
+              ...(lastUpdated === undefined ? {} : { lastUpdated }),
               payload: safeStringify(record.resource),
             });
           }
@@ -747,7 +756,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         const next = options.source.explicitCheckpoints
           ? page.checkpoint
           : laterPosition(
-              page.checkpoint !== undefined && Date.parse(page.checkpoint) <= Date.parse(latestAllowed)
+              page.checkpoint !== undefined && Date.parse(page.checkpoint) <= latestAllowedMs
                 ? page.checkpoint
                 : undefined,
               maxUpdated,
@@ -1054,9 +1063,8 @@ async function assertCheckpointsMatch(
 function isOlderVersion(a: string, b: string): boolean {
   const at = (key: string): string | undefined =>
     key.startsWith('v:') ? key.slice(key.indexOf('|') + 1) || undefined : undefined;
-  const x = at(a);
-  const y = at(b);
-  return x !== undefined && y !== undefined && x < y;
+  // As times: `…T10:00:00+05:00` is older than `…T06:00:00Z`, `…T06:00:00Z` than `…T06:00:00.120Z`.
+  return isEarlierStamp(at(a), at(b));
 }
 
 function safeStringify(value: unknown): string {

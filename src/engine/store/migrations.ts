@@ -144,4 +144,12 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX provenance_facts_entity ON provenance_facts (flow, entity, recorded_at);
   `,
+  // 10: change-log times as UTC text with milliseconds (as the source wrote them before), so that
+  //     replay windows compare times, not text: `…T10:00:00+05:00` is earlier than `…T06:00:00Z`.
+  //     SQLite's strftime reads the zone; a value it cannot read becomes NULL, which every replay
+  //     window includes (as new entries without a readable time).
+  `
+  UPDATE change_log SET last_updated = strftime('%Y-%m-%dT%H:%M:%fZ', last_updated)
+  WHERE last_updated IS NOT NULL;
+  `,
 ];

@@ -1,6 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SluiceError } from '../../core/errors/index.ts';
@@ -61,6 +61,66 @@ describe('SqliteStateStore', () => {
     }
     expect(error).toBeInstanceOf(SluiceError);
     expect((error as SluiceError).code).toBe('STORE_NEWER_SCHEMA');
+  });
+
+  it('keeps change-log times as UTC, so a replay window holds whatever zone the source wrote', async () => {
+    const entry = (ref: string, lastUpdated: string) => ({
+      ref,
+      versionKey: `v:1|${lastUpdated}`,
+      lastUpdated,
+      payload: '{}',
+    });
+    // 01:00Z, 06:00Z and 23:00Z the day before, written three ways.
+    const changeLog = [
+      entry('Patient/west', '2026-10-31T20:00:00-05:00'),
+      entry('Patient/utc', '2026-11-01T06:00:00Z'),
+      entry('Patient/east', '2026-11-01T09:00:00+10:00'),
+    ];
+    const refsFrom = async (store: SqliteStateStore, from: string) =>
+      (await store.readChangeLog('f', 'Patient', from, 0, 10)).map((e) => e.ref).sort();
+    const fresh = SqliteStateStore.open(path());
+    await fresh.commitPage({ flow: 'f', stream: 'Patient', ledger: [], quarantine: [], changeLog });
+    // As text, `2026-10-31T20…` sorts before the bound and `2026-11-01T09…` after it.
+    expect(await refsFrom(fresh, '2026-11-01T00:00:00Z')).toEqual(['Patient/utc', 'Patient/west']);
+    expect(await refsFrom(fresh, '2026-11-01T05:00:00+05:00')).toEqual(['Patient/utc', 'Patient/west']);
+    expect((await fresh.readChangeLog('f', 'Patient', undefined, 0, 10)).map((e) => e.lastUpdated)).toEqual([
+      '2026-11-01T01:00:00.000Z',
+      '2026-11-01T06:00:00.000Z',
+      '2026-10-31T23:00:00.000Z',
+    ]);
+    await fresh.close();
+
+    // A store written before (times kept as the source wrote them) is brought to UTC when opened.
+    const p = path();
+    mkdirSync(dirname(p), { recursive: true });
+    const old = new DatabaseSync(p);
+    old.exec('CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT');
+    for (const [i, step] of SQLITE_MIGRATIONS.slice(0, 9).entries()) {
+      old.exec(step);
+      old.prepare('INSERT INTO schema_version (version) VALUES (?)').run(i + 1);
+    }
+    const insert = old.prepare(
+      `INSERT INTO change_log (flow, stream, ref, version_key, last_updated, payload, recorded_at)
+       VALUES ('f', 'Patient', ?, ?, ?, '{}', '2026-11-02T00:00:00Z')`,
+    );
+    for (const c of changeLog) insert.run(c.ref, c.versionKey, c.lastUpdated);
+    insert.run('Patient/unreadable', 'v:1|x', 'not a time');
+    old.close();
+    const migrated = SqliteStateStore.open(p);
+    // A time that cannot be read is in every window (a replay re-sends idempotently; none is missed).
+    expect(await refsFrom(migrated, '2026-11-01T00:00:00Z')).toEqual([
+      'Patient/unreadable',
+      'Patient/utc',
+      'Patient/west',
+    ]);
+    const times = (await migrated.readChangeLog('f', 'Patient', undefined, 0, 10)).map((e) => e.lastUpdated);
+    expect(times).toEqual([
+      '2026-11-01T01:00:00.000Z',
+      '2026-11-01T06:00:00.000Z',
+      '2026-10-31T23:00:00.000Z',
+      undefined,
+    ]);
+    await migrated.close();
   });
 
   it('commits ledger, quarantine and checkpoint together, and upserts the ledger', async () => {

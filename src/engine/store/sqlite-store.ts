@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { SluiceError } from '../../core/errors/index.ts';
+import { utcInstant } from '../../core/fhir/instant.ts';
 import { buildProvenance, type ProvenanceFacts } from '../../core/fhir/provenance.ts';
 import { checkpointInBackground, deferAutocheckpoint } from './background-checkpoints.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
@@ -198,12 +199,13 @@ export class SqliteStateStore implements StateStore {
     afterSeq: number,
     limit: number,
   ): Promise<ChangeLogEntry[]> {
+    const since = from === undefined ? null : (utcInstant(from) ?? from);
     const rows = this.#db
       .prepare(
         `SELECT * FROM change_log WHERE flow = ? AND stream = ? AND seq > ?
          AND (? IS NULL OR last_updated IS NULL OR last_updated >= ?) ORDER BY seq LIMIT ?`,
       )
-      .all(flow, stream, afterSeq, from ?? null, from ?? null, limit) as Row[];
+      .all(flow, stream, afterSeq, since, since, limit) as Row[];
     return rows.map((r) => ({
       seq: Number(r.seq),
       stream: String(r.stream),
@@ -400,7 +402,8 @@ export class SqliteStateStore implements StateStore {
           stream as string,
           c.ref,
           c.versionKey,
-          c.lastUpdated ?? null,
+          // UTC text sorts as it compares, so a replay window's bound holds whatever the source's zone.
+          utcInstant(c.lastUpdated) ?? null,
           c.payload,
           createdAt,
         );

@@ -86,12 +86,12 @@ function patterned(type: string, re: RegExp, calendar = false): PrimitiveCheck {
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
-/** Rejects 2023-02-29 and 2024-04-31; the caller has matched the date pattern. */
 /** A FHIR R4 `instant`: a date and a time to the second with a zone, on a day that exists. */
 export function isFhirInstant(s: string): boolean {
   return INSTANT_RE.test(s) && calendarDayExists(s);
 }
 
+/** Rejects 2023-02-29 and 2024-04-31; the caller has matched the date pattern. */
 export function calendarDayExists(s: string): boolean {
   const day = (s.charCodeAt(8) - 48) * 10 + (s.charCodeAt(9) - 48);
   if (day <= 28) return true;
