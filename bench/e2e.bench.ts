@@ -5,6 +5,7 @@
  * and CPU, and checks that the CRM holds what the run says it created.
  */
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { RunSummary } from '../src/engine/pipeline/summary.ts';
 import { generateCorpus } from './corpus.ts';
@@ -64,6 +65,56 @@ export interface E2eRun {
   readonly crm?: ProcUsage & { readonly runCpuSec?: number };
   /** Where the pipeline's CPU time went, when profiled (`--profile`). */
   readonly profile?: ProfileSummary;
+  /** What the run cost in CPU, against what the rate target allows (see `cpuBudget`). */
+  readonly cpu?: CpuBudget;
+}
+
+/** The rate target: the end-to-end rate as a share of the bare parse + stringify rate. */
+export const E2E_TARGET_RATIO = 0.3;
+
+/**
+ * CPU per resource read, counted in baseline units: one unit is what bare parse + stringify of one
+ * resource of the same NDJSON took on one core in the same run. The three processes share the
+ * machine's cores, so no run can beat `cores / total` of the baseline rate however well it uses them
+ * (`ceiling`); the rate target leaves `cores / target` units per resource for all three (`budget`).
+ * Units hold across machines and loads where seconds do not.
+ */
+export interface CpuBudget {
+  readonly cores: number;
+  readonly pipeline: number;
+  readonly ehr: number;
+  readonly crm: number;
+  readonly total: number;
+  /** Units per resource the target allows the three processes together. */
+  readonly budget: number;
+  /** The highest rate ratio these costs allow with every core busy all the time. */
+  readonly ceiling: number;
+}
+
+/** The CPU budget of a run from its CPU seconds; undefined when a figure is missing. */
+export function cpuBudget(input: {
+  readonly read: number | undefined;
+  readonly baselinePerSec: number;
+  readonly cores: number;
+  readonly pipelineCpuSec: number | undefined;
+  readonly ehrCpuSec: number | undefined;
+  readonly crmCpuSec: number | undefined;
+}): CpuBudget | undefined {
+  const { read, baselinePerSec, cores, pipelineCpuSec, ehrCpuSec, crmCpuSec } = input;
+  if (read === undefined || read <= 0 || baselinePerSec <= 0 || cores <= 0) return undefined;
+  if (pipelineCpuSec === undefined || ehrCpuSec === undefined || crmCpuSec === undefined) return undefined;
+  const units = (sec: number): number => (sec * baselinePerSec) / read;
+  const total = units(pipelineCpuSec + ehrCpuSec + crmCpuSec);
+  if (total <= 0) return undefined;
+  return {
+    cores,
+    pipeline: round(units(pipelineCpuSec), 2),
+    ehr: round(units(ehrCpuSec), 2),
+    crm: round(units(crmCpuSec), 2),
+    total: round(total, 2),
+    budget: round(cores / E2E_TARGET_RATIO, 2),
+    ceiling: round(cores / total, 4),
+  };
 }
 
 export interface E2eVolume {
@@ -233,6 +284,14 @@ async function runOnce(
       });
     }
     const rate = summary.durationMs > 0 ? (summary.read / summary.durationMs) * 1000 : 0;
+    const cpu = cpuBudget({
+      read: summary.read,
+      baselinePerSec,
+      cores: availableParallelism(),
+      pipelineCpuSec: measured.pipeline?.cpuSec,
+      ehrCpuSec: measured.ehr?.runCpuSec,
+      crmCpuSec: measured.crm?.runCpuSec,
+    });
     const run: E2eRun = {
       volume,
       mode,
@@ -252,6 +311,7 @@ async function runOnce(
       baselinePerSec,
       ratio: round(rate / baselinePerSec, 4),
       ...measured,
+      ...(cpu === undefined ? {} : { cpu }),
     };
     progress(
       `e2e ${volume} ${mode}: ${run.status}, ${summary.read} read in ${round(summary.durationMs / 1000, 1)} s ` +

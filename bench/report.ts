@@ -158,6 +158,32 @@ export function formatReport(report: BenchReport): string {
       ),
     );
   }
+  const costed = (report.e2e ?? []).flatMap((v) => v.runs).filter((r) => r.cpu !== undefined);
+  if (costed.length > 0) {
+    const cores = costed[0]?.cpu?.cores;
+    out.push(
+      '',
+      `CPU per resource, in baseline units (one bare parse + stringify of a resource). The three processes share ` +
+        `${cores} cores: a run can reach at most cores / total of the baseline rate (ceiling); the target leaves ` +
+        `cores / 0.30 units (budget).`,
+    );
+    out.push(
+      table(
+        ['volume', 'mode', 'pipeline', 'EHR', 'CRM', 'total', 'budget', 'ceiling', 'measured'],
+        costed.map((r) => [
+          r.volume,
+          r.mode,
+          r.cpu?.pipeline,
+          r.cpu?.ehr,
+          r.cpu?.crm,
+          r.cpu?.total,
+          r.cpu?.budget,
+          pct(r.cpu?.ceiling),
+          pct(r.ratio),
+        ]),
+      ),
+    );
+  }
   for (const run of (report.e2e ?? []).flatMap((v) => v.runs)) {
     if (!run.profile) continue;
     out.push(

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { E2eRun, E2eVolume } from './e2e.bench.ts';
+import { cpuBudget, type E2eRun, type E2eVolume } from './e2e.bench.ts';
 import { evaluateTargets } from './run.ts';
 
 const run = (volume: number, over: Partial<E2eRun>): E2eRun => ({
@@ -66,5 +66,40 @@ describe('benchmark targets', () => {
     const rss = targets.find((t) => t.name.startsWith('pipeline peak RSS'));
     expect(rss).toMatchObject({ met: false, value: 'not measured' });
     expect(targets.some((t) => t.name.startsWith('pipeline live heap'))).toBe(false);
+  });
+
+  it('counts CPU per resource in baseline units, with the ceiling the cores allow and the budget the target leaves', () => {
+    // 100,000 resources, a baseline of 100,000/s (10 µs a resource): 20 s of pipeline CPU is 20 units.
+    const cpu = cpuBudget({
+      read: 100_000,
+      baselinePerSec: 100_000,
+      cores: 2,
+      pipelineCpuSec: 20,
+      ehrCpuSec: 3,
+      crmCpuSec: 2,
+    });
+    expect(cpu).toEqual({ cores: 2, pipeline: 20, ehr: 3, crm: 2, total: 25, budget: 6.67, ceiling: 0.08 });
+    // However well the run used both cores, 25 units a resource cannot beat 2 / 25 = 8% of the baseline.
+    expect(
+      cpuBudget({ read: 0, baselinePerSec: 1, cores: 2, pipelineCpuSec: 1, ehrCpuSec: 1, crmCpuSec: 1 }),
+    ).toBe(undefined);
+    expect(
+      cpuBudget({
+        read: 10,
+        baselinePerSec: 1,
+        cores: 2,
+        pipelineCpuSec: undefined,
+        ehrCpuSec: 1,
+        crmCpuSec: 1,
+      }),
+    ).toBe(undefined);
+    const targets = evaluateTargets({
+      ...base,
+      e2e: [volume(100_000, [run(100_000, { ratio: 0.05, ...(cpu ? { cpu } : {}) })])],
+    });
+    expect(targets[0]?.value).toBe(
+      '5% (CPU ceiling on 2 cores 8%: 25 baseline units per resource, 6.67 allowed)',
+    );
+    expect(targets[0]?.met).toBe(false);
   });
 });
