@@ -7,6 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ERROR_CATALOG, type ErrorSpec } from '../src/core/errors/catalog.ts';
+import { renderFlowFileReference } from '../src/engine/config/flow-reference.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -36,6 +37,7 @@ function escapeCell(text: string): string {
 
 const documents: { path: string; render: () => string }[] = [
   { path: join(ROOT, 'docs', 'errors.md'), render: renderErrors },
+  { path: join(ROOT, 'docs', 'flow-file.md'), render: renderFlowFileReference },
 ];
 
 const check = process.argv.includes('--check');

@@ -25,28 +25,40 @@ export function isTimeZone(value: string): boolean {
 /** A daily window in a named time zone; `start` after `end` spans midnight (22:00–06:00). */
 export const WindowSchema = z
   .strictObject({
-    start: timeOfDay,
-    end: timeOfDay,
-    timeZone: z.string().refine(isTimeZone, 'an IANA time zone such as Europe/Berlin or America/New_York'),
+    start: timeOfDay.describe('Start, HH:MM.'),
+    end: timeOfDay.describe('End, HH:MM; before `start` the window spans midnight.'),
+    timeZone: z
+      .string()
+      .refine(isTimeZone, 'an IANA time zone such as Europe/Berlin or America/New_York')
+      .describe('IANA time zone of `start` and `end`.'),
   })
   .refine((w) => w.start !== w.end, { message: 'start and end must differ', path: ['end'] });
 
 export const PriorityClassSchema = z.strictObject({
-  /** Share of dispatches when several classes wait: weight 4 vs 1 gets four turns to one. */
-  weight: z.number().int().min(1).max(1000),
-  /** Interactive work keeps running (slowed) above `quota.stopAt`; other classes are held there. */
-  interactive: z.boolean().default(false),
+  weight: z
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .describe('Share of dispatches when several classes wait: weight 4 vs 1 gets four turns to one.'),
+  interactive: z
+    .boolean()
+    .default(false)
+    .describe('Interactive work keeps running (slowed) above `quota.stopAt`; other classes are held there.'),
 });
 
 const ConcurrencySchema = z
   .strictObject({
-    min: z.number().int().min(1).max(1000).default(1),
-    max: z.number().int().min(1).max(1000).default(16),
-    initial: z.number().int().min(1).max(1000).default(4),
-    /** Responses slower than this count as overload and shrink the limit. */
-    latencyTargetMs: z.number().positive().max(600_000).default(2000),
-    /** Multiplicative decrease on overload. */
-    decreaseFactor: z.number().gt(0).lt(1).default(0.7),
+    min: z.number().int().min(1).max(1000).default(1).describe('Fewest requests in flight.'),
+    max: z.number().int().min(1).max(1000).default(16).describe('Most requests in flight.'),
+    initial: z.number().int().min(1).max(1000).default(4).describe('Requests in flight at the start.'),
+    latencyTargetMs: z
+      .number()
+      .positive()
+      .max(600_000)
+      .default(2000)
+      .describe('Responses slower than this count as overload and shrink the limit.'),
+    decreaseFactor: z.number().gt(0).lt(1).default(0.7).describe('Multiplicative decrease on overload.'),
   })
   .refine((c) => c.min <= c.initial && c.initial <= c.max, {
     message: 'needs min <= initial <= max',
@@ -55,27 +67,76 @@ const ConcurrencySchema = z
 
 const RetrySchema = z
   .strictObject({
-    /** Attempts in all, the first included; 1 disables retries. */
-    maxAttempts: z.number().int().min(1).max(20).default(5),
-    baseMs: z.number().int().min(1).max(600_000).default(250),
-    maxMs: z.number().int().min(1).max(3_600_000).default(30_000),
-    /** `full`: uniform in [0, c]; `equal`: uniform in [c/2, c], for c = min(maxMs, baseMs·2^(attempt-1)). */
-    jitter: z.enum(['full', 'equal']).default('full'),
-    /** Upper bound on a server's Retry-After; a larger (or malformed epoch) value waits this long. */
-    maxRetryAfterMs: z.number().int().min(0).max(3_600_000).default(120_000),
+    maxAttempts: z
+      .number()
+      .int()
+      .min(1)
+      .max(20)
+      .default(5)
+      .describe('Attempts in all, the first included; 1 disables retries.'),
+    baseMs: z
+      .number()
+      .int()
+      .min(1)
+      .max(600_000)
+      .default(250)
+      .describe('Backoff before the first retry; it doubles with each attempt.'),
+    maxMs: z.number().int().min(1).max(3_600_000).default(30_000).describe('Longest backoff.'),
+    jitter: z
+      .enum(['full', 'equal'])
+      .default('full')
+      .describe(
+        '`full`: uniform in [0, c]; `equal`: uniform in [c/2, c], for c = min(maxMs, baseMs·2^(attempt-1)).',
+      ),
+    maxRetryAfterMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(3_600_000)
+      .default(120_000)
+      .describe(
+        "Upper bound on a server's Retry-After; a larger (or malformed epoch) value waits this long.",
+      ),
   })
   .refine((r) => r.baseMs <= r.maxMs, { message: 'needs baseMs <= maxMs', path: ['baseMs'] });
 
 const BreakerSchema = z
   .strictObject({
-    /** Opens after this many consecutive server failures (the default trip rule, 5). */
-    consecutiveFailures: z.number().int().min(1).max(1000).optional(),
-    /** Or: opens when this share of calls fails within `samplingWindowMs` (at `minimumRps` or more). */
-    failureRatio: z.number().gt(0).lt(1).optional(),
-    samplingWindowMs: z.number().int().min(1000).max(3_600_000).default(30_000),
-    minimumRps: z.number().min(0).max(10_000).default(1),
-    /** Cool-down before one probe call is let through. */
-    halfOpenAfterMs: z.number().int().min(1).max(86_400_000).default(30_000),
+    consecutiveFailures: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .optional()
+      .describe('Opens after this many consecutive server failures (the default trip rule, 5).'),
+    failureRatio: z
+      .number()
+      .gt(0)
+      .lt(1)
+      .optional()
+      .describe(
+        'Or: opens when this share of calls fails within `samplingWindowMs` (at `minimumRps` or more).',
+      ),
+    samplingWindowMs: z
+      .number()
+      .int()
+      .min(1000)
+      .max(3_600_000)
+      .default(30_000)
+      .describe('The window `failureRatio` is measured over.'),
+    minimumRps: z
+      .number()
+      .min(0)
+      .max(10_000)
+      .default(1)
+      .describe('Calls per second below which `failureRatio` does not open the breaker.'),
+    halfOpenAfterMs: z
+      .number()
+      .int()
+      .min(1)
+      .max(86_400_000)
+      .default(30_000)
+      .describe('Cool-down before one probe call is let through.'),
   })
   .refine((b) => b.consecutiveFailures === undefined || b.failureRatio === undefined, {
     message: 'set consecutiveFailures or failureRatio, not both',
@@ -84,13 +145,31 @@ const BreakerSchema = z
 
 const QuotaSchema = z
   .strictObject({
-    /** Usage ratio from which the rate is reduced proportionally to the remaining headroom. */
-    slowDownAt: z.number().min(0).max(1).default(0.8),
-    /** Usage ratio from which only interactive classes run (at `minRateFactor` of the rate). */
-    stopAt: z.number().min(0).max(1).default(0.95),
-    minRateFactor: z.number().gt(0).max(1).default(0.1),
-    /** After a REQUEST_LIMIT_EXCEEDED answer every class waits this long before trying again. */
-    recheckMs: z.number().int().min(1).max(86_400_000).default(300_000),
+    slowDownAt: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.8)
+      .describe('Usage ratio from which the rate is reduced proportionally to the remaining headroom.'),
+    stopAt: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.95)
+      .describe('Usage ratio from which only interactive classes run (at `minRateFactor` of the rate).'),
+    minRateFactor: z
+      .number()
+      .gt(0)
+      .max(1)
+      .default(0.1)
+      .describe('The share of `rate` left at `stopAt` and above, for interactive classes.'),
+    recheckMs: z
+      .number()
+      .int()
+      .min(1)
+      .max(86_400_000)
+      .default(300_000)
+      .describe('After a REQUEST_LIMIT_EXCEEDED answer every class waits this long before trying again.'),
   })
   .refine((q) => q.slowDownAt < q.stopAt, { message: 'needs slowDownAt < stopAt', path: ['slowDownAt'] });
 
@@ -101,22 +180,42 @@ export const DEFAULT_PRIORITIES = {
 
 export const ThrottlePolicySchema = z
   .strictObject({
-    /** Sustained requests per second. */
-    rate: z.number().positive().max(100_000).default(10),
-    /** Token bucket size: requests allowed at once after an idle period. */
-    burst: z.number().int().min(1).max(100_000).default(10),
-    /** Deliveries that may wait for admission; more are refused (FLOW_QUEUE_FULL). */
-    maxQueueDepth: z.number().int().min(1).max(1_000_000).default(10_000),
-    concurrency: ConcurrencySchema.prefault({}),
-    retry: RetrySchema.prefault({}),
-    breaker: BreakerSchema.prefault({}),
+    rate: z.number().positive().max(100_000).default(10).describe('Sustained requests per second.'),
+    burst: z
+      .number()
+      .int()
+      .min(1)
+      .max(100_000)
+      .default(10)
+      .describe('Token bucket size: requests allowed at once after an idle period.'),
+    maxQueueDepth: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(10_000)
+      .describe('Deliveries that may wait for admission; more are refused (FLOW_QUEUE_FULL).'),
+    concurrency: ConcurrencySchema.prefault({}).describe(
+      'Adaptive concurrency: grows while responses are fast, shrinks on overload (slow answers, 429, 503).',
+    ),
+    retry: RetrySchema.prefault({}).describe(
+      'Retries of failed requests (429, 5xx, network) with exponential backoff and jitter.',
+    ),
+    breaker: BreakerSchema.prefault({}).describe(
+      'Circuit breaker on server failures; open, it holds every request until a probe succeeds.',
+    ),
     priorities: z
       .record(className, PriorityClassSchema)
       .refine((p) => Object.keys(p).length > 0, 'needs at least one class')
-      .default(() => structuredClone(DEFAULT_PRIORITIES)),
-    /** Classes listed here run only inside one of their windows; unlisted classes run any time. */
-    windows: z.record(className, z.array(WindowSchema).min(1)).default(() => ({})),
-    quota: QuotaSchema.prefault({}),
+      .default(() => structuredClone(DEFAULT_PRIORITIES))
+      .describe('Priority classes by name (default: `interactive` weight 4, `backfill` weight 1).'),
+    windows: z
+      .record(className, z.array(WindowSchema).min(1))
+      .default(() => ({}))
+      .describe('Classes listed here run only inside one of their windows; unlisted classes run any time.'),
+    quota: QuotaSchema.prefault({}).describe(
+      "Pacing on the org's daily API quota, as the CRM reports it in Sforce-Limit-Info.",
+    ),
   })
   .superRefine((policy, ctx) => {
     for (const name of Object.keys(policy.windows)) {
