@@ -37,6 +37,8 @@ export interface DemoOptions {
   readonly logger?: Logger;
   /** Runs against the seeded EHR sandbox before the flow (tests add consents or faults here). */
   readonly prepare?: (ehr: EhrSandbox, crm: CrmSandbox) => Promise<void>;
+  /** Another flow file than the example (a variant of it: the demo's sandboxes and keys). */
+  readonly flowFile?: string;
 }
 
 export interface DemoRun {
@@ -80,7 +82,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoRun> {
       SLUICE_PSEUDONYM_KEY_ID: 'demo-1',
       SLUICE_STATE_DIR: stateDir,
     };
-    const flow = loadFlow(DEMO_FLOW, { env });
+    const flow = loadFlow(options.flowFile ?? DEMO_FLOW, { env });
     const runtime = await buildFlowRuntime(flow);
     const logger = options.logger ?? createLogger();
     const once = (): Promise<RunSummary> =>

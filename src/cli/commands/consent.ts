@@ -2,8 +2,7 @@ import type { Command } from 'commander';
 import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { SluiceError } from '../../core/errors/index.ts';
 import { ConsentGate } from '../../engine/consent/consent-gate.ts';
-import { stateDbPath } from '../../engine/runtime/build-flow.ts';
-import { SqliteStateStore } from '../../engine/store/sqlite-store.ts';
+import { openFlowState } from '../../engine/runtime/build-flow.ts';
 import { loadFlowOrReport } from '../load-flow-or-report.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
 
@@ -65,7 +64,7 @@ async function explain(file: string, person: string, options: ExplainOptions): P
     flow.file.source.system,
     flow.pseudonymKey,
   );
-  const store = SqliteStateStore.open(stateDbPath(flow));
+  const store = openFlowState(flow);
   try {
     const loaded = await gate.load(store, flow.file.flow);
     const at = options.at ? new Date(options.at) : new Date();

@@ -11,10 +11,9 @@ import {
   buildFlowRuntime,
   flowRunOptions,
   openFlowAudit,
-  stateDbPath,
+  openFlowState,
 } from '../../engine/runtime/build-flow.ts';
 import { createLogger } from '../../engine/runtime/logger.ts';
-import { SqliteStateStore } from '../../engine/store/sqlite-store.ts';
 import type { StateStore } from '../../engine/store/state-store.ts';
 import { loadFlowOrReport } from '../load-flow-or-report.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
@@ -31,7 +30,7 @@ async function withState<T>(
 ): Promise<T | number> {
   const flow = loadFlowOrReport(file, json);
   if (typeof flow === 'number') return flow;
-  const store = SqliteStateStore.open(stateDbPath(flow));
+  const store = openFlowState(flow);
   try {
     return await body(flow, store);
   } catch (err) {

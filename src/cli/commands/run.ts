@@ -106,6 +106,13 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
     return reportError(err, json);
   }
   const runtime = await buildFlowRuntime(flow);
+  if (flow.payloadKey === undefined) {
+    // Quarantined records and change-log copies are whole source resources: say where they lie in clear.
+    createLogger().warn(
+      { stateDir: flow.stateDir },
+      'state.encryption is not set: quarantined records and the change log are stored unencrypted; set it, or keep state.dir on an encrypted volume',
+    );
+  }
   const controller = new AbortController();
   const stop = (): void => controller.abort();
   process.once('SIGINT', stop);

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import type { RunSummary } from '../../engine/pipeline/summary.ts';
-import { stateDbPath } from '../../engine/runtime/build-flow.ts';
-import { SqliteStateStore } from '../../engine/store/sqlite-store.ts';
+import { openFlowState } from '../../engine/runtime/build-flow.ts';
 import { loadFlowOrReport } from '../load-flow-or-report.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
 
@@ -24,7 +23,7 @@ export function registerStatus(program: Command): void {
         process.exitCode = flow;
         return;
       }
-      const store = SqliteStateStore.open(stateDbPath(flow));
+      const store = openFlowState(flow);
       try {
         const name = flow.file.flow;
         const checkpoints = await store.listCheckpoints(name);

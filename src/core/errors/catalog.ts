@@ -167,6 +167,22 @@ export const ERROR_CATALOG = {
     title: 'The state store was written by a newer Sluice.',
     action: 'Upgrade Sluice, or point the flow at a different state directory.',
   },
+  STATE_PAYLOAD_LOCKED: {
+    title: 'A record copy in the state store is encrypted and the flow names no state.encryption key.',
+    action:
+      'Set state.encryption (key and keyId) to the key the state was written with, from the secret store it was kept in.',
+  },
+  STATE_PAYLOAD_KEY_MISMATCH: {
+    title: 'A record copy in the state store is encrypted under another key id than the flow names.',
+    action:
+      'Configure the key it names (the error gives its id). After a rotation, records sealed under the old key read only with it.',
+  },
+  STATE_PAYLOAD_TAMPERED: {
+    title:
+      'An encrypted record copy in the state store does not open: altered, moved, or a wrong secret under the right key id.',
+    action:
+      'Check that state.encryption.key is the secret that keyId names; if it is, treat the state file as tampered with and restore it from backup.',
+  },
 
   // Delivery flow control (src/delivery/flow-control)
   FLOW_CIRCUIT_OPEN: {

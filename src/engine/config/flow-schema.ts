@@ -461,6 +461,23 @@ export const FlowFileSchema = z
           .max(3650)
           .default(7)
           .describe('Source records are kept this many days for `sluice replay` (0 keeps none).'),
+        encryption: z
+          .object({
+            key: nonEmpty.describe(
+              'The secret: base64 or hex, at least 32 bytes. Prefer `${ENV}` over writing it in the file.',
+            ),
+            keyId: z
+              .string()
+              .regex(/^[A-Za-z0-9._-]{1,40}$/, 'letters, digits, dot, dash, underscore')
+              .describe(
+                'A non-secret name for the key, written with every value it seals; a value reads only under the key it names.',
+              ),
+          })
+          .strict()
+          .optional()
+          .describe(
+            'Encrypts the record copies the state keeps — quarantined records and the change log, whole source resources — with AES-256-GCM. Without it they are stored as read: keep `state.dir` on an encrypted volume.',
+          ),
       })
       .strict()
       .default({ dir: '.sluice', changeLogDays: 7 })

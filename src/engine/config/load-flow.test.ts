@@ -154,6 +154,39 @@ describe('loadFlow: the example flow', () => {
   });
 });
 
+describe('loadFlow: state encryption', () => {
+  const withEncryption = (keyLine: string) =>
+    writeFlow(
+      'encrypted.yaml',
+      exampleText()
+        .replace('privateKeyFile: ../keys/', `privateKeyFile: ${KEYS}/`)
+        .replace(/^state:\n/m, `state:\n  encryption:\n    key: ${keyLine}\n    keyId: state-2026-12\n`),
+    );
+
+  it('derives the key that seals record copies, named by its key id', () => {
+    const flow = loadFlow(withEncryption('${SLUICE_STATE_KEY}'), {
+      env: env({ SLUICE_STATE_KEY: randomBytes(32).toString('base64') }),
+      cwd: dir,
+    });
+    expect(flow.payloadKey?.keyId).toBe('state-2026-12');
+    expect(flow.payloadKey?.key).toHaveLength(32);
+    expect(loadFlow(EXAMPLE, { env: env(), cwd: dir }).payloadKey).toBeUndefined();
+  });
+
+  it('refuses a short or missing secret by its key, without echoing it', () => {
+    const short = randomBytes(12).toString('hex');
+    const err = thrown(() =>
+      loadFlow(withEncryption('${SLUICE_STATE_KEY}'), { env: env({ SLUICE_STATE_KEY: short }), cwd: dir }),
+    );
+    expect(issuesOf(err)).toEqual(['state.encryption.key: decodes to 12 bytes; at least 32 are required']);
+    expect(JSON.stringify(err.toJSON())).not.toContain(short);
+    const missing = thrown(() => loadFlow(withEncryption('${SLUICE_STATE_KEY}'), { env: env(), cwd: dir }));
+    expect(issuesOf(missing).some((i) => i.startsWith('state.encryption.key: environment variable'))).toBe(
+      true,
+    );
+  });
+});
+
 describe('loadFlow: broken files', () => {
   it('a missing file is CFG_FLOW_UNREADABLE', () => {
     const err = thrown(() => loadFlow(join(dir, 'nope.yaml'), { env: env() }));

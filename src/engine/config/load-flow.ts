@@ -8,6 +8,7 @@ import { MIN_PSEUDONYM_KEY_BYTES, type PseudonymKey } from '../../core/anonymize
 import { SluiceError } from '../../core/errors/index.ts';
 import { type Allowlist, loadAllowlist } from '../../core/policy/allowlist.ts';
 import { compileFhirPath } from '../../core/policy/fhirpath.ts';
+import { type PayloadKey, payloadKey } from '../store/payload-cipher.ts';
 import { type FlowFile, FlowFileSchema } from './flow-schema.ts';
 import { interpolate } from './interpolate.ts';
 import { loadRestrictedZip3 } from './restricted-zip3.ts';
@@ -34,6 +35,8 @@ export interface ResolvedFlow {
   /** The private JWK that signs batch envelopes (`stages.batch.signingKeyFile`), when set. */
   readonly batchSigningKey: JWK | undefined;
   readonly pseudonymKey: PseudonymKey;
+  /** Seals the record copies the state keeps (`state.encryption`), when set. */
+  readonly payloadKey: PayloadKey | undefined;
   readonly restrictedZip3: ReadonlySet<string>;
   /** Absolute state directory. */
   readonly stateDir: string;
@@ -111,7 +114,10 @@ export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedF
     parts.auditJwksFile === undefined
       ? undefined
       : readJwks(resolveFile(parts.auditJwksFile), issues, 'audit.verifyKeysFile');
-  const secret = parts.key === undefined ? undefined : decodeKey(parts.key, issues);
+  const secret =
+    parts.key === undefined ? undefined : decodeKey(parts.key, issues, 'stages.pseudonymize.key');
+  const stateSecret =
+    parts.stateKey === undefined ? undefined : decodeKey(parts.stateKey, issues, 'state.encryption.key');
   const restricted = loadRestrictedZip3(parts.restrictedZip3, issues);
   parts.withhold.forEach((when, index) => {
     if (when === undefined) return;
@@ -141,6 +147,8 @@ export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedF
     auditVerifyKeys,
     allowlist,
     pseudonymKey: { id: file.stages.pseudonymize.keyId, secret: secret as Uint8Array },
+    payloadKey:
+      file.state.encryption && stateSecret ? payloadKey(stateSecret, file.state.encryption.keyId) : undefined,
     restrictedZip3: restricted,
     stateDir: resolve(options.cwd ?? process.cwd(), file.state.dir),
   });
@@ -153,6 +161,7 @@ function checkedParts(file: unknown): {
   auditKeyFile?: string;
   auditJwksFile?: string;
   key?: string;
+  stateKey?: string;
   restrictedZip3: readonly string[];
   withhold: readonly (string | undefined)[];
 } {
@@ -162,6 +171,7 @@ function checkedParts(file: unknown): {
   const pseudonymize = field(stages, 'pseudonymize');
   const privateKeyFile = field(auth, 'privateKeyFile');
   const key = field(pseudonymize, 'key');
+  const stateKey = field(field(field(file, 'state'), 'encryption'), 'key');
   const lists = field(pseudonymize, 'restrictedZip3');
   const withhold = field(stages, 'withhold');
   const signingKeyFile = field(field(stages, 'batch'), 'signingKeyFile');
@@ -174,6 +184,7 @@ function checkedParts(file: unknown): {
       ? { privateKeyFile }
       : {}),
     ...(nonEmptyString(key) ? { key } : {}),
+    ...(nonEmptyString(stateKey) ? { stateKey } : {}),
     ...(nonEmptyString(signingKeyFile) ? { signingKeyFile } : {}),
     ...(nonEmptyString(auditKeyFile) ? { auditKeyFile } : {}),
     ...(nonEmptyString(auditJwksFile) ? { auditJwksFile } : {}),
@@ -300,8 +311,7 @@ function readJwks(file: string, issues: ConfigIssue[], key: string): { keys: JWK
   return { keys: keys as JWK[] };
 }
 
-function decodeKey(value: string, issues: ConfigIssue[]): Uint8Array | undefined {
-  const key = 'stages.pseudonymize.key';
+function decodeKey(value: string, issues: ConfigIssue[], key: string): Uint8Array | undefined {
   const trimmed = value.trim();
   let bytes: Buffer;
   if (/^[0-9a-fA-F]+$/.test(trimmed) && trimmed.length % 2 === 0) bytes = Buffer.from(trimmed, 'hex');

@@ -89,6 +89,17 @@ export function stateDbPath(flow: ResolvedFlow): string {
   return join(flow.stateDir, `${flow.file.flow}.sqlite`);
 }
 
+/** Opens the flow's state store, sealing and opening record copies under its `state.encryption` key. */
+export function openFlowState(
+  flow: ResolvedFlow,
+  options: { backgroundCheckpoints?: boolean; commitThread?: boolean } = {},
+): SqliteStateStore {
+  return SqliteStateStore.open(stateDbPath(flow), {
+    ...options,
+    ...(flow.payloadKey ? { payloadKey: flow.payloadKey } : {}),
+  });
+}
+
 /** Composition root: adapters, store and stage context for a resolved flow. */
 export async function buildFlowRuntime(
   flow: ResolvedFlow,
@@ -164,9 +175,7 @@ export async function buildFlowRuntime(
     timeoutMs: tgt.timeoutSeconds * 1000,
   });
 
-  const store =
-    options.store ??
-    SqliteStateStore.open(stateDbPath(flow), { backgroundCheckpoints: true, commitThread: true });
+  const store = options.store ?? openFlowState(flow, { backgroundCheckpoints: true, commitThread: true });
   const audit = await openFlowAudit(flow);
   return {
     source,

@@ -1,12 +1,15 @@
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SluiceError } from '../../core/errors/index.ts';
 import { buildProvenance, type ProvenanceFacts } from '../../core/fhir/provenance.ts';
+import { syntheaPatients } from '../../core/matrix/testing.ts';
 import { validateFast } from '../../core/validate/compiled/validate.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
+import { payloadKey } from './payload-cipher.ts';
 import { SqliteStateStore } from './sqlite-store.ts';
 
 const dirs: string[] = [];
@@ -29,6 +32,18 @@ const ledgerEntry = (externalId: string, hash = 'h1') => ({
   mappingVersion: 'm1',
   runId: 'r1',
   deliveredAt: '2026-11-23T00:00:00.000Z',
+});
+
+/** A quarantine entry of flow `f`: a Patient that failed validation, with its record as `payload`. */
+const invalidPatient = (payload: string) => ({
+  flow: 'f',
+  runId: 'r1',
+  stream: 'Patient',
+  stage: 'validate' as const,
+  code: 'REC_INVALID_FHIR',
+  issues: [],
+  origin: 'page 1 record 1',
+  payload,
 });
 
 describe('SqliteStateStore', () => {
@@ -175,16 +190,7 @@ describe('SqliteStateStore', () => {
   it.each([false, true])('stamps a page with the store clock (commit thread: %s)', async (commitThread) => {
     const clock = '2020-01-02T03:04:05.000Z';
     const store = SqliteStateStore.open(path(), { commitThread, now: () => new Date(clock) });
-    const entry = {
-      flow: 'f',
-      runId: 'r1',
-      stream: 'Patient',
-      stage: 'validate' as const,
-      code: 'REC_INVALID_FHIR',
-      issues: [],
-      origin: 'page 1 record 1',
-      payload: '{}',
-    };
+    const entry = invalidPatient('{}');
     await store.commitPage({ flow: 'f', stream: 'Patient', ledger: [], quarantine: [entry] });
     await store.commitPage({
       flow: 'f',
@@ -199,6 +205,79 @@ describe('SqliteStateStore', () => {
       ['page 2 record 1', '2021-05-06T07:08:09.000Z'],
     ]);
     await store.close();
+  });
+
+  it.each([false, true])(
+    'seals quarantined records and change-log copies under the flow key (commit thread: %s)',
+    async (commitThread) => {
+      const [patient] = await syntheaPatients();
+      const plain = JSON.stringify(patient);
+      const family = String((patient?.name as { family?: string }[] | undefined)?.[0]?.family);
+      const key = payloadKey(randomBytes(32), 'state-1');
+      const p = path();
+      const store = SqliteStateStore.open(p, { commitThread, payloadKey: key });
+      const quarantined = invalidPatient(plain);
+      await store.commitPage({
+        flow: 'f',
+        stream: 'Patient',
+        ledger: [],
+        quarantine: [quarantined],
+        changeLog: [{ ref: `Patient/${String(patient?.id)}`, versionKey: 'v:1|x', payload: plain }],
+      });
+      // Read back whole under the key …
+      const [entry] = await store.listQuarantine({ flow: 'f' });
+      expect(entry?.payload).toBe(plain);
+      expect((await store.getQuarantine(String(entry?.id)))?.payload).toBe(plain);
+      expect((await store.readChangeLog('f', 'Patient', undefined, 0, 10)).map((e) => e.payload)).toEqual([
+        plain,
+      ]);
+      await store.close();
+      // … while nothing of the patient is in the database file or its WAL.
+      const db = new DatabaseSync(p);
+      const stored = [
+        ...(db.prepare('SELECT payload FROM quarantine').all() as { payload: string }[]),
+        ...(db.prepare('SELECT payload FROM change_log').all() as { payload: string }[]),
+      ].map((r) => r.payload);
+      db.close();
+      expect(stored).toHaveLength(2);
+      for (const value of stored) expect(value.startsWith('sluice-enc1:state-1:')).toBe(true);
+      for (const file of [p, `${p}-wal`]) {
+        const bytes = existsSync(file) ? readFileSync(file).toString('latin1') : '';
+        expect(bytes.includes(family)).toBe(false);
+      }
+      // Without the key, or under another, nothing reads.
+      const locked = SqliteStateStore.open(p);
+      await expect(locked.getQuarantine(String(entry?.id))).rejects.toMatchObject({
+        code: 'STATE_PAYLOAD_LOCKED',
+      });
+      await expect(locked.readChangeLog('f', 'Patient', undefined, 0, 10)).rejects.toMatchObject({
+        code: 'STATE_PAYLOAD_LOCKED',
+      });
+      await locked.close();
+      const other = SqliteStateStore.open(p, { payloadKey: payloadKey(randomBytes(32), 'state-2') });
+      await expect(other.listQuarantine({ flow: 'f' })).rejects.toMatchObject({
+        code: 'STATE_PAYLOAD_KEY_MISMATCH',
+      });
+      await other.close();
+    },
+  );
+
+  it('reads record copies stored before a key was configured', async () => {
+    const p = path();
+    const before = SqliteStateStore.open(p);
+    await before.commitPage({
+      flow: 'f',
+      stream: 'Patient',
+      ledger: [],
+      quarantine: [],
+      changeLog: [{ ref: 'Patient/a', versionKey: 'v:1|x', payload: '{"resourceType":"Patient","id":"a"}' }],
+    });
+    await before.close();
+    const after = SqliteStateStore.open(p, { payloadKey: payloadKey(randomBytes(32), 'state-1') });
+    expect((await after.readChangeLog('f', 'Patient', undefined, 0, 10))[0]?.payload).toBe(
+      '{"resourceType":"Patient","id":"a"}',
+    );
+    await after.close();
   });
 
   it('reads a batch of lookups from one snapshot, ends it on a throw and nests inside another', async () => {

@@ -7,6 +7,7 @@ import { utcInstant } from '../../core/fhir/instant.ts';
 import { buildProvenance, type ProvenanceFacts } from '../../core/fhir/provenance.ts';
 import { checkpointInBackground, deferAutocheckpoint } from './background-checkpoints.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
+import { openPayload, type PayloadKey, sealPayload } from './payload-cipher.ts';
 import type {
   BatchManifest,
   ChangeLogEntry,
@@ -56,16 +57,21 @@ export class SqliteStateStore implements StateStore {
   /** Where page commits run when they run on their own thread. */
   readonly #committer: WriterThread<PageCommit> | undefined;
 
+  /** Seals the record copies kept (quarantine, change log); undefined: they are stored as they are. */
+  readonly #payloadKey: PayloadKey | undefined;
+
   private constructor(
     db: DatabaseSync,
     now: () => Date,
     release: () => Promise<void>,
     committer: WriterThread<PageCommit> | undefined,
+    payloadKey: PayloadKey | undefined,
   ) {
     this.#db = db;
     this.#now = now;
     this.#release = release;
     this.#committer = committer;
+    this.#payloadKey = payloadKey;
   }
 
   /**
@@ -82,6 +88,8 @@ export class SqliteStateStore implements StateStore {
       commitThread?: boolean;
       /** Another connection checkpoints this database in the background (a writer thread's own). */
       checkpointedElsewhere?: boolean;
+      /** Seals quarantined records and change-log copies (see `payload-cipher.ts`). */
+      payloadKey?: PayloadKey;
     } = {},
   ): SqliteStateStore {
     let db: DatabaseSync;
@@ -109,9 +117,16 @@ export class SqliteStateStore implements StateStore {
       options.commitThread && path !== ':memory:'
         ? new WriterThread<PageCommit>('state', path, {
             checkpointedElsewhere: options.backgroundCheckpoints === true,
+            ...(options.payloadKey ? { payloadKey: options.payloadKey } : {}),
           })
         : undefined;
-    return new SqliteStateStore(db, options.now ?? (() => new Date()), release, committer);
+    return new SqliteStateStore(
+      db,
+      options.now ?? (() => new Date()),
+      release,
+      committer,
+      options.payloadKey,
+    );
   }
 
   async getCheckpoint(flow: string, stream: string): Promise<Checkpoint | undefined> {
@@ -212,7 +227,12 @@ export class SqliteStateStore implements StateStore {
       ref: String(r.ref),
       versionKey: String(r.version_key),
       ...(r.last_updated == null ? {} : { lastUpdated: String(r.last_updated) }),
-      payload: String(r.payload),
+      payload: openPayload(
+        this.#payloadKey,
+        String(r.payload),
+        changeLogAad(flow, stream, String(r.ref), String(r.version_key)),
+        `Change log entry #${String(r.seq)}`,
+      ),
     }));
   }
 
@@ -359,8 +379,9 @@ export class SqliteStateStore implements StateStore {
         );
       }
       for (const q of commit.quarantine) {
+        const id = randomUUID();
         insertQuarantine.run(
-          randomUUID(),
+          id,
           q.flow,
           q.runId,
           q.stream,
@@ -369,7 +390,7 @@ export class SqliteStateStore implements StateStore {
           JSON.stringify(q.issues),
           q.origin,
           q.sourceRef ?? null,
-          q.payload,
+          this.#seal(q.payload, quarantineAad(q.flow, id)),
           createdAt,
           q.policyVersion ?? null,
         );
@@ -404,7 +425,7 @@ export class SqliteStateStore implements StateStore {
           c.versionKey,
           // UTC text sorts as it compares, so a replay window's bound holds whatever the source's zone.
           utcInstant(c.lastUpdated) ?? null,
-          c.payload,
+          this.#seal(c.payload, changeLogAad(flow as string, stream as string, c.ref, c.versionKey)),
           createdAt,
         );
       }
@@ -466,12 +487,12 @@ export class SqliteStateStore implements StateStore {
     }
     const sql = `SELECT * FROM quarantine ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, rowid LIMIT ?`;
     args.push(filter.limit ?? 1000);
-    return (this.#db.prepare(sql).all(...args) as Row[]).map(toQuarantine);
+    return (this.#db.prepare(sql).all(...args) as Row[]).map((r) => this.#toQuarantine(r));
   }
 
   async getQuarantine(id: string): Promise<QuarantineEntry | undefined> {
     const row = this.#db.prepare('SELECT * FROM quarantine WHERE id = ?').get(id) as Row | undefined;
-    return row ? toQuarantine(row) : undefined;
+    return row ? this.#toQuarantine(row) : undefined;
   }
 
   async setQuarantineStatus(id: string, status: 'released' | 'discarded'): Promise<boolean> {
@@ -521,6 +542,21 @@ export class SqliteStateStore implements StateStore {
       status: String(r.status) as RunRecord['status'],
       ...(r.summary == null ? {} : { summary: String(r.summary) }),
     }));
+  }
+
+  #seal(payload: string, aad: string): string {
+    return this.#payloadKey === undefined ? payload : sealPayload(this.#payloadKey, payload, aad);
+  }
+
+  #toQuarantine(r: Row): QuarantineEntry {
+    const entry = toQuarantine(r);
+    const payload = openPayload(
+      this.#payloadKey,
+      entry.payload,
+      quarantineAad(entry.flow, entry.id),
+      `Quarantined record ${entry.id}`,
+    );
+    return { ...entry, payload };
   }
 
   async close(): Promise<void> {
@@ -603,6 +639,11 @@ function toLedger(r: Row): LedgerEntry {
     deliveredAt: String(r.delivered_at),
   };
 }
+
+/** What a sealed payload is bound to: its table, flow and row. */
+const quarantineAad = (flow: string, id: string): string => `quarantine\u0000${flow}\u0000${id}`;
+const changeLogAad = (flow: string, stream: string, ref: string, versionKey: string): string =>
+  `change_log\u0000${flow}\u0000${stream}\u0000${ref}\u0000${versionKey}`;
 
 function toQuarantine(r: Row): QuarantineEntry {
   return {

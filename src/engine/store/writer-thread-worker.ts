@@ -4,6 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { SluiceError } from '../../core/errors/index.ts';
 import { SqliteAuditStore } from '../audit/sqlite-audit-store.ts';
 import type { AppendBatch } from '../audit/store.ts';
+import type { PayloadKey } from './payload-cipher.ts';
 import { SqliteStateStore } from './sqlite-store.ts';
 import type { PageCommit } from './state-store.ts';
 
@@ -17,7 +18,8 @@ const writer: { write(value: unknown): Promise<void>; close(): Promise<void> } =
     const store = SqliteAuditStore.open(path, { checkpointedElsewhere });
     return { write: (batch) => store.append(batch as AppendBatch), close: () => store.close() };
   }
-  const store = SqliteStateStore.open(path, { checkpointedElsewhere });
+  const key = workerData.payloadKey as PayloadKey | undefined;
+  const store = SqliteStateStore.open(path, { checkpointedElsewhere, ...(key ? { payloadKey: key } : {}) });
   return { write: (commit) => store.commitPage(commit as PageCommit), close: () => store.close() };
 })();
 

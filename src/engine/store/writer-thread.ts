@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { type ErrorCode, type ErrorDetails, isErrorCode, SluiceError } from '../../core/errors/index.ts';
+import type { PayloadKey } from './payload-cipher.ts';
 
 /** Which store's writes the thread runs: the state store's page commits or the audit log's appends. */
 export type WriterKind = 'state' | 'audit';
@@ -39,9 +40,18 @@ export class WriterThread<W> {
    * `checkpointedElsewhere`: the caller's process checkpoints the database in the background, so the
    * thread's commits never run a checkpoint themselves (see `background-checkpoints.ts`).
    */
-  constructor(kind: WriterKind, path: string, options: { checkpointedElsewhere: boolean }) {
+  constructor(
+    kind: WriterKind,
+    path: string,
+    options: { checkpointedElsewhere: boolean; payloadKey?: PayloadKey },
+  ) {
     this.#worker = new Worker(new URL('./writer-thread-worker.ts', import.meta.url), {
-      workerData: { kind, path, checkpointedElsewhere: options.checkpointedElsewhere },
+      workerData: {
+        kind,
+        path,
+        checkpointedElsewhere: options.checkpointedElsewhere,
+        ...(options.payloadKey ? { payloadKey: options.payloadKey } : {}),
+      },
     });
     this.#worker.on('message', (reply: Reply) => this.#answer(reply));
     this.#worker.on('error', (err) => this.#stop(err));

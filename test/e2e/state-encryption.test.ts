@@ -1,0 +1,109 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type DemoRun, runDemo } from '../../src/demo/run-demo.ts';
+import { REPO_ROOT } from '../../src/testkit/data.ts';
+
+const BIN = join(REPO_ROOT, 'bin', 'sluice.js');
+const EXAMPLE = join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml');
+
+function sluice(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d;
+    });
+    child.on('close', (code) => resolve({ code, stdout }));
+  });
+}
+
+const last = (text: string) => JSON.parse(text.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+
+describe('state encryption', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-sealed-'));
+  let demo: DemoRun | undefined;
+  afterAll(async () => {
+    await demo?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keeps quarantined records and the change log sealed; they read with the key and only with it', async () => {
+    // The example flow with state.encryption, its relative paths made absolute.
+    const flowFile = join(dir, 'sealed.yaml');
+    writeFileSync(
+      flowFile,
+      readFileSync(EXAMPLE, 'utf8')
+        .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`)
+        .replaceAll('../../config/', `${join(REPO_ROOT, 'config')}/`)
+        .replace(
+          /^state:\n/m,
+          'state:\n  encryption:\n    key: ${SLUICE_STATE_KEY}\n    keyId: demo-state-1\n',
+        ),
+    );
+    const stateKey = randomBytes(32).toString('base64');
+    const pseudonymKey = randomBytes(32).toString('base64');
+    process.env.SLUICE_STATE_KEY = stateKey;
+    process.env.SLUICE_PSEUDONYM_KEY = pseudonymKey;
+    try {
+      demo = await runDemo({ stateDir: dir, flowFile });
+    } finally {
+      delete process.env.SLUICE_STATE_KEY;
+      delete process.env.SLUICE_PSEUDONYM_KEY;
+    }
+    expect(demo.summary.status).toBe('succeeded');
+    expect(demo.summary.quarantined).toBeGreaterThan(0);
+
+    // In the database: sealed values only, none of the patients' names.
+    const db = new DatabaseSync(join(dir, 'epic-to-veeva.sqlite'), { readOnly: true });
+    const payloads = [
+      ...(db.prepare('SELECT payload FROM quarantine').all() as { payload: string }[]),
+      ...(db.prepare('SELECT payload FROM change_log').all() as { payload: string }[]),
+    ].map((r) => r.payload);
+    db.close();
+    expect(payloads.length).toBeGreaterThan(demo.summary.quarantined);
+    expect(payloads.filter((p) => !p.startsWith('sluice-enc1:demo-state-1:'))).toEqual([]);
+    // The sample's Synthea files are named after their patients: Given_Family_id.json.gz.
+    const families = readdirSync(join(REPO_ROOT, 'examples', 'data', 'synthea'))
+      .map((f) => f.split('_')[1] ?? '')
+      .filter((f) => f.length > 3);
+    expect(families.length).toBeGreaterThan(0);
+    const joined = payloads.join('\n');
+    for (const family of families) expect(joined.includes(family)).toBe(false);
+
+    // The CLI opens them under the flow's key …
+    const env = {
+      SLUICE_EHR_URL: demo.ehr.url,
+      SLUICE_CRM_URL: demo.crm.url,
+      SLUICE_PSEUDONYM_KEY: pseudonymKey,
+      SLUICE_STATE_DIR: dir,
+    };
+    const [entry] = await demo.store.listQuarantine({ flow: 'epic-to-veeva' });
+    const id = String(entry?.id);
+    const shown = await sluice(['quarantine', 'show', flowFile, id, '--with-payload', '--json'], {
+      ...env,
+      SLUICE_STATE_KEY: stateKey,
+    });
+    expect(shown.code).toBe(0);
+    expect((last(shown.stdout).payload as { resourceType?: string }).resourceType).toBe(entry?.stream);
+    // … and refuses without it (the example flow names no key) or under another secret.
+    const locked = await sluice(['quarantine', 'show', EXAMPLE, id, '--with-payload', '--json'], env);
+    expect(locked.code).not.toBe(0);
+    expect(last(locked.stdout)).toMatchObject({ error: { code: 'STATE_PAYLOAD_LOCKED' } });
+    const wrong = await sluice(['quarantine', 'show', flowFile, id, '--with-payload', '--json'], {
+      ...env,
+      SLUICE_STATE_KEY: randomBytes(32).toString('base64'),
+    });
+    expect(last(wrong.stdout)).toMatchObject({ error: { code: 'STATE_PAYLOAD_TAMPERED' } });
+  });
+});
