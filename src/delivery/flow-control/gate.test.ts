@@ -202,6 +202,29 @@ describe('delivery gate', () => {
     });
   });
 
+  it('dispatches as soon as a hold ends, even when it ends while the gate is deciding how long to sleep', async () => {
+    // Real time moves while the gate works: here the pacer's clock gains a millisecond at every read, so
+    // for one of these hold lengths the hold ends between "not eligible" and "how long until eligible".
+    // The gate must then look again at once, not sleep its idle maximum (60 s).
+    for (let recheckMs = 1; recheckMs <= 40; recheckMs++) {
+      const clock = new FakeClock(START);
+      let drift = 0;
+      const pacer = new QuotaPacer({
+        slowDownAt: 0.8,
+        stopAt: 0.95,
+        minRateFactor: 0.1,
+        recheckMs,
+        clock: { now: () => clock.now() + drift++, schedule: (ms, fn) => clock.schedule(ms, fn) },
+      });
+      const { gate } = setup({ rate: 100, burst: 10 }, { quota: pacer, clock });
+      pacer.limitExceeded();
+      const held = start(gate, clock, 'interactive', done);
+      await clock.advance(1_000);
+      expect({ recheckMs, done: held.done }).toEqual({ recheckMs, done: true });
+      gate.close();
+    }
+  });
+
   it('never runs more calls at once than the adaptive limit, and shrinks it on overload', async () => {
     const { gate, clock } = setup({
       rate: 1000,

@@ -203,7 +203,9 @@ export function createDeliveryGate(policy: ThrottlePolicy, deps: DeliveryGateDep
       const windowWait = msUntilOpen(policy.windows[cls], now);
       // Held for quota: until the hold ends or a `stop` verdict is old enough to probe (or a new report).
       const quotaWait = pacer.admits(spec.interactive) ? 0 : pacer.msUntilRecheck();
-      best = Math.min(best, Math.max(windowWait, quotaWait) || MAX_IDLE_WAKE_MS);
+      // 0: the class became eligible since the pump looked (a hold or a window ended meanwhile): look
+      // again at once (`wakeIn` waits at least 1 ms), never the idle maximum.
+      best = Math.min(best, Math.max(windowWait, quotaWait));
     }
     return best;
   }
