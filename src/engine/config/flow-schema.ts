@@ -472,6 +472,22 @@ export const FlowFileSchema = z
               .describe(
                 'A non-secret name for the key, written with every value it seals; a value reads only under the key it names.',
               ),
+            previous: z
+              .array(
+                z
+                  .object({
+                    key: nonEmpty.describe('The secret of a key used before.'),
+                    keyId: z
+                      .string()
+                      .regex(/^[A-Za-z0-9._-]{1,40}$/, 'letters, digits, dot, dash, underscore')
+                      .describe('The name it sealed under.'),
+                  })
+                  .strict(),
+              )
+              .default([])
+              .describe(
+                'Keys used before a rotation: they open what they sealed (new values are sealed under `key`). Keep one as long as values it sealed are kept: quarantine entries keep their record, released or not; the change log drops entries after `changeLogDays`.',
+              ),
           })
           .strict()
           .optional()

@@ -173,6 +173,33 @@ describe('loadFlow: state encryption', () => {
     expect(loadFlow(EXAMPLE, { env: env(), cwd: dir }).payloadKey).toBeUndefined();
   });
 
+  it('keeps the keys of before a rotation, each checked by its own key', () => {
+    const file = writeFlow(
+      'rotated.yaml',
+      readFileSync(withEncryption('${SLUICE_STATE_KEY}'), 'utf8').replace(
+        '    keyId: state-2026-12\n',
+        '    keyId: state-2026-12\n    previous:\n      - key: ${OLD_STATE_KEY}\n        keyId: state-2026-06\n',
+      ),
+    );
+    const flow = loadFlow(file, {
+      env: env({
+        SLUICE_STATE_KEY: randomBytes(32).toString('base64'),
+        OLD_STATE_KEY: randomBytes(32).toString('hex'),
+      }),
+      cwd: dir,
+    });
+    expect(flow.payloadKey?.previous?.map((k) => k.keyId)).toEqual(['state-2026-06']);
+    const err = thrown(() =>
+      loadFlow(file, {
+        env: env({ SLUICE_STATE_KEY: randomBytes(32).toString('base64'), OLD_STATE_KEY: 'abcd' }),
+        cwd: dir,
+      }),
+    );
+    expect(issuesOf(err)).toEqual([
+      'state.encryption.previous[0].key: decodes to 2 bytes; at least 32 are required',
+    ]);
+  });
+
   it('refuses a short or missing secret by its key, without echoing it', () => {
     const short = randomBytes(12).toString('hex');
     const err = thrown(() =>

@@ -118,6 +118,9 @@ export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedF
     parts.key === undefined ? undefined : decodeKey(parts.key, issues, 'stages.pseudonymize.key');
   const stateSecret =
     parts.stateKey === undefined ? undefined : decodeKey(parts.stateKey, issues, 'state.encryption.key');
+  const previousSecrets = parts.previousStateKeys.map((k, i) =>
+    k === undefined ? undefined : decodeKey(k, issues, `state.encryption.previous[${i}].key`),
+  );
   const restricted = loadRestrictedZip3(parts.restrictedZip3, issues);
   parts.withhold.forEach((when, index) => {
     if (when === undefined) return;
@@ -148,7 +151,15 @@ export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedF
     allowlist,
     pseudonymKey: { id: file.stages.pseudonymize.keyId, secret: secret as Uint8Array },
     payloadKey:
-      file.state.encryption && stateSecret ? payloadKey(stateSecret, file.state.encryption.keyId) : undefined,
+      file.state.encryption && stateSecret
+        ? payloadKey(
+            stateSecret,
+            file.state.encryption.keyId,
+            file.state.encryption.previous.map((p, i) =>
+              payloadKey(previousSecrets[i] as Uint8Array, p.keyId),
+            ),
+          )
+        : undefined,
     restrictedZip3: restricted,
     stateDir: resolve(options.cwd ?? process.cwd(), file.state.dir),
   });
@@ -162,6 +173,7 @@ function checkedParts(file: unknown): {
   auditJwksFile?: string;
   key?: string;
   stateKey?: string;
+  previousStateKeys: readonly (string | undefined)[];
   restrictedZip3: readonly string[];
   withhold: readonly (string | undefined)[];
 } {
@@ -171,7 +183,9 @@ function checkedParts(file: unknown): {
   const pseudonymize = field(stages, 'pseudonymize');
   const privateKeyFile = field(auth, 'privateKeyFile');
   const key = field(pseudonymize, 'key');
-  const stateKey = field(field(field(file, 'state'), 'encryption'), 'key');
+  const encryption = field(field(file, 'state'), 'encryption');
+  const stateKey = field(encryption, 'key');
+  const previous = field(encryption, 'previous');
   const lists = field(pseudonymize, 'restrictedZip3');
   const withhold = field(stages, 'withhold');
   const signingKeyFile = field(field(stages, 'batch'), 'signingKeyFile');
@@ -185,6 +199,12 @@ function checkedParts(file: unknown): {
       : {}),
     ...(nonEmptyString(key) ? { key } : {}),
     ...(nonEmptyString(stateKey) ? { stateKey } : {}),
+    previousStateKeys: Array.isArray(previous)
+      ? previous.map((p) => {
+          const k = field(p, 'key');
+          return nonEmptyString(k) ? k : undefined;
+        })
+      : [],
     ...(nonEmptyString(signingKeyFile) ? { signingKeyFile } : {}),
     ...(nonEmptyString(auditKeyFile) ? { auditKeyFile } : {}),
     ...(nonEmptyString(auditJwksFile) ? { auditJwksFile } : {}),

@@ -53,6 +53,26 @@ describe('payload cipher', () => {
     );
   });
 
+  it('after a rotation, seals under the new key and still opens what the previous keys sealed', () => {
+    const oldSecret = randomBytes(32);
+    const before = payloadKey(oldSecret, 'state-2026');
+    const sealedBefore = sealPayload(before, '{"resourceType":"Patient","id":"a"}', 'row-1');
+    const rotated = payloadKey(randomBytes(32), 'state-2027', [payloadKey(oldSecret, 'state-2026')]);
+    expect(openPayload(rotated, sealedBefore, 'row-1', 'test')).toBe('{"resourceType":"Patient","id":"a"}');
+    const sealedAfter = sealPayload(rotated, '{"resourceType":"Patient","id":"b"}', 'row-2');
+    expect(sealedAfter.startsWith('sluice-enc1:state-2027:')).toBe(true);
+    // The old key alone cannot read the new values; a previous key under its id but another secret fails.
+    expect(codeOf(() => openPayload(before, sealedAfter, 'row-2', 'test'))).toBe(
+      'STATE_PAYLOAD_KEY_MISMATCH',
+    );
+    const wrongPrevious = payloadKey(randomBytes(32), 'state-2027', [
+      payloadKey(randomBytes(32), 'state-2026'),
+    ]);
+    expect(codeOf(() => openPayload(wrongPrevious, sealedBefore, 'row-1', 'test'))).toBe(
+      'STATE_PAYLOAD_TAMPERED',
+    );
+  });
+
   it('reads values stored before a key was configured as they are', () => {
     expect(openPayload(key, '{"resourceType":"Patient"}', 'row-1', 'test')).toBe(
       '{"resourceType":"Patient"}',

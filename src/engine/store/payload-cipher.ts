@@ -9,11 +9,16 @@ import { SluiceError } from '../../core/errors/index.ts';
  * read; a sealed value never reads without its key.
  */
 
-/** The flow's key: `keyId` names it in every value it sealed (rotate by changing both). */
+/**
+ * The flow's key: `keyId` names it in every value it seals (rotate by changing both, keeping the old
+ * one in `previous` for as long as values it sealed are kept).
+ */
 export interface PayloadKey {
   readonly keyId: string;
   /** 32 bytes for AES-256, derived from the configured secret. */
   readonly key: Uint8Array;
+  /** Keys of before a rotation: they open what they sealed and seal nothing. */
+  readonly previous?: readonly PayloadKey[];
 }
 
 const PREFIX = 'sluice-enc1:';
@@ -21,9 +26,13 @@ const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
 /** Derives the AES key from the configured secret (at least 32 bytes) with HKDF-SHA256. */
-export function payloadKey(secret: Uint8Array, keyId: string): PayloadKey {
+export function payloadKey(
+  secret: Uint8Array,
+  keyId: string,
+  previous: readonly PayloadKey[] = [],
+): PayloadKey {
   const key = new Uint8Array(hkdfSync('sha256', secret, new Uint8Array(0), 'sluice state payloads v1', 32));
-  return { keyId, key };
+  return previous.length === 0 ? { keyId, key } : { keyId, key, previous };
 }
 
 /** True when the stored value was sealed (whatever the key). */
@@ -53,17 +62,19 @@ export function openPayload(key: PayloadKey | undefined, stored: string, aad: st
       { details: { keyId } },
     );
   }
-  if (keyId !== key.keyId) {
+  const opener = [key, ...(key.previous ?? [])].find((k) => k.keyId === keyId);
+  if (opener === undefined) {
+    const known = [key.keyId, ...(key.previous ?? []).map((k) => k.keyId)];
     throw new SluiceError(
       'STATE_PAYLOAD_KEY_MISMATCH',
-      `${where} is encrypted under key ${keyId || '(unnamed)'}; the flow's state.encryption key is ${key.keyId}.`,
-      { details: { keyId, configured: key.keyId } },
+      `${where} is encrypted under key ${keyId || '(unnamed)'}; the flow's state.encryption names ${known.join(', ')}.`,
+      { details: { keyId, configured: known } },
     );
   }
   const body = Buffer.from(rest.slice(colon + 1), 'base64url');
   try {
     if (body.length < IV_BYTES + TAG_BYTES) throw new Error('too short');
-    const decipher = createDecipheriv('aes-256-gcm', key.key, body.subarray(0, IV_BYTES));
+    const decipher = createDecipheriv('aes-256-gcm', opener.key, body.subarray(0, IV_BYTES));
     decipher.setAAD(Buffer.from(aad, 'utf8'));
     decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
     return Buffer.concat([
