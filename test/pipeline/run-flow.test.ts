@@ -819,6 +819,31 @@ describe('consent at ingest and at send time', () => {
     await store.close();
   });
 
+  it('applies a consent stamped beyond the clock skew without moving the consent checkpoint past it', async () => {
+    const [p] = patients as [JsonObject];
+    const ahead = new Date(Date.now() + 3_600_000).toISOString();
+    const source = new MemorySource({
+      Consent: [
+        consentFor('pa', 'permit', '2026-11-01T00:00:00Z'),
+        // The source's clock runs an hour ahead for this one: the revocation still counts …
+        consentFor('pb', 'deny', ahead),
+      ],
+      Patient: [
+        { ...p, id: 'pa' },
+        { ...p, id: 'pb' },
+      ],
+    });
+    const store = SqliteStateStore.open(storePath());
+    const target = new MemoryTarget();
+    const summary = await runFlow(options(source, target, store, { consent: await gateFor() }));
+    expect(summary.delivered).toBe(1);
+    expect([...target.records.keys()].join(' ')).not.toContain('pb');
+    // … but the stream reads on from the newest believable stamp, so consents stamped correctly in
+    // the coming hour are not skipped.
+    expect(summary.checkpoints.Consent).toBe('2026-11-01T00:00:00.000Z');
+    await store.close();
+  });
+
   it('quarantines a malformed consent with a specific code', async () => {
     const source = new MemorySource({
       Consent: [{ resourceType: 'Consent', id: 'broken', meta: { lastUpdated: '2026-11-01T00:00:00Z' } }],

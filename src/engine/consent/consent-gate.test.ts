@@ -186,6 +186,35 @@ describe('consent gate send-time refresh', () => {
     );
   });
 
+  it('applies a consent stamped beyond the clock skew, but reads on from the last believable stamp', async () => {
+    const [a, b] = ids as [string, string];
+    const now = Date.parse('2026-11-20T12:00:00Z');
+    const gate = new ConsentGate(
+      { ...SETTINGS, refreshMs: 0, clockSkewMs: 300_000 },
+      'epic',
+      TEST_PSEUDONYM_KEY,
+    );
+    const { source, reads } = consentSource([
+      consentFor(a, 'permit', '2026-11-20T11:00:00Z'),
+      // The source's clock is a day ahead for this one (written in another zone, too).
+      consentFor(b, 'deny', '2026-11-21T14:00:00+02:00'),
+    ]);
+    await gate.refresh(source, signal, now);
+    expect(gate.check(subjectOf(b), 'Patient', new Date(now)).decision).toBe('deny');
+    await gate.refresh(source, signal, now + 1_000);
+    // A revocation stamped correctly at 11:30 tomorrow morning's reader must still see: not past 11:00.
+    expect(reads).toEqual([undefined, '2026-11-20T11:00:00.000Z']);
+  });
+
+  it('compares stream positions as times, whatever zone they are written in', async () => {
+    const gate = gateRefreshingEvery(0);
+    const { source, reads } = consentSource([]);
+    gate.noteStreamPosition('2026-11-02T08:00:00+10:00', 1_000); // 2026-11-01T22:00Z
+    gate.noteStreamPosition('2026-11-01T23:00:00Z', 2_000); // later, though its text sorts before
+    await gate.refresh(source, signal, 3_000);
+    expect(reads).toEqual(['2026-11-01T23:00:00Z']);
+  });
+
   let ids: string[] = [];
   beforeAll(async () => {
     ids = (await syntheaPatients()).map((p: JsonObject) => String(p.id));

@@ -6,6 +6,7 @@ import {
   consentFromFhir,
   consentKey,
 } from '../../core/consent/index.ts';
+import { isEarlierStamp } from '../../core/fhir/instant.ts';
 import type { Outcome } from '../../core/mapping/outcome.ts';
 import type { Source } from '../../core/ports/source.ts';
 import type { ConsentLookup, StateStore, StoredConsent } from '../store/state-store.ts';
@@ -20,6 +21,12 @@ export interface ConsentSettings {
   readonly defaultDecision: 'permit' | 'deny';
   /** Re-read consents from the source before a send if the last read is older than this. */
   readonly refreshMs: number;
+  /**
+   * A consent stamped further ahead of the local clock than this still applies but does not move the
+   * read position (the source's clock is off; what it stamps correctly later must still be read).
+   * Default 300 000 (`source.clockSkewSeconds`).
+   */
+  readonly clockSkewMs?: number;
 }
 
 /** The FHIR stream consents are read from. */
@@ -201,7 +208,11 @@ export class ConsentGate {
    * read started (`readAt`, epoch ms): every change committed at the source before it is known.
    */
   noteStreamPosition(position: string | undefined, readAt: number = Date.now()): void {
-    if (position !== undefined && (this.#position === undefined || position > this.#position)) {
+    // As times: positions may be written in any zone.
+    if (
+      position !== undefined &&
+      (this.#position === undefined || isEarlierStamp(this.#position, position))
+    ) {
       this.#position = position;
     }
     if (readAt > this.#lastRefresh) this.#lastRefresh = readAt;
@@ -248,7 +259,8 @@ export class ConsentGate {
         }
         out.pins.push(...result.value.pins);
         const at = result.value.state.source.lastUpdated;
-        if (at !== undefined) this.noteStreamPosition(new Date(at).toISOString(), now);
+        if (at !== undefined && at <= now + (this.settings.clockSkewMs ?? 300_000))
+          this.noteStreamPosition(new Date(at).toISOString(), now);
       }
     }
     this.#lastRefresh = now;

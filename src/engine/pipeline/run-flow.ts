@@ -356,7 +356,10 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
               outcomes.set(index, 'applied');
               notes.set(index, { subject: applied.value.subject, reason: 'consent-directive' });
               const at = applied.value.state.source.lastUpdated;
-              if (at !== undefined && Number.isFinite(at)) noteStamp(new Date(at).toISOString(), at);
+              // Applied whatever its stamp, but one further ahead than the clock skew allows never moves
+              // the checkpoint: the revocations stamped before it would not be read again.
+              if (at !== undefined && Number.isFinite(at) && at <= latestAllowedMs)
+                noteStamp(new Date(at).toISOString(), at);
             } else {
               quarantine.push({
                 flow,

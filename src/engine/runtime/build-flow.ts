@@ -213,6 +213,7 @@ export async function buildFlowRuntime(
               policyVersion: stages.consent.policyVersion,
               defaultDecision: stages.consent.defaultDecision,
               refreshMs: stages.consent.refreshSeconds * 1000,
+              clockSkewMs: src.clockSkewSeconds * 1000,
             },
             src.system,
             flow.pseudonymKey,
