@@ -161,14 +161,14 @@ const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/g,
 
 /** docs/flow-file.md */
 export function renderFlowFileReference(): string {
-  const rows = referenceRows();
+  const root = flowSchemaJson();
+  const rows = referenceRows(root);
   const sections = new Map<string, ReferenceRow[]>();
   for (const row of rows) {
     const top = row.key.split(/[.[]/, 1)[0] ?? row.key;
     const section = rows.some((r) => r.key.startsWith(`${top}.`)) ? top : '';
     sections.set(section, [...(sections.get(section) ?? []), row]);
   }
-  const root = flowSchemaJson();
   const lines = [
     '# Flow file reference',
     '',

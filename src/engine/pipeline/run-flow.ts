@@ -4,7 +4,7 @@ import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { assessPatientProfileRisk } from '../../core/anonymize/release.ts';
 import type { ConsentDecision } from '../../core/consent/index.ts';
 import { SluiceError, toSluiceError } from '../../core/errors/index.ts';
-import { instantMs, isEarlierStamp, utcInstant } from '../../core/fhir/instant.ts';
+import { instantMs, isEarlierStamp } from '../../core/fhir/instant.ts';
 import type { ProvenanceFacts } from '../../core/fhir/provenance.ts';
 import type { Source, SourcePage, SourceRecord } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
@@ -405,11 +405,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           }
           if (stampTime !== undefined && stampMs !== undefined) noteStamp(stampTime, stampMs);
           if (keepChanges && ref !== undefined) {
-            const lastUpdated = utcInstant(stampTime);
+            // As read: the state store keeps it as UTC text (it owns how the change log is ordered).
             changeLog.push({
               ref,
               versionKey,
-              ...(lastUpdated === undefined ? {} : { lastUpdated }),
+              ...(stampTime === undefined ? {} : { lastUpdated: stampTime }),
               payload: safeStringify(record.resource),
             });
           }
