@@ -104,8 +104,31 @@ describe('quarantine release and discard', () => {
     expect(discarded.code, discarded.stderr).toBe(0);
     expect((await demo.store.getQuarantine(badNpi?.id as string))?.status).toBe('discarded');
     const audited = await sluice(['audit', 'query', FLOW, '--kind', 'discard', '--json'], env);
-    expect(last(audited.stdout)).toMatchObject({ kind: 'discard', reason: 'test-data' });
+    expect(last(audited.stdout)).toMatchObject({
+      kind: 'discard',
+      reason: 'test-data',
+      details: { quarantineId: badNpi?.id, recordSha256: badNpi?.payloadSha256 },
+    });
     const releases = await sluice(['audit', 'query', FLOW, '--kind', 'release', '--json'], env);
-    expect(last(releases.stdout)).toMatchObject({ kind: 'release', reason: 'TGT_AMBIGUOUS_MATCH' });
+    expect(last(releases.stdout)).toMatchObject({
+      kind: 'release',
+      reason: 'TGT_AMBIGUOUS_MATCH',
+      details: { quarantineId: ambiguous?.id, recordSha256: ambiguous?.payloadSha256 },
+    });
+
+    // Closed entries keep what happened and the record's digest, not the record.
+    for (const closed of [ambiguous, badNpi]) {
+      const shown = await sluice(
+        ['quarantine', 'show', FLOW, closed?.id as string, '--with-payload', '--json'],
+        env,
+      );
+      expect(shown.code, shown.stderr).toBe(0);
+      expect(last(shown.stdout)).toMatchObject({ payloadKept: false, payloadSha256: closed?.payloadSha256 });
+      expect(last(shown.stdout).payload).toBeUndefined();
+      expect(shown.stderr).toContain('erased');
+      expect(await demo.store.readQuarantinePayload(closed?.id as string)).toBeUndefined();
+    }
+    const again = await sluice(['quarantine', 'release', FLOW, badNpi?.id as string, '--json'], env);
+    expect(last(again.stdout)).toMatchObject({ error: { code: 'QUARANTINE_NOT_FOUND' } });
   }, 120_000);
 });

@@ -96,7 +96,19 @@ describe('state encryption', () => {
     });
     expect(shown.code).toBe(0);
     expect((last(shown.stdout).payload as { resourceType?: string }).resourceType).toBe(entry?.stream);
-    // … and refuses without it (the example flow names no key) or under another secret.
+    // Without the key, what is quarantined and why still lists and shows, the record does not.
+    const listed = await sluice(['quarantine', 'list', EXAMPLE, '--json'], env);
+    expect(listed.code).toBe(0);
+    expect(
+      listed.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line).id),
+    ).toContain(id);
+    const summary = await sluice(['quarantine', 'show', EXAMPLE, id, '--json'], env);
+    expect(last(summary.stdout)).toMatchObject({ id, code: entry?.code, payloadKept: true });
+    expect(last(summary.stdout).payload).toBeUndefined();
+    // … and the record is refused without it (the example flow names no key) or under another secret.
     const locked = await sluice(['quarantine', 'show', EXAMPLE, id, '--with-payload', '--json'], env);
     expect(locked.code).not.toBe(0);
     expect(last(locked.stdout)).toMatchObject({ error: { code: 'STATE_PAYLOAD_LOCKED' } });

@@ -142,7 +142,7 @@ describe('runFlow', () => {
     expect(invalid?.issues.some((i) => i.path.includes('birthDate'))).toBe(true);
     expect(invalid?.policyVersion).toMatch(/^allowlist=none;consent=none;mapping=fhir-r4-to-canonical@/);
     // The record is kept for release, and its issues never quote it.
-    expect(JSON.parse(invalid?.payload ?? '{}').id).toBe('bad-date');
+    expect(JSON.parse((await store.readQuarantinePayload(String(invalid?.id))) ?? '{}').id).toBe('bad-date');
     expect(JSON.stringify(invalid?.issues)).not.toContain('yesterday');
     await store.close();
   });

@@ -62,8 +62,7 @@ export function registerInspect(program: Command): void {
           status: options.status as 'open',
         });
         for (const e of entries) {
-          const { payload: _payload, ...summary } = e;
-          if (options.json) printJson(summary);
+          if (options.json) printJson(e);
           else
             printLine(
               `${e.id}  ${e.code.padEnd(24)} ${e.stage.padEnd(8)} ${e.sourceRef ?? '-'}  ${e.origin}`,
@@ -87,17 +86,28 @@ export function registerInspect(program: Command): void {
         const entry = await store.getQuarantine(id);
         if (!entry)
           throw new SluiceError('QUARANTINE_NOT_FOUND', `No quarantine entry ${id} in this flow's state.`);
-        const { payload, ...summary } = entry;
-        const shown = options.withPayload ? { ...summary, payload: JSON.parse(payload) as unknown } : summary;
+        // The record is opened only when asked for, and only an open entry still has it.
+        const payload = options.withPayload ? await store.readQuarantinePayload(id) : undefined;
+        const record = payload === undefined ? undefined : parseOrRaw(payload);
+        const shown = record === undefined ? entry : { ...entry, payload: record };
         if (options.json) printJson(shown);
         else {
-          printLine(`${entry.id}: ${entry.code} at stage ${entry.stage} (${entry.status})`);
+          printLine(
+            `${entry.id}: ${entry.code} at stage ${entry.stage} (${entry.status}${entry.closedAt ? ` ${entry.closedAt}` : ''})`,
+          );
           printLine(
             `  from ${entry.origin}${entry.sourceRef ? ` (${entry.sourceRef})` : ''}, run ${entry.runId}`,
           );
           for (const i of entry.issues)
             printLine(`  ${i.severity} ${i.code} ${i.path || '(record)'}: ${i.message}`);
-          if (options.withPayload) printLine(JSON.stringify(JSON.parse(payload), null, 2));
+          if (entry.payloadSha256) printLine(`  record sha256 ${entry.payloadSha256}`);
+          if (record !== undefined)
+            printLine(typeof record === 'string' ? record : JSON.stringify(record, null, 2));
+        }
+        if (options.withPayload && record === undefined) {
+          process.stderr.write(
+            `note: the record of ${id} was erased when the entry was ${entry.status}; its SHA-256 is kept\n`,
+          );
         }
         return EXIT.ok;
       });
@@ -352,10 +362,11 @@ async function release(file: string, id: string, json: boolean): Promise<number>
   const runtime = await buildFlowRuntime(flow);
   try {
     const entry = await runtime.store.getQuarantine(id);
-    if (entry?.status !== 'open') {
+    const payload = entry?.status === 'open' ? await runtime.store.readQuarantinePayload(id) : undefined;
+    if (entry === undefined || payload === undefined) {
       throw new SluiceError('QUARANTINE_NOT_FOUND', `No open quarantine entry ${id} in this flow's state.`);
     }
-    const source = new QuarantinedRecordSource(runtime.source.system, entry);
+    const source = new QuarantinedRecordSource(runtime.source.system, entry, payload);
     // First every record-level check, without sending: a record that still fails stays where it is.
     const [page] = await collectPages(source, entry.stream);
     const record = page?.records[0];
@@ -390,6 +401,7 @@ async function release(file: string, id: string, json: boolean): Promise<number>
         reason: entry.code,
         details: {
           quarantineId: id,
+          ...(entry.payloadSha256 ? { recordSha256: entry.payloadSha256 } : {}),
           delivered: summary.delivered,
           withheld: summary.withheld,
           requarantined: summary.quarantined,
@@ -439,18 +451,37 @@ async function discard(file: string, id: string, reason: string, json: boolean):
   }
   const runtime = await buildFlowRuntime(flow);
   try {
-    if (!(await runtime.store.setQuarantineStatus(id, 'discarded'))) {
+    const entry = await runtime.store.getQuarantine(id);
+    if (entry?.status !== 'open' || !(await runtime.store.setQuarantineStatus(id, 'discarded'))) {
       throw new SluiceError('QUARANTINE_NOT_FOUND', `No open quarantine entry ${id} in this flow's state.`);
     }
     await runtime.audit.append([
-      { kind: 'discard', flow: flow.file.flow, outcome: 'success', reason, details: { quarantineId: id } },
+      {
+        kind: 'discard',
+        flow: flow.file.flow,
+        outcome: 'success',
+        reason,
+        details: {
+          quarantineId: id,
+          ...(entry.payloadSha256 ? { recordSha256: entry.payloadSha256 } : {}),
+        },
+      },
     ]);
     if (json) printJson({ id, discarded: true, reason });
-    else printLine(`${id} discarded (${reason}); the discard is in the audit trail`);
+    else printLine(`${id} discarded (${reason}); its record is erased, the discard is in the audit trail`);
     return EXIT.ok;
   } catch (err) {
     return reportError(err, json);
   } finally {
     await runtime.close();
+  }
+}
+
+/** A quarantined record as JSON when it parses (it may be the line that did not). */
+function parseOrRaw(payload: string): unknown {
+  try {
+    return JSON.parse(payload) as unknown;
+  } catch {
+    return payload;
   }
 }

@@ -460,7 +460,9 @@ export const FlowFileSchema = z
           .min(0)
           .max(3650)
           .default(7)
-          .describe('Source records are kept this many days for `sluice replay` (0 keeps none).'),
+          .describe(
+            'Source records are kept this many days for `sluice replay` (0 keeps none); older copies are erased after each run.',
+          ),
         encryption: z
           .object({
             key: nonEmpty.describe(
@@ -486,7 +488,7 @@ export const FlowFileSchema = z
               )
               .default([])
               .describe(
-                'Keys used before a rotation: they open what they sealed (new values are sealed under `key`). Keep one as long as values it sealed are kept: quarantine entries keep their record, released or not; the change log drops entries after `changeLogDays`.',
+                'Keys used before a rotation: they open what they sealed (new values are sealed under `key`). Keep one as long as values it sealed are kept: an open quarantine entry keeps its record until it is released or discarded; the change log drops entries after `changeLogDays`.',
               ),
           })
           .strict()

@@ -10,20 +10,23 @@ export class QuarantinedRecordSource implements Source {
   readonly system: SystemName;
   readonly streams: readonly string[];
   readonly #entry: QuarantineEntry;
+  readonly #payload: string;
 
-  constructor(system: SystemName, entry: QuarantineEntry) {
+  /** `payload`: the quarantined record (`StateStore.readQuarantinePayload`). */
+  constructor(system: SystemName, entry: QuarantineEntry, payload: string) {
     this.system = system;
     this.streams = [entry.stream];
     this.#entry = entry;
+    this.#payload = payload;
   }
 
   async *read(stream: string): AsyncGenerator<SourcePage> {
     if (stream !== this.#entry.stream) return;
     let resource: unknown;
     try {
-      resource = JSON.parse(this.#entry.payload);
+      resource = JSON.parse(this.#payload);
     } catch {
-      resource = this.#entry.payload;
+      resource = this.#payload;
     }
     yield { records: [{ stream, resource, origin: `quarantine ${this.#entry.id} (${this.#entry.origin})` }] };
   }

@@ -152,4 +152,12 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   UPDATE change_log SET last_updated = strftime('%Y-%m-%dT%H:%M:%fZ', last_updated)
   WHERE last_updated IS NOT NULL;
   `,
+  // 11: a closed quarantine entry (released or discarded) keeps no copy of the record: when it was
+  //     closed and the record's SHA-256 (computed when quarantined) say which record it was. Entries
+  //     closed before this lose their copy now; their digest is unknown.
+  `
+  ALTER TABLE quarantine ADD COLUMN closed_at TEXT;
+  ALTER TABLE quarantine ADD COLUMN payload_sha256 TEXT;
+  UPDATE quarantine SET payload = '' WHERE status <> 'open';
+  `,
 ];

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -45,6 +45,18 @@ const invalidPatient = (payload: string) => ({
   origin: 'page 1 record 1',
   payload,
 });
+
+/** A database at `path` as a Sluice of schema `version` left it (migrations up to it applied). */
+function storeAtVersion(path: string, version: number): DatabaseSync {
+  mkdirSync(dirname(path), { recursive: true });
+  const db = new DatabaseSync(path);
+  db.exec('CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT');
+  for (const [i, step] of SQLITE_MIGRATIONS.slice(0, version).entries()) {
+    db.exec(step);
+    db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(i + 1);
+  }
+  return db;
+}
 
 describe('SqliteStateStore', () => {
   it('creates its folder, migrates, and uses WAL with full sync', async () => {
@@ -107,13 +119,7 @@ describe('SqliteStateStore', () => {
 
     // A store written before (times kept as the source wrote them) is brought to UTC when opened.
     const p = path();
-    mkdirSync(dirname(p), { recursive: true });
-    const old = new DatabaseSync(p);
-    old.exec('CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT');
-    for (const [i, step] of SQLITE_MIGRATIONS.slice(0, 9).entries()) {
-      old.exec(step);
-      old.prepare('INSERT INTO schema_version (version) VALUES (?)').run(i + 1);
-    }
+    const old = storeAtVersion(p, 9);
     const insert = old.prepare(
       `INSERT INTO change_log (flow, stream, ref, version_key, last_updated, payload, recorded_at)
        VALUES ('f', 'Patient', ?, ?, ?, '{}', '2026-11-02T00:00:00Z')`,
@@ -226,8 +232,8 @@ describe('SqliteStateStore', () => {
       });
       // Read back whole under the key …
       const [entry] = await store.listQuarantine({ flow: 'f' });
-      expect(entry?.payload).toBe(plain);
-      expect((await store.getQuarantine(String(entry?.id)))?.payload).toBe(plain);
+      expect(entry?.payloadKept).toBe(true);
+      expect(await store.readQuarantinePayload(String(entry?.id))).toBe(plain);
       expect((await store.readChangeLog('f', 'Patient', undefined, 0, 10)).map((e) => e.payload)).toEqual([
         plain,
       ]);
@@ -245,9 +251,11 @@ describe('SqliteStateStore', () => {
         const bytes = existsSync(file) ? readFileSync(file).toString('latin1') : '';
         expect(bytes.includes(family)).toBe(false);
       }
-      // Without the key, or under another, nothing reads.
+      // Without the key, or under another, no record reads; what was quarantined and why still lists.
       const locked = SqliteStateStore.open(p);
-      await expect(locked.getQuarantine(String(entry?.id))).rejects.toMatchObject({
+      expect(await locked.listQuarantine({ flow: 'f' })).toEqual([entry]);
+      expect(await locked.getQuarantine(String(entry?.id))).toEqual(entry);
+      await expect(locked.readQuarantinePayload(String(entry?.id))).rejects.toMatchObject({
         code: 'STATE_PAYLOAD_LOCKED',
       });
       await expect(locked.readChangeLog('f', 'Patient', undefined, 0, 10)).rejects.toMatchObject({
@@ -255,12 +263,121 @@ describe('SqliteStateStore', () => {
       });
       await locked.close();
       const other = SqliteStateStore.open(p, { payloadKey: payloadKey(randomBytes(32), 'state-2') });
-      await expect(other.listQuarantine({ flow: 'f' })).rejects.toMatchObject({
+      await expect(other.readQuarantinePayload(String(entry?.id))).rejects.toMatchObject({
         code: 'STATE_PAYLOAD_KEY_MISMATCH',
       });
       await other.close();
     },
   );
+
+  it.each([false, true])(
+    'erases the record when an entry is released or discarded, keeping its SHA-256 (commit thread: %s)',
+    async (commitThread) => {
+      const patients = (await syntheaPatients()).slice(0, 3);
+      // The first record is larger than a database page: most of it lives in overflow pages.
+      const div = `<div xmlns="http://www.w3.org/1999/xhtml">${'x'.repeat(12_000)}</div>`;
+      const plains = patients.map((patient, i) =>
+        JSON.stringify(i === 0 ? { ...patient, text: { status: 'generated', div } } : patient),
+      );
+      const ids = patients.map((patient) => String(patient.id));
+      const closedAt = '2026-12-06T10:00:00.000Z';
+      const p = path();
+      const store = SqliteStateStore.open(p, { now: () => new Date(closedAt), commitThread });
+      await store.commitPage({
+        flow: 'f',
+        stream: 'Patient',
+        ledger: [],
+        quarantine: plains.map(invalidPatient),
+        recordedAt: closedAt,
+      });
+      const [released, discarded, open] = await store.listQuarantine({ flow: 'f' });
+      if (!released || !discarded || !open) throw new Error('three entries expected');
+      expect(released.payloadSha256).toBe(
+        createHash('sha256')
+          .update(plains[0] as string)
+          .digest('hex'),
+      );
+      expect(await store.setQuarantineStatus(released.id, 'released')).toBe(true);
+      expect(await store.setQuarantineStatus(discarded.id, 'discarded')).toBe(true);
+      // A closed entry stays closed.
+      expect(await store.setQuarantineStatus(discarded.id, 'released')).toBe(false);
+      expect(await store.setQuarantineStatus('no-such-entry', 'discarded')).toBe(false);
+      const after = await store.listQuarantine({ flow: 'f' });
+      expect(after.map((e) => [e.status, e.payloadKept, e.closedAt])).toEqual([
+        ['released', false, closedAt],
+        ['discarded', false, closedAt],
+        ['open', true, undefined],
+      ]);
+      expect(after.map((e) => e.payloadSha256)).toEqual([
+        released.payloadSha256,
+        discarded.payloadSha256,
+        open.payloadSha256,
+      ]);
+      expect(await store.readQuarantinePayload(released.id)).toBeUndefined();
+      expect(await store.readQuarantinePayload(discarded.id)).toBeUndefined();
+      expect(await store.readQuarantinePayload(open.id)).toBe(plains[2]);
+      await store.close();
+      // The closed records are gone from the database file and its WAL, not just from the rows.
+      const bytes = [p, `${p}-wal`]
+        .map((file) => (existsSync(file) ? readFileSync(file).toString('latin1') : ''))
+        .join('');
+      expect(bytes.includes(ids[0] as string)).toBe(false);
+      expect(bytes.includes('x'.repeat(1000))).toBe(false);
+      expect(bytes.includes(ids[1] as string)).toBe(false);
+      expect(bytes.includes(ids[2] as string)).toBe(true);
+    },
+  );
+
+  it('prunes change-log copies older than the cut, leaving no trace of them in the file', async () => {
+    const [first, second] = await syntheaPatients();
+    const div = `<div xmlns="http://www.w3.org/1999/xhtml">${'y'.repeat(12_000)}</div>`;
+    const old = JSON.stringify({ ...first, text: { status: 'generated', div } });
+    const p = path();
+    const store = SqliteStateStore.open(p);
+    const page = (ref: string, payload: string, recordedAt: string) =>
+      store.commitPage({
+        flow: 'f',
+        stream: 'Patient',
+        ledger: [],
+        quarantine: [],
+        changeLog: [{ ref, versionKey: 'v:1|x', payload }],
+        recordedAt,
+      });
+    await page(`Patient/${String(first?.id)}`, old, '2026-10-01T00:00:00.000Z');
+    await page(`Patient/${String(second?.id)}`, JSON.stringify(second), '2026-12-01T00:00:00.000Z');
+    expect(await store.pruneChangeLog('f', '2026-11-01T00:00:00.000Z')).toBe(1);
+    expect((await store.readChangeLog('f', 'Patient', undefined, 0, 10)).map((e) => e.ref)).toEqual([
+      `Patient/${String(second?.id)}`,
+    ]);
+    await store.close();
+    const bytes = readFileSync(p).toString('latin1');
+    expect(bytes.includes(String(first?.id))).toBe(false);
+    expect(bytes.includes('y'.repeat(1000))).toBe(false);
+    expect(bytes.includes(String(second?.id))).toBe(true);
+  });
+
+  it('erases, when it opens a store of an earlier version, the records of entries closed before', async () => {
+    const p = path();
+    const old = storeAtVersion(p, 10);
+    const insert = old.prepare(
+      `INSERT INTO quarantine (id, flow, run_id, stream, stage, code, issues, origin, payload, created_at, status)
+       VALUES (?, 'f', 'r1', 'Patient', 'validate', 'REC_INVALID_FHIR', '[]', 'page 1', ?, '2026-11-01T00:00:00Z', ?)`,
+    );
+    insert.run('q-open', '{"resourceType":"Patient","id":"kept"}', 'open');
+    insert.run('q-released', '{"resourceType":"Patient","id":"gone-1"}', 'released');
+    insert.run('q-discarded', '{"resourceType":"Patient","id":"gone-2"}', 'discarded');
+    old.close();
+    const store = SqliteStateStore.open(p);
+    const entries = await store.listQuarantine({ flow: 'f' });
+    expect(entries.map((e) => [e.id, e.payloadKept, e.payloadSha256])).toEqual([
+      ['q-open', true, undefined],
+      ['q-released', false, undefined],
+      ['q-discarded', false, undefined],
+    ]);
+    expect(await store.readQuarantinePayload('q-open')).toBe('{"resourceType":"Patient","id":"kept"}');
+    expect(await store.readQuarantinePayload('q-released')).toBeUndefined();
+    await store.close();
+  });
 
   it('reads record copies stored before a key was configured', async () => {
     const p = path();

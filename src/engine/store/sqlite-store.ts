@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
@@ -99,8 +99,10 @@ export class SqliteStateStore implements StateStore {
       db = new DatabaseSync(path, { timeout: 5000 });
       // A 32 MiB page cache (bounded): the ledger, version and provenance indexes are keyed by ids and
       // pseudonyms in no particular order, so at millions of rows the default 2 MiB re-reads pages.
+      // `secure_delete = FAST` zeroes the space SQLite frees or leaves unused in the pages it writes,
+      // so a record erased (a closed quarantine entry, a pruned change log) leaves no copy in the file.
       db.exec(
-        'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768;',
+        'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768; PRAGMA secure_delete = FAST;',
       );
     } catch (err) {
       throw new SluiceError('STORE_OPEN_FAILED', `Cannot open the state store at ${path}.`, {
@@ -299,9 +301,25 @@ export class SqliteStateStore implements StateStore {
   }
 
   async pruneChangeLog(flow: string, before: string): Promise<number> {
-    return Number(
-      this.#db.prepare('DELETE FROM change_log WHERE flow = ? AND recorded_at < ?').run(flow, before).changes,
+    return this.#erasing(() =>
+      Number(
+        this.#db.prepare('DELETE FROM change_log WHERE flow = ? AND recorded_at < ?').run(flow, before)
+          .changes,
+      ),
     );
+  }
+
+  /**
+   * Runs a statement that removes records (PHI) with `secure_delete = ON`: SQLite then zeroes every
+   * page it frees, overflow pages included, which `FAST` leaves as they were on the free list.
+   */
+  #erasing<T>(remove: () => T): T {
+    this.#db.exec('PRAGMA secure_delete = ON');
+    try {
+      return remove();
+    } finally {
+      this.#db.exec('PRAGMA secure_delete = FAST');
+    }
   }
 
   /**
@@ -335,8 +353,8 @@ export class SqliteStateStore implements StateStore {
         payload_hash = excluded.payload_hash, target_id = excluded.target_id, source_ref = excluded.source_ref,
         mapping_version = excluded.mapping_version, run_id = excluded.run_id, delivered_at = excluded.delivered_at`);
     const insertQuarantine = this.#statement(`
-      INSERT INTO quarantine (id, flow, run_id, stream, stage, code, issues, origin, source_ref, payload, created_at, policy_version)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+      INSERT INTO quarantine (id, flow, run_id, stream, stage, code, issues, origin, source_ref, payload, created_at, policy_version, payload_sha256)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     const upsertCheckpoint = this.#statement(`
       INSERT INTO checkpoints (flow, stream, position, definition_hash, environment, run_id, updated_at)
       VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -393,6 +411,7 @@ export class SqliteStateStore implements StateStore {
           this.#seal(q.payload, quarantineAad(q.flow, id)),
           createdAt,
           q.policyVersion ?? null,
+          hash('sha256', q.payload, 'hex'),
         );
       }
       const { flow, stream } = commit;
@@ -485,21 +504,49 @@ export class SqliteStateStore implements StateStore {
       where.push('status = ?');
       args.push(filter.status);
     }
-    const sql = `SELECT * FROM quarantine ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, rowid LIMIT ?`;
+    const sql = `SELECT ${QUARANTINE_COLUMNS} FROM quarantine ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, rowid LIMIT ?`;
     args.push(filter.limit ?? 1000);
-    return (this.#db.prepare(sql).all(...args) as Row[]).map((r) => this.#toQuarantine(r));
+    return (this.#db.prepare(sql).all(...args) as Row[]).map(toQuarantine);
   }
 
   async getQuarantine(id: string): Promise<QuarantineEntry | undefined> {
-    const row = this.#db.prepare('SELECT * FROM quarantine WHERE id = ?').get(id) as Row | undefined;
-    return row ? this.#toQuarantine(row) : undefined;
+    const row = this.#db.prepare(`SELECT ${QUARANTINE_COLUMNS} FROM quarantine WHERE id = ?`).get(id) as
+      | Row
+      | undefined;
+    return row ? toQuarantine(row) : undefined;
+  }
+
+  async readQuarantinePayload(id: string): Promise<string | undefined> {
+    const row = this.#db
+      .prepare("SELECT flow, payload FROM quarantine WHERE id = ? AND status = 'open'")
+      .get(id) as Row | undefined;
+    if (row === undefined) return undefined;
+    return openPayload(
+      this.#payloadKey,
+      String(row.payload),
+      quarantineAad(String(row.flow), id),
+      `Quarantined record ${id}`,
+    );
   }
 
   async setQuarantineStatus(id: string, status: 'released' | 'discarded'): Promise<boolean> {
-    const result = this.#db
-      .prepare("UPDATE quarantine SET status = ? WHERE id = ? AND status = 'open'")
-      .run(status, id);
-    return Number(result.changes) === 1;
+    // The record goes with the entry's closing, zeroed where it lay; a truncating checkpoint then
+    // drops the WAL's copies of those pages, unless another connection is reading (a running flow:
+    // its own checkpoints overwrite them in time).
+    const closed = this.#erasing(() =>
+      this.#db
+        .prepare(
+          "UPDATE quarantine SET status = ?, payload = '', closed_at = ? WHERE id = ? AND status = 'open'",
+        )
+        .run(status, this.#now().toISOString(), id),
+    );
+    if (Number(closed.changes) !== 1) return false;
+    try {
+      this.#db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+    } catch {
+      // Busy: see above.
+    }
+    return true;
   }
 
   async countQuarantine(flow: string, status?: QuarantineStatus): Promise<number> {
@@ -546,17 +593,6 @@ export class SqliteStateStore implements StateStore {
 
   #seal(payload: string, aad: string): string {
     return this.#payloadKey === undefined ? payload : sealPayload(this.#payloadKey, payload, aad);
-  }
-
-  #toQuarantine(r: Row): QuarantineEntry {
-    const entry = toQuarantine(r);
-    const payload = openPayload(
-      this.#payloadKey,
-      entry.payload,
-      quarantineAad(entry.flow, entry.id),
-      `Quarantined record ${entry.id}`,
-    );
-    return { ...entry, payload };
   }
 
   async close(): Promise<void> {
@@ -640,6 +676,10 @@ function toLedger(r: Row): LedgerEntry {
   };
 }
 
+/** A quarantine row without the record (which only `readQuarantinePayload` opens). */
+const QUARANTINE_COLUMNS =
+  "id, flow, run_id, stream, stage, code, issues, origin, source_ref, policy_version, created_at, status, closed_at, payload_sha256, payload <> '' AS payload_kept";
+
 /** What a sealed payload is bound to: its table, flow and row. */
 const quarantineAad = (flow: string, id: string): string => `quarantine\u0000${flow}\u0000${id}`;
 const changeLogAad = (flow: string, stream: string, ref: string, versionKey: string): string =>
@@ -656,9 +696,11 @@ function toQuarantine(r: Row): QuarantineEntry {
     issues: JSON.parse(String(r.issues)) as QuarantineEntry['issues'],
     origin: String(r.origin),
     ...(r.source_ref == null ? {} : { sourceRef: String(r.source_ref) }),
-    payload: String(r.payload),
     ...(r.policy_version == null ? {} : { policyVersion: String(r.policy_version) }),
     createdAt: String(r.created_at),
     status: String(r.status) as QuarantineStatus,
+    ...(r.closed_at == null ? {} : { closedAt: String(r.closed_at) }),
+    ...(r.payload_sha256 == null ? {} : { payloadSha256: String(r.payload_sha256) }),
+    payloadKept: Number(r.payload_kept) === 1,
   };
 }

@@ -63,10 +63,21 @@ export interface NewQuarantineEntry {
   readonly policyVersion?: string;
 }
 
-export interface QuarantineEntry extends NewQuarantineEntry {
+/**
+ * A quarantine entry as listed and shown: everything but the record itself, so reading it needs no
+ * payload key. The record is read on its own (`readQuarantinePayload`) and only while the entry is
+ * open: releasing or discarding an entry erases its copy of the record and keeps its SHA-256.
+ */
+export interface QuarantineEntry extends Omit<NewQuarantineEntry, 'payload'> {
   readonly id: string;
   readonly createdAt: string;
   readonly status: QuarantineStatus;
+  /** When it was released or discarded (absent while open). */
+  readonly closedAt?: string;
+  /** SHA-256 (hex) of the record as quarantined: which record a release or discard was about. */
+  readonly payloadSha256?: string;
+  /** Whether the store still holds the record (false once closed). */
+  readonly payloadKept: boolean;
 }
 
 export interface RunRecord {
@@ -203,7 +214,12 @@ export interface StateStore {
   commitPage(commit: PageCommit): Promise<void>;
   listQuarantine(filter?: QuarantineFilter): Promise<QuarantineEntry[]>;
   getQuarantine(id: string): Promise<QuarantineEntry | undefined>;
-  /** Moves an open entry to released or discarded; false when it is not open. */
+  /** The quarantined record, opened under the payload key; undefined once the entry is closed. */
+  readQuarantinePayload(id: string): Promise<string | undefined>;
+  /**
+   * Moves an open entry to released or discarded and erases its copy of the record (its SHA-256
+   * stays); false when it is not open.
+   */
   setQuarantineStatus(id: string, status: 'released' | 'discarded'): Promise<boolean>;
   countQuarantine(flow: string, status?: QuarantineStatus): Promise<number>;
   startRun(run: { runId: string; flow: string; startedAt: string }): Promise<void>;
