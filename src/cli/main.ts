@@ -13,6 +13,14 @@ import { registerStatus } from './commands/status.ts';
 import { registerValidate } from './commands/validate.ts';
 import { EXIT } from './output.ts';
 
+// A reader that goes away (`sluice … --json | head -1`) ends the output, not the work: a run or a
+// release carries on to its commit, and the exit code still says how it went.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+  });
+}
+
 const program = new Command()
   .name('sluice')
   .description('Sluice: a governed data plane for PHI between Veeva CRM and an Epic FHIR R4 EHR')

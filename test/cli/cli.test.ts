@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../../src/testkit/data.ts';
+import { FIXTURES_DIR, REPO_ROOT, sharedDataDir } from '../../src/testkit/data.ts';
 
 const BIN = join(REPO_ROOT, 'bin', 'sluice.js');
 const FLOW = join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml');
@@ -54,6 +54,28 @@ const dirs: string[] = [];
 afterAll(() => {
   for (const c of children) c.kill('SIGTERM');
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('output to a reader that went away', () => {
+  it('finishes the command and exits with its own code, not a broken-pipe crash', async () => {
+    const file = join(sharedDataDir() ?? FIXTURES_DIR, 'fhir-r4-examples', 'Patient-example.json');
+    const result = await new Promise<Result>((resolve, reject) => {
+      const child = spawn(process.execPath, [BIN, 'validate', file, '--json'], {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      // The read end closes before the command writes anything (as `| head -0` would).
+      child.stdout.destroy();
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d;
+      });
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout: '', stderr }));
+    });
+    expect(result.stderr).not.toContain('EPIPE');
+    expect(result.code).toBe(0);
+  });
 });
 
 describe('sluice demo --json', () => {

@@ -87,7 +87,7 @@ export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedF
   const { value, missing } = interpolate(raw, env);
   const issues: ConfigIssue[] = missing.map((m) => ({
     key: m.key,
-    message: `environment variable ${m.variable} is not set (export it, or write \${${m.variable}:-default})`,
+    message: `${UNSET_VARIABLE} ${m.variable} is not set (export it, or write \${${m.variable}:-default})`,
   }));
   const parsed = FlowFileSchema.safeParse(value);
   if (!parsed.success) issues.push(...zodIssues(parsed.error));
@@ -224,12 +224,16 @@ function field(value: unknown, name: string): unknown {
     : undefined;
 }
 
+const UNSET_VARIABLE = 'environment variable';
+
 function invalid(path: string, all: readonly ConfigIssue[]): SluiceError {
-  // A value can fail two checks with the same message (e.g. a URL); list each problem once.
+  // A value can fail two checks with the same message (e.g. a URL); list each problem once. A key whose
+  // environment variable is not set says only that: its empty value failing other checks is noise.
+  const unset = new Set(all.filter((i) => i.message.startsWith(UNSET_VARIABLE)).map((i) => i.key));
   const seen = new Set<string>();
   const issues = all.filter((i) => {
     const id = `${i.key}\u0000${i.message}`;
-    if (seen.has(id)) return false;
+    if (seen.has(id) || (unset.has(i.key) && !i.message.startsWith(UNSET_VARIABLE))) return false;
     seen.add(id);
     return true;
   });
