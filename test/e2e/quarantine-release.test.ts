@@ -35,6 +35,29 @@ function sluice(
 
 const last = (text: string) => JSON.parse(text.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
 
+/** Puts an Organization into the demo flow's quarantine as a run (`runId`) would have; the entry. */
+async function holdBack(demo: DemoRun, runId: string, code: string, resource: Record<string, unknown>) {
+  await demo.store.commitPage({
+    flow: 'epic-to-veeva',
+    stream: 'Organization',
+    ledger: [],
+    quarantine: [
+      {
+        flow: 'epic-to-veeva',
+        runId,
+        stream: 'Organization',
+        stage: code === 'REC_OUT_OF_ORDER' ? 'parse' : 'deliver',
+        code,
+        issues: [],
+        origin: `a page of run ${runId}`,
+        sourceRef: `Organization/${String(resource.id)}`,
+        payload: JSON.stringify(resource),
+      },
+    ],
+  });
+  return (await demo.store.listQuarantine({ flow: 'epic-to-veeva' })).find((e) => e.runId === runId);
+}
+
 describe('quarantine release and discard', () => {
   let demo: DemoRun;
   const dir = mkdtempSync(join(tmpdir(), 'sluice-release-'));
@@ -130,5 +153,42 @@ describe('quarantine release and discard', () => {
     }
     const again = await sluice(['quarantine', 'release', FLOW, badNpi?.id as string, '--json'], env);
     expect(last(again.stdout)).toMatchObject({ error: { code: 'QUARANTINE_NOT_FOUND' } });
+
+    // An old version (a replayed export) held back after a newer one was delivered is never
+    // released over it.
+    const orgId = demo.ehr.repo.recordedIds('Organization')[1] as string;
+    const stale = await holdBack(demo, 'replayed-export', 'REC_OUT_OF_ORDER', {
+      resourceType: 'Organization',
+      id: orgId,
+      meta: { versionId: '0', lastUpdated: '2020-01-01T00:00:00Z' },
+      name: 'Old Name',
+    });
+    const refused = await sluice(['quarantine', 'release', FLOW, stale?.id as string, '--json'], env);
+    expect(refused.code).toBe(1);
+    expect(last(refused.stdout)).toMatchObject({ error: { code: 'QUARANTINE_SUPERSEDED' } });
+    expect((await demo.store.getQuarantine(stale?.id as string))?.status).toBe('open');
+    expect(demo.crm.records('Account').some((a) => a.Name === 'Old Name')).toBe(false);
+
+    // A release whose run cannot reach the CRM leaves the entry open, its record kept (last: the
+    // failures open the endpoint's breaker, which the state keeps across runs).
+    const held = {
+      resourceType: 'Organization',
+      id: 'held-back-org',
+      meta: { versionId: '1', lastUpdated: new Date().toISOString() },
+      active: true,
+      name: 'Held Back Clinic',
+    };
+    const heldEntry = await holdBack(demo, 'held', 'TGT_AMBIGUOUS_MATCH', held);
+    const unreachable = await sluice(['quarantine', 'release', FLOW, heldEntry?.id as string, '--json'], {
+      ...env,
+      SLUICE_CRM_URL: 'http://127.0.0.1:9',
+    });
+    expect(unreachable.code).toBe(1);
+    expect(last(unreachable.stdout)).toMatchObject({ released: false, status: 'failed' });
+    expect(await demo.store.getQuarantine(heldEntry?.id as string)).toMatchObject({
+      status: 'open',
+      payloadKept: true,
+    });
+    expect(await demo.store.readQuarantinePayload(heldEntry?.id as string)).toBe(JSON.stringify(held));
   }, 120_000);
 });

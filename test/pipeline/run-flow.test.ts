@@ -875,6 +875,45 @@ describe('adversarial input', () => {
     await store.close();
   });
 
+  it('a newer version of a quarantined record supersedes its entry; a replay supersedes nothing', async () => {
+    const [p] = practitioners as [JsonObject];
+    const npi = (value: string) => [{ system: 'http://hl7.org/fhir/sid/us-npi', value }];
+    const version = (versionId: string, day: string, identifier: JsonObject['identifier']): JsonObject => ({
+      ...p,
+      identifier,
+      meta: { versionId, lastUpdated: `2026-11-${day}T00:00:00Z` },
+    });
+    const good = p.identifier ?? [];
+    const target = new MemoryTarget();
+    const store = SqliteStateStore.open(storePath());
+    const run = (record: JsonObject, extra: Partial<RunFlowOptions> = {}) =>
+      runFlow(options(new MemorySource({ Practitioner: [record] }), target, store, extra));
+    const entries = async () =>
+      (await store.listQuarantine({ flow: 'test-flow' })).map((e) => [e.runId, e.status, e.payloadKept]);
+
+    // v1 carries a malformed NPI: held back.
+    const first = await run(version('1', '05', npi('1234567890')));
+    expect(first.quarantineReasons).toEqual({ MAP_INVALID_IDENTIFIER: 1 });
+    // v2, fixed at the source, is delivered: v1's entry is closed and its record erased.
+    const second = await run(version('2', '06', good));
+    expect(second.delivered).toBeGreaterThan(0);
+    expect(await entries()).toEqual([[first.runId, 'superseded', false]]);
+    // v3 breaks again: a new entry, open.
+    const third = await run(version('3', '07', npi('1234567890')));
+    expect(await entries()).toEqual([
+      [first.runId, 'superseded', false],
+      [third.runId, 'open', true],
+    ]);
+    // A replay re-sends an older version: the open entry of the newer one stays open.
+    await run(version('2', '06', good), { replay: true });
+    expect(await store.countQuarantine('test-flow', 'open')).toBe(1);
+    // An older version arriving late is held back as out of order and supersedes nothing either.
+    const late = await run(version('1', '05', npi('1234567890')), { from: '2026-11-01T00:00:00Z' });
+    expect(late.quarantineReasons).toEqual({ REC_OUT_OF_ORDER: 1 });
+    expect((await entries()).map(([, status]) => status)).toEqual(['superseded', 'open', 'open']);
+    await store.close();
+  });
+
   it('orders versions by time, not by how their stamps are written', async () => {
     const [o] = organizations as [JsonObject];
     const version = (versionId: string, lastUpdated: string, name: string) => ({

@@ -7,6 +7,7 @@ import { CONSENT_STREAM } from '../../engine/consent/consent-gate.ts';
 import { processRecord } from '../../engine/pipeline/record-stages.ts';
 import { QuarantinedRecordSource } from '../../engine/pipeline/release.ts';
 import { runFlow } from '../../engine/pipeline/run-flow.ts';
+import { isOlderVersion, refOf, versionKeyOf } from '../../engine/pipeline/version-key.ts';
 import {
   buildFlowRuntime,
   flowRunOptions,
@@ -52,7 +53,7 @@ export function registerInspect(program: Command): void {
   quarantine
     .command('list')
     .argument('<flow>', 'flow file')
-    .option('--status <status>', 'open, released or discarded', 'open')
+    .option('--status <status>', 'open, released, discarded or superseded', 'open')
     .option('--json', 'one JSON line per entry')
     .description('list quarantined records: code, stage, where they came from (no content)')
     .action(async (file: string, options: JsonOption & { status: string }) => {
@@ -370,6 +371,19 @@ async function release(file: string, id: string, json: boolean): Promise<number>
     // First every record-level check, without sending: a record that still fails stays where it is.
     const [page] = await collectPages(source, entry.stream);
     const record = page?.records[0];
+    // A release is a replay of one old version: never over a newer one processed since.
+    const ref = refOf(record?.resource);
+    const processed =
+      ref === undefined
+        ? undefined
+        : (await runtime.store.getSeen(flow.file.flow, entry.stream, [ref])).get(ref);
+    if (processed && isOlderVersion(versionKeyOf(record?.resource), processed.versionKey)) {
+      throw new SluiceError(
+        'QUARANTINE_SUPERSEDED',
+        `Quarantine entry ${id} holds an older version of its record than the one processed since (${processed.outcome}).`,
+        { details: { quarantineId: id, processed: processed.outcome } },
+      );
+    }
     const verdict =
       record && entry.stream !== CONSENT_STREAM
         ? processRecord(record, { ...runtime.stages, asOf: new Date() })
@@ -391,7 +405,10 @@ async function release(file: string, id: string, json: boolean): Promise<number>
       changeLogDays: 0,
       logger: createLogger(),
     });
-    await runtime.store.setQuarantineStatus(id, 'released');
+    // Only a run that finished closes the entry (and erases its record): after a failed one the
+    // record may not have reached the target, and it is nowhere else.
+    const closed =
+      summary.status === 'succeeded' && (await runtime.store.setQuarantineStatus(id, 'released'));
     await runtime.audit.append([
       {
         kind: 'release',
@@ -410,7 +427,7 @@ async function release(file: string, id: string, json: boolean): Promise<number>
     ]);
     const result = {
       id,
-      released: true,
+      released: closed,
       status: summary.status,
       delivered: summary.delivered,
       withheld: summary.withheld,
@@ -420,7 +437,7 @@ async function release(file: string, id: string, json: boolean): Promise<number>
     if (json) printJson(result);
     else {
       printLine(
-        `${id} released: run ${summary.runId} ${summary.status}, delivered ${summary.delivered}, withheld ${summary.withheld}, quarantined again ${summary.quarantined}`,
+        `${id} ${closed ? 'released' : 'stays open'}: run ${summary.runId} ${summary.status}, delivered ${summary.delivered}, withheld ${summary.withheld}, quarantined again ${summary.quarantined}`,
       );
     }
     return summary.status === 'succeeded' && summary.quarantined === 0 ? EXIT.ok : EXIT.failed;

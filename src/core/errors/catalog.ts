@@ -466,6 +466,12 @@ export const ERROR_CATALOG = {
     title: "The quarantine entry named on the command line is not in this flow's state.",
     action: 'List the entries with `sluice quarantine list FLOW` and use one of their ids.',
   },
+  QUARANTINE_SUPERSEDED: {
+    title:
+      'A newer version of the quarantined record has been processed since: releasing this one would send it over the newer.',
+    action:
+      'Leave the newer version standing: discard the entry (`sluice quarantine discard FLOW ID --reason superseded`).',
+  },
   BATCH_NOT_FOUND: {
     title: "The batch named on the command line is not in this flow's state.",
     action: 'List the batches with `sluice batches list FLOW` and use one of their ids.',

@@ -488,7 +488,7 @@ export const FlowFileSchema = z
               )
               .default([])
               .describe(
-                'Keys used before a rotation: they open what they sealed (new values are sealed under `key`). Keep one as long as values it sealed are kept: an open quarantine entry keeps its record until it is released or discarded; the change log drops entries after `changeLogDays`.',
+                'Keys used before a rotation: they open what they sealed (new values are sealed under `key`). Keep one as long as values it sealed are kept: an open quarantine entry keeps its record until it is released, discarded or superseded; the change log drops entries after `changeLogDays`.',
               ),
           })
           .strict()

@@ -4,7 +4,7 @@ import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { assessPatientProfileRisk } from '../../core/anonymize/release.ts';
 import type { ConsentDecision } from '../../core/consent/index.ts';
 import { SluiceError, toSluiceError } from '../../core/errors/index.ts';
-import { instantMs, isEarlierStamp } from '../../core/fhir/instant.ts';
+import { instantMs } from '../../core/fhir/instant.ts';
 import type { ProvenanceFacts } from '../../core/fhir/provenance.ts';
 import type { Source, SourcePage, SourceRecord } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
@@ -30,7 +30,7 @@ import {
   type RecordStageContext,
 } from './record-stages.ts';
 import { emptyCounts, type RunSummary, type StreamCounts } from './summary.ts';
-import { refOf, versionKeyOf } from './version-key.ts';
+import { isOlderVersion, refOf, versionKeyOf } from './version-key.ts';
 import { whileWaiting } from './while-waiting.ts';
 
 /** Receives the audit entries of a run, page by page, before the page's state is committed. */
@@ -779,6 +779,8 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           provenance,
           quarantine,
           seen,
+          // A replay re-sends versions already processed: it supersedes nothing (a release among them).
+          ...(options.replay ? {} : { supersedes: seen.map((v) => v.ref) }),
           changeLog,
           ...(advance
             ? {
@@ -1060,14 +1062,6 @@ async function assertCheckpointsMatch(
       { details: { flow, streams: moved.map((c) => c.stream) } },
     );
   }
-}
-
-/** True when version key `a` is older than `b` (both `v:versionId|lastUpdated` with a timestamp). */
-function isOlderVersion(a: string, b: string): boolean {
-  const at = (key: string): string | undefined =>
-    key.startsWith('v:') ? key.slice(key.indexOf('|') + 1) || undefined : undefined;
-  // As times: `…T10:00:00+05:00` is older than `…T06:00:00Z`, `…T06:00:00Z` than `…T06:00:00.120Z`.
-  return isEarlierStamp(at(a), at(b));
 }
 
 function safeStringify(value: unknown): string {

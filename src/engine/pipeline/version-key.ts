@@ -1,3 +1,4 @@
+import { isEarlierStamp } from '../../core/fhir/instant.ts';
 import { isJsonObject, str } from '../../core/fhir/resource.ts';
 import { stableHash } from './stable-hash.ts';
 
@@ -21,4 +22,12 @@ export function refOf(resource: unknown): string | undefined {
   const type = str(resource.resourceType);
   const id = str(resource.id);
   return type !== undefined && id !== undefined ? `${type}/${id}` : undefined;
+}
+
+/** True when version key `a` is older than `b` (both `v:versionId|lastUpdated` with a timestamp). */
+export function isOlderVersion(a: string, b: string): boolean {
+  const at = (key: string): string | undefined =>
+    key.startsWith('v:') ? key.slice(key.indexOf('|') + 1) || undefined : undefined;
+  // As times: `…T10:00:00+05:00` is older than `…T06:00:00Z`, `…T06:00:00Z` than `…T06:00:00.120Z`.
+  return isEarlierStamp(at(a), at(b));
 }

@@ -160,4 +160,8 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE quarantine ADD COLUMN payload_sha256 TEXT;
   UPDATE quarantine SET payload = '' WHERE status <> 'open';
   `,
+  // 12: the open quarantine entries of a source record, found when a page supersedes them
+  `
+  CREATE INDEX quarantine_open_ref ON quarantine (flow, stream, source_ref) WHERE status = 'open';
+  `,
 ];

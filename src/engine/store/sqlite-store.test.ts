@@ -328,6 +328,51 @@ describe('SqliteStateStore', () => {
     },
   );
 
+  it('supersedes the open entries of a record a later page processed, erasing their records', async () => {
+    const [patient] = await syntheaPatients();
+    const ref = `Patient/${String(patient?.id)}`;
+    // Larger than a page; flow f's copy padded with 'z', flow g's with 'q'.
+    const padded = (c: string) =>
+      JSON.stringify({ ...patient, text: { status: 'generated', div: `<div>${c.repeat(12_000)}</div>` } });
+    const held = { ...invalidPatient(padded('z')), sourceRef: ref };
+    const p = path();
+    const store = SqliteStateStore.open(p, { commitThread: true });
+    await store.commitPage({ flow: 'f', stream: 'Patient', ledger: [], quarantine: [held] });
+    // Another stream's record of the same id, and another flow, are not touched.
+    await store.commitPage({
+      flow: 'g',
+      stream: 'Patient',
+      ledger: [],
+      quarantine: [{ ...held, flow: 'g', payload: padded('q') }],
+    });
+    // The next version is quarantined again in the same page that supersedes the first.
+    await store.commitPage({
+      flow: 'f',
+      stream: 'Patient',
+      ledger: [],
+      quarantine: [{ ...held, payload: '{"resourceType":"Patient"}', origin: 'page 2 record 1' }],
+      supersedes: [ref, 'Patient/unknown'],
+    });
+    await store.commitPage({
+      flow: 'f',
+      stream: 'Observation',
+      ledger: [],
+      quarantine: [],
+      supersedes: [ref],
+    });
+    const entries = await store.listQuarantine({});
+    expect(entries.map((e) => [e.flow, e.origin, e.status, e.payloadKept])).toEqual([
+      ['f', 'page 1 record 1', 'superseded', false],
+      ['g', 'page 1 record 1', 'open', true],
+      ['f', 'page 2 record 1', 'open', true],
+    ]);
+    expect(entries[0]?.closedAt).toBeDefined();
+    await store.close();
+    const bytes = readFileSync(p).toString('latin1');
+    expect(bytes.includes('z'.repeat(1000))).toBe(false);
+    expect(bytes.includes('q'.repeat(1000))).toBe(true);
+  });
+
   it('prunes change-log copies older than the cut, leaving no trace of them in the file', async () => {
     const [first, second] = await syntheaPatients();
     const div = `<div xmlns="http://www.w3.org/1999/xhtml">${'y'.repeat(12_000)}</div>`;

@@ -377,6 +377,9 @@ export class SqliteStateStore implements StateStore {
     const insertProvenance = this.#statement(
       'INSERT INTO provenance_facts (flow, entity, run_id, recorded_at, facts) VALUES (?, ?, ?, ?, ?)',
     );
+    const supersede = this.#statement(`
+      UPDATE quarantine SET status = 'superseded', payload = '', closed_at = ?
+      WHERE flow = ? AND stream = ? AND status = 'open' AND source_ref IN (SELECT value FROM json_each(?))`);
     const insertChange = this.#statement(`
       INSERT OR IGNORE INTO change_log (flow, stream, ref, version_key, last_updated, payload, recorded_at)
       VALUES (?, ?, ?, ?, ?, ?, ?)`);
@@ -395,6 +398,11 @@ export class SqliteStateStore implements StateStore {
           e.runId,
           e.deliveredAt,
         );
+      }
+      // Before this page's own entries go in: those stay open.
+      if (commit.supersedes?.length && commit.flow !== undefined && commit.stream !== undefined) {
+        const { flow, stream, supersedes } = commit;
+        this.#erasing(() => supersede.run(createdAt, flow, stream, JSON.stringify(supersedes)));
       }
       for (const q of commit.quarantine) {
         const id = randomUUID();

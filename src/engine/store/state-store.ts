@@ -36,7 +36,11 @@ export interface LedgerEntry {
 }
 
 export type QuarantineStage = 'parse' | 'validate' | 'policy' | 'map' | 'deliver';
-export type QuarantineStatus = 'open' | 'released' | 'discarded';
+/**
+ * `superseded`: a later version of the same source record was processed (delivered, withheld, deleted
+ * or quarantined in turn), so this one can no longer be released over it.
+ */
+export type QuarantineStatus = 'open' | 'released' | 'discarded' | 'superseded';
 
 export interface QuarantineIssue {
   readonly severity: 'error' | 'warning' | 'information';
@@ -151,6 +155,12 @@ export interface PageCommit {
   /** Consent directives read in this page (JSON of the canonical ConsentState, keyed). */
   readonly consents?: readonly StoredConsent[];
   readonly quarantine: readonly NewQuarantineEntry[];
+  /**
+   * Source records (`Type/id`) of which this page processed a newer version: their open quarantine
+   * entries of earlier pages are closed as superseded, their records erased (those of `quarantine`
+   * above stay open).
+   */
+  readonly supersedes?: readonly string[];
   /** The checkpoint to move to, when the page lets it advance. */
   readonly checkpoint?: Checkpoint;
   /** When the page is recorded (ISO instant), stamped on its rows; the store's clock when absent. */
@@ -218,7 +228,7 @@ export interface StateStore {
   readQuarantinePayload(id: string): Promise<string | undefined>;
   /**
    * Moves an open entry to released or discarded and erases its copy of the record (its SHA-256
-   * stays); false when it is not open.
+   * stays); false when it is not open (e.g. superseded meanwhile).
    */
   setQuarantineStatus(id: string, status: 'released' | 'discarded'): Promise<boolean>;
   countQuarantine(flow: string, status?: QuarantineStatus): Promise<number>;
