@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SAMPLE_DATA_DIR } from '../../testkit/data.ts';
+import { FIXTURES_DIR, SAMPLE_DATA_DIR, sharedDataDir } from '../../testkit/data.ts';
 import {
   bundleFullUrlOf,
   type FileItem,
@@ -70,6 +70,38 @@ describe('readResourceFile: JSON', () => {
       ['resource', 3],
     ]);
     expect(items[3]).toMatchObject({ kind: 'resource', resource: patient('d') });
+  });
+
+  it('skips the request- and response-only entries of transactions and batches (bdl-5), as real ones have', async () => {
+    const examples = join(sharedDataDir() ?? join(FIXTURES_DIR, 'shared-data'), 'fhir-r4-examples');
+    // The official examples: a transaction with DELETE and conditional GET entries, a batch request,
+    // a transaction response.
+    const read = async (name: string) => (await collect(join(examples, name))).map((i) => i.kind);
+    expect(await read('Bundle-bundle-transaction.json')).toEqual([
+      'resource',
+      'resource',
+      'resource',
+      'resource',
+      'resource',
+      'resource',
+    ]);
+    expect(await read('Bundle-bundle-request-medsallergies.json')).toEqual([]);
+    expect(await read('Bundle-bundle-response.json')).toEqual(['resource', 'resource', 'resource']);
+    // An entry with neither a resource nor a request or response is still an error.
+    const bundle = {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [
+        { request: { method: 'DELETE', url: 'Patient/a' } },
+        { fullUrl: 'urn:uuid:y' },
+        { response: 'x' },
+      ],
+    };
+    const items = await collect(write('transaction.json', JSON.stringify(bundle)));
+    expect(items.map((i) => [i.kind, i.at.entry])).toEqual([
+      ['error', 1],
+      ['error', 2],
+    ]);
   });
 
   it('reads a real Synthea bundle entry by entry and keeps urn:uuid fullUrls (non-enumerable)', async () => {

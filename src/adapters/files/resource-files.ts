@@ -88,6 +88,14 @@ function* resourcesFromValue(doc: unknown, at: FileLocation): Generator<FileItem
   }
   for (const [index, entry] of doc.entry.entries()) {
     const location = { ...at, entry: index };
+    // An entry of a transaction or batch (a DELETE, a conditional GET) or of its response may carry
+    // no resource (FHIR invariant bdl-5): it is not data, and not an error.
+    if (
+      isObject(entry) &&
+      entry.resource === undefined &&
+      (isObject(entry.request) || isObject(entry.response))
+    )
+      continue;
     if (!isObject(entry) || !isObject(entry.resource) || typeof entry.resource.resourceType !== 'string') {
       yield { kind: 'error', message: 'bundle entry without a resource', at: location };
       continue;

@@ -216,7 +216,7 @@ describe('seeding errors', () => {
         type: 'transaction',
         entry: [
           { resource: { resourceType: 'Patient', id: 'fine' } },
-          { request: { method: 'DELETE', url: 'Patient/x' } },
+          { fullUrl: 'urn:uuid:no-resource' },
           { resource: { resourceType: 'Pateint', id: 'typo' } },
           { resource: { resourceType: 'Patient', id: 'has/slash' } },
         ],
@@ -226,7 +226,7 @@ describe('seeding errors', () => {
     await writeFile(notJson, '{ this is not json');
     const error = await seedError([bundle, notJson]);
     expect(error.message).toContain('4 problem(s)');
-    expect(error.message).toContain(`${bundle} entry 1`);
+    expect(error.message).toContain(`${bundle} entry 1: bundle entry without a resource`);
     expect(error.message).toContain(`${bundle} entry 2: unknown resource type "Pateint"`);
     expect(error.message).toContain(`${bundle} entry 3: resource id is not a valid FHIR id`);
     expect(error.message).toContain(`${notJson}: not valid JSON`);
