@@ -6,6 +6,7 @@ import { loadR4Definitions } from '../../src/core/fhir/definitions.ts';
 import type { JsonObject } from '../../src/core/fhir/resource.ts';
 import { AllowlistSchema } from '../../src/core/policy/allowlist.ts';
 import type { Source, SourcePage } from '../../src/core/ports/source.ts';
+import type { AuditEventInput } from '../../src/engine/audit/entry.ts';
 import { type RunFlowOptions, runFlow } from '../../src/engine/pipeline/run-flow.ts';
 import { SqliteStateStore } from '../../src/engine/store/sqlite-store.ts';
 import { privacyConsent } from '../../src/testkit/consents.ts';
@@ -98,6 +99,19 @@ describe('runFlow', () => {
     expect((await store.getCheckpoint('test-flow', 'Practitioner'))?.position).toBe(
       lastUpdatedOf(practitioners.at(-1)),
     );
+    await store.close();
+  });
+
+  it("writes a flow's stated basis for moving patient data without consent into the run's first audit entry", async () => {
+    const entries: AuditEventInput[] = [];
+    const audit = { append: async (batch: readonly AuditEventInput[]) => entries.push(...batch) };
+    const basis = "HIPAA 45 CFR 164.506(c)(1): the covered entity's own health care operations";
+    const store = SqliteStateStore.open(storePath());
+    const source = new MemorySource({ Patient: patients });
+    await runFlow(options(source, new MemoryTarget(), store, { audit, withoutConsentBasis: basis }));
+    await runFlow(options(source, new MemoryTarget(), store, { audit, reset: true }));
+    const starts = entries.filter((e) => e.kind === 'run-start');
+    expect(starts.map((e) => e.details?.withoutConsent)).toEqual([basis, undefined]);
     await store.close();
   });
 

@@ -41,7 +41,7 @@ export function registerPlan(program: Command): void {
         } else if (json) printJson(plan);
         else {
           printLine(
-            `flow ${plan.flow} (${plan.definitionHash.slice(0, 12)}): purpose ${plan.purpose}, recipient ${plan.recipient}, consent policy ${plan.consentPolicy ?? 'none'}`,
+            `flow ${plan.flow} (${plan.definitionHash.slice(0, 12)}): purpose ${plan.purpose}, recipient ${plan.recipient}, consent policy ${plan.consentPolicy ?? `none${plan.withoutConsent ? ` (without consent: ${plan.withoutConsent})` : ''}`}`,
           );
           for (const [stream, s] of Object.entries(plan.streams)) {
             const withheld = Object.entries(s.withheld)

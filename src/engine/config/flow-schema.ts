@@ -320,7 +320,22 @@ const stages = z
       .strict()
       .optional()
       .describe(
-        "Consent at ingest and send time for patient data: Consent resources are read from the source (stream `Consent`, before the others) and every patient record needs a permit for the flow's purpose and this recipient. Without this stage patient data moves on the flow's purpose alone.",
+        "Consent at ingest and send time for patient data: Consent resources are read from the source (stream `Consent`, before the others) and every patient record needs a permit for the flow's purpose and this recipient. A flow that reads patient data without this stage must state why in `stages.withoutConsent`.",
+      ),
+    withoutConsent: z
+      .object({
+        basis: z
+          .string()
+          .trim()
+          .min(12, 'state the basis in a sentence (at least 12 characters)')
+          .describe(
+            'Why patient data may move without consent, as the privacy office would cite it (e.g. "HIPAA 45 CFR 164.506(c)(1): the covered entity\'s own operations"). Written into the audit entry that starts every run.',
+          ),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'A flow that reads patient data (any resource type outside the provider directory) needs a consent stage or this: the stated basis for moving the data without one. A flow with neither is refused.',
       ),
     risk: z
       .object({
@@ -386,6 +401,17 @@ const stages = z
       .describe('Consent-aware batches: each sent as one request, in a signed envelope when a key is given.'),
   })
   .strict();
+
+/** Resource types of the provider directory: not patient data (every other type is, failing closed). */
+const PROVIDER_DIRECTORY_TYPES: ReadonlySet<string> = new Set([
+  'Organization',
+  'Practitioner',
+  'PractitionerRole',
+  'Location',
+  'HealthcareService',
+  'Endpoint',
+  'OrganizationAffiliation',
+]);
 
 export const FlowFileSchema = z
   .object({
@@ -503,6 +529,22 @@ export const FlowFileSchema = z
   })
   .strict()
   .superRefine((flow, ctx) => {
+    // Fail closed: patient data never moves on the purpose alone without someone having said why.
+    const patientData = flow.source.resources.filter((t) => !PROVIDER_DIRECTORY_TYPES.has(t));
+    if (patientData.length > 0 && !flow.stages.consent && !flow.stages.withoutConsent) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['stages', 'consent'],
+        message: `the flow reads patient data (${patientData.join(', ')}): add a consent stage, or state in stages.withoutConsent.basis why none is needed`,
+      });
+    }
+    if (flow.stages.consent && flow.stages.withoutConsent) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['stages', 'withoutConsent'],
+        message: 'a flow with a consent stage cannot also do without one: remove one of the two',
+      });
+    }
     const classes = Object.keys(flow.target.throttle?.priorities ?? DEFAULT_PRIORITIES);
     if (!classes.includes(flow.target.priority)) {
       ctx.addIssue({

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { SluiceError } from '../../core/errors/index.ts';
 import { REPO_ROOT } from '../../testkit/data.ts';
 import { loadFlow } from './load-flow.ts';
@@ -213,6 +214,71 @@ describe('loadFlow: state encryption', () => {
     expect(issuesOf(missing).some((i) => i.startsWith('state.encryption.key: environment variable'))).toBe(
       true,
     );
+  });
+});
+
+describe('loadFlow: patient data without a consent stage', () => {
+  /** The example flow with its stages changed by `edit` (the policy goes too: it names the consent recipient). */
+  function variant(
+    name: string,
+    edit: (flow: { source: Record<string, unknown>; stages: Record<string, unknown> }) => void,
+  ) {
+    const text = exampleText().replace('privateKeyFile: ../keys/', `privateKeyFile: ${KEYS}/`);
+    const flow = parse(text) as { source: Record<string, unknown>; stages: Record<string, unknown> };
+    delete flow.stages.consent;
+    delete flow.stages.policy;
+    edit(flow);
+    return writeFlow(name, stringify(flow));
+  }
+
+  it('is refused unless the flow states why it needs none', () => {
+    const err = thrown(() =>
+      loadFlow(
+        variant('no-consent.yaml', () => {}),
+        { env: env(), cwd: dir },
+      ),
+    );
+    expect(issuesOf(err)).toEqual([
+      'stages.consent: the flow reads patient data (Patient): add a consent stage, or state in stages.withoutConsent.basis why none is needed',
+    ]);
+    const basis = "HIPAA 45 CFR 164.506(c)(1): the covered entity's own health care operations";
+    const waived = loadFlow(
+      variant('waived.yaml', (f) => {
+        f.stages.withoutConsent = { basis };
+      }),
+      { env: env(), cwd: dir },
+    );
+    expect(waived.file.stages.withoutConsent?.basis).toBe(basis);
+    const vague = thrown(() =>
+      loadFlow(
+        variant('vague.yaml', (f) => {
+          f.stages.withoutConsent = { basis: 'ok' };
+        }),
+        { env: env(), cwd: dir },
+      ),
+    );
+    expect(issuesOf(vague)).toEqual([
+      'stages.withoutConsent.basis: state the basis in a sentence (at least 12 characters)',
+    ]);
+  });
+
+  it('needs nothing for the provider directory alone, and refuses a consent stage waived as well', () => {
+    const directory = loadFlow(
+      variant('directory.yaml', (f) => {
+        f.source.resources = ['Organization', 'Practitioner'];
+      }),
+      { env: env(), cwd: dir },
+    );
+    expect(directory.file.stages.consent).toBeUndefined();
+    const both = variant('both.yaml', (f) => {
+      f.stages = {
+        ...(parse(exampleText()) as { stages: Record<string, unknown> }).stages,
+        withoutConsent: { basis: 'a basis that is long enough' },
+      };
+    });
+    expect(issuesOf(thrown(() => loadFlow(both, { env: env(), cwd: dir })))).toEqual([
+      'stages.withoutConsent: a flow with a consent stage cannot also do without one: remove one of the two',
+    ]);
   });
 });
 

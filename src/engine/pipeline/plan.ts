@@ -10,6 +10,8 @@ export interface FlowPlan {
   readonly purpose: string;
   readonly recipient: string;
   readonly consentPolicy: string | null;
+  /** The stated basis for moving patient data without a consent stage (`stages.withoutConsent`). */
+  readonly withoutConsent?: string;
   readonly streams: Record<
     string,
     { read: number; wouldSend: number; withheld: Record<string, number>; quarantined: Record<string, number> }
@@ -53,6 +55,7 @@ export async function planFlow(
     purpose: flow.file.purpose,
     recipient: settings?.recipient.id ?? flow.file.target.system,
     consentPolicy: settings?.policyVersion ?? null,
+    ...(flow.file.stages.withoutConsent ? { withoutConsent: flow.file.stages.withoutConsent.basis } : {}),
     streams: {},
     objects: {},
   };

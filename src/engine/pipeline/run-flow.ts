@@ -98,6 +98,8 @@ export interface RunFlowOptions {
   readonly auditRetentionDays?: number;
   /** The flow's purpose of use, stamped on audit entries and provenance. */
   readonly purpose?: string;
+  /** The flow's stated basis for moving patient data without a consent stage (`stages.withoutConsent`). */
+  readonly withoutConsentBasis?: string;
   /** The adapter identity that reads the source (its client id), for provenance. */
   readonly readBy?: string;
   /**
@@ -183,7 +185,13 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         runId,
         outcome: 'success',
         ...(options.replay ? { reason: 'replay' } : {}),
-        details: { definitionHash: options.definitionHash.slice(0, 16), mapping: MAPPING_VERSION },
+        details: {
+          definitionHash: options.definitionHash.slice(0, 16),
+          mapping: MAPPING_VERSION,
+          ...(options.withoutConsentBasis === undefined
+            ? {}
+            : { withoutConsent: options.withoutConsentBasis }),
+        },
       },
     ]);
     if (options.reset) {

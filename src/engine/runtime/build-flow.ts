@@ -264,6 +264,9 @@ export function flowRunOptions(flow: ResolvedFlow, runtime: FlowRuntime): Omit<R
     audit: runtime.audit,
     ...(flow.file.audit.retentionDays ? { auditRetentionDays: flow.file.audit.retentionDays } : {}),
     purpose: flow.file.purpose,
+    ...(flow.file.stages.withoutConsent
+      ? { withoutConsentBasis: flow.file.stages.withoutConsent.basis }
+      : {}),
     ...(flow.file.stages.risk
       ? { risk: { object: flow.file.target.patientProfileObject, ...flow.file.stages.risk } }
       : {}),
