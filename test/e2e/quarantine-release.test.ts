@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type DemoRun, runDemo } from '../../src/demo/run-demo.ts';
+import { type DemoOptions, type DemoRun, runDemo } from '../../src/demo/run-demo.ts';
 import { RECORD_TYPES } from '../../src/sandbox/crm/index.ts';
 import { apiPath, crmFetch, crmToken, seedRecords } from '../../src/sandbox/crm/testing.ts';
 import { REPO_ROOT } from '../../src/testkit/data.ts';
@@ -58,39 +58,53 @@ async function holdBack(demo: DemoRun, runId: string, code: string, resource: Re
   return (await demo.store.listQuarantine({ flow: 'epic-to-veeva' })).find((e) => e.runId === runId);
 }
 
-describe('quarantine release and discard', () => {
-  let demo: DemoRun;
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-release-'));
+/**
+ * The demo flow run once with its own state folder and pseudonym key (both removed after the suite);
+ * resolves with the run and the environment the CLI needs to act on its state.
+ */
+function demoSuite(
+  prefix: string,
+): (prepare?: DemoOptions['prepare']) => Promise<{ demo: DemoRun; env: Record<string, string> }> {
+  let demo: DemoRun | undefined;
+  const dir = mkdtempSync(join(tmpdir(), prefix));
   const key = randomBytes(32).toString('base64');
   afterAll(async () => {
     await demo?.close();
     rmSync(dir, { recursive: true, force: true });
   });
-
-  it('a record still failing stays; one whose cause was fixed is released and delivered; a discard is audited', async () => {
+  return async (prepare) => {
     process.env.SLUICE_PSEUDONYM_KEY = key;
-    let duplicateIds: string[] = [];
-    let externalId = '';
-    demo = await runDemo({
-      stateDir: dir,
-      // The CRM already holds two Accounts with one organisation's external id: its upsert is ambiguous.
-      prepare: async (ehr, crm) => {
-        const orgId = ehr.repo.recordedIds('Organization')[0] as string;
-        externalId = `epic:Organization/${orgId}`;
-        duplicateIds = await seedRecords(crm, 'Account', [
-          { Name: 'Duplicate A', RecordTypeId: RECORD_TYPES.hco, External_ID_vod__c: externalId },
-          { Name: 'Duplicate B', RecordTypeId: RECORD_TYPES.hco, External_ID_vod__c: externalId },
-        ]);
-      },
-    });
-    delete process.env.SLUICE_PSEUDONYM_KEY;
-    expect(demo.summary.quarantineReasons.TGT_AMBIGUOUS_MATCH).toBe(1);
+    try {
+      demo = await runDemo({ stateDir: dir, ...(prepare ? { prepare } : {}) });
+    } finally {
+      delete process.env.SLUICE_PSEUDONYM_KEY;
+    }
     const env = {
       SLUICE_EHR_URL: demo.ehr.url,
       SLUICE_CRM_URL: demo.crm.url,
       SLUICE_PSEUDONYM_KEY: key,
       SLUICE_STATE_DIR: dir,
     };
+    return { demo, env };
+  };
+}
+
+describe('quarantine release and discard', () => {
+  const start = demoSuite('sluice-release-');
+
+  it('a record still failing stays; one whose cause was fixed is released and delivered; a discard is audited', async () => {
+    let duplicateIds: string[] = [];
+    let externalId = '';
+    // The CRM already holds two Accounts with one organisation's external id: its upsert is ambiguous.
+    const { demo, env } = await start(async (ehr, crm) => {
+      const orgId = ehr.repo.recordedIds('Organization')[0] as string;
+      externalId = `epic:Organization/${orgId}`;
+      duplicateIds = await seedRecords(crm, 'Account', [
+        { Name: 'Duplicate A', RecordTypeId: RECORD_TYPES.hco, External_ID_vod__c: externalId },
+        { Name: 'Duplicate B', RecordTypeId: RECORD_TYPES.hco, External_ID_vod__c: externalId },
+      ]);
+    });
+    expect(demo.summary.quarantineReasons.TGT_AMBIGUOUS_MATCH).toBe(1);
     const entries = await demo.store.listQuarantine({ flow: 'epic-to-veeva' });
     const ambiguous = entries.find((e) => e.code === 'TGT_AMBIGUOUS_MATCH');
     const badNpi = entries.find((e) => e.code === 'MAP_INVALID_IDENTIFIER');
@@ -190,5 +204,92 @@ describe('quarantine release and discard', () => {
       payloadKept: true,
     });
     expect(await demo.store.readQuarantinePayload(heldEntry?.id as string)).toBe(JSON.stringify(held));
+  }, 120_000);
+});
+
+describe('releasing and discarding a selection of entries', () => {
+  const start = demoSuite('sluice-release-many-');
+
+  it('sends what now passes in one run, keeps what still fails or was overtaken, and says so per entry', async () => {
+    const { demo, env } = await start();
+    const badNpis = await demo.store.listQuarantine({ flow: 'epic-to-veeva', status: 'open' });
+    expect(badNpis.length).toBeGreaterThan(2);
+    // Three organisations a CRM duplicate held back (since merged away), one of them an old version.
+    const clinic = (n: number) => ({
+      resourceType: 'Organization',
+      id: `held-clinic-${n}`,
+      meta: { versionId: '1', lastUpdated: new Date().toISOString() },
+      active: true,
+      name: `Held Clinic ${n}`,
+    });
+    const held = [await holdBack(demo, 'held-1', 'TGT_AMBIGUOUS_MATCH', clinic(1))];
+    held.push(await holdBack(demo, 'held-2', 'TGT_AMBIGUOUS_MATCH', clinic(2)));
+    const delivered = demo.ehr.repo.recordedIds('Organization')[2] as string;
+    held.push(
+      await holdBack(demo, 'held-3', 'TGT_AMBIGUOUS_MATCH', {
+        ...clinic(3),
+        id: delivered,
+        meta: { versionId: '0', lastUpdated: '2020-01-01T00:00:00Z' },
+      }),
+    );
+
+    // Neither an id nor a selection, or both: nothing happens.
+    const neither = await sluice(['quarantine', 'release', FLOW, '--json'], env);
+    expect(neither.code).toBe(2);
+    expect(last(neither.stdout)).toMatchObject({ error: { code: 'CFG_ARGUMENTS_INVALID' } });
+    const both = await sluice(['quarantine', 'release', FLOW, held[0]?.id as string, '--all', '--json'], env);
+    expect(last(both.stdout)).toMatchObject({ error: { code: 'CFG_ARGUMENTS_INVALID' } });
+
+    const run = await sluice(['quarantine', 'release', FLOW, '--code', 'TGT_AMBIGUOUS_MATCH', '--json'], env);
+    expect(run.code).toBe(1);
+    const lines = run.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.slice(0, 3)).toEqual([
+      { id: held[0]?.id, outcome: 'released' },
+      { id: held[1]?.id, outcome: 'released' },
+      { id: held[2]?.id, outcome: 'superseded', processed: 'delivered' },
+    ]);
+    expect(lines[3]).toMatchObject({
+      selected: 3,
+      released: 2,
+      superseded: 1,
+      stillFailing: 0,
+      status: 'succeeded',
+    });
+    const names = demo.crm.records('Account').map((a) => a.Name);
+    expect(names).toEqual(expect.arrayContaining(['Held Clinic 1', 'Held Clinic 2']));
+    expect(names).not.toContain('Held Clinic 3');
+    const audited = await sluice(['audit', 'query', FLOW, '--kind', 'release', '--json'], env);
+    const releases = audited.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { details: Record<string, unknown> });
+    expect(releases.map((e) => e.details.quarantineId).sort()).toEqual([held[0]?.id, held[1]?.id].sort());
+
+    // Everything else: the malformed NPIs still fail, the old version is still overtaken.
+    const all = await sluice(['quarantine', 'release', FLOW, '--all', '--json'], env);
+    expect(last(all.stdout)).toMatchObject({
+      selected: badNpis.length + 1,
+      released: 0,
+      stillFailing: badNpis.length,
+      superseded: 1,
+    });
+    expect(all.stdout).not.toContain('"runId"');
+
+    // Discarding by code takes every malformed NPI, and only those.
+    const discarded = await sluice(
+      ['quarantine', 'discard', FLOW, '--code', 'MAP_INVALID_IDENTIFIER', '--reason', 'test-data', '--json'],
+      env,
+    );
+    expect(discarded.code, discarded.stderr).toBe(0);
+    expect(last(discarded.stdout)).toEqual({
+      selected: badNpis.length,
+      discarded: badNpis.length,
+      reason: 'test-data',
+    });
+    const open = await demo.store.listQuarantine({ flow: 'epic-to-veeva', status: 'open' });
+    expect(open.map((e) => e.id)).toEqual([held[2]?.id]);
   }, 120_000);
 });

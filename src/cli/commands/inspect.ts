@@ -3,19 +3,11 @@ import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { SluiceError } from '../../core/errors/index.ts';
 import type { AuditKind } from '../../engine/audit/entry.ts';
 import type { ResolvedFlow } from '../../engine/config/load-flow.ts';
-import { CONSENT_STREAM } from '../../engine/consent/consent-gate.ts';
-import { processRecord } from '../../engine/pipeline/record-stages.ts';
-import { QuarantinedRecordSource } from '../../engine/pipeline/release.ts';
-import { runFlow } from '../../engine/pipeline/run-flow.ts';
-import { isOlderVersion, refOf, versionKeyOf } from '../../engine/pipeline/version-key.ts';
-import {
-  buildFlowRuntime,
-  flowRunOptions,
-  openFlowAudit,
-  openFlowState,
-} from '../../engine/runtime/build-flow.ts';
+import { type ReleaseOutcome, releaseQuarantined } from '../../engine/pipeline/release.ts';
+import type { RunSummary } from '../../engine/pipeline/summary.ts';
+import { buildFlowRuntime, openFlowAudit, openFlowState } from '../../engine/runtime/build-flow.ts';
 import { createLogger } from '../../engine/runtime/logger.ts';
-import type { StateStore } from '../../engine/store/state-store.ts';
+import type { QuarantineEntry, StateStore } from '../../engine/store/state-store.ts';
 import { loadFlowOrReport } from '../load-flow-or-report.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
 
@@ -118,22 +110,32 @@ export function registerInspect(program: Command): void {
   quarantine
     .command('release')
     .argument('<flow>', 'flow file')
-    .argument('<id>', 'quarantine entry id')
-    .option('--json', 'the result as one JSON line')
-    .description('run a quarantined record through every check again; sent only if it now passes (audited)')
-    .action(async (file: string, id: string, options: JsonOption) => {
-      process.exitCode = await release(file, id, options.json === true);
+    .argument('[id]', 'quarantine entry id (or select several with --code, --stream, --all)')
+    .option('--code <code>', 'every open entry held back with this code')
+    .option('--stream <type>', 'every open entry of this stream (resource type)')
+    .option('--all', 'every open entry')
+    .option('--json', 'one JSON line per entry, then the run')
+    .description(
+      'run quarantined records through every check again; those that now pass are sent in one run (audited)',
+    )
+    .action(async (file: string, id: string | undefined, options: JsonOption & Selection) => {
+      process.exitCode = await release(file, id, options, options.json === true);
     });
   quarantine
     .command('discard')
     .argument('<flow>', 'flow file')
-    .argument('<id>', 'quarantine entry id')
+    .argument('[id]', 'quarantine entry id (or select several with --code, --stream, --all)')
     .requiredOption('--reason <code>', 'why, as a short code (e.g. duplicate, test-data, fixed-at-source)')
-    .option('--json', 'the result as one JSON line')
-    .description('drop a quarantined record for good; the discard and its reason are audited')
-    .action(async (file: string, id: string, options: JsonOption & { reason: string }) => {
-      process.exitCode = await discard(file, id, options.reason, options.json === true);
-    });
+    .option('--code <code>', 'every open entry held back with this code')
+    .option('--stream <type>', 'every open entry of this stream (resource type)')
+    .option('--all', 'every open entry')
+    .option('--json', 'one JSON line per entry')
+    .description('drop quarantined records for good; each discard and its reason are audited')
+    .action(
+      async (file: string, id: string | undefined, options: JsonOption & Selection & { reason: string }) => {
+        process.exitCode = await discard(file, id, options, options.reason, options.json === true);
+      },
+    );
 
   const batches = program.command('batches').description('what was sent, when, why, under which policy');
   batches
@@ -357,90 +359,77 @@ export function registerInspect(program: Command): void {
     });
 }
 
-async function release(file: string, id: string, json: boolean): Promise<number> {
+/** Which open entries a release or discard acts on, besides one named by its id. */
+interface Selection {
+  readonly code?: string;
+  readonly stream?: string;
+  readonly all?: boolean;
+}
+
+/** The entries an id or a selection names (an id: that entry, whatever its status). */
+async function selectEntries(
+  store: StateStore,
+  flow: string,
+  id: string | undefined,
+  selection: Selection,
+): Promise<QuarantineEntry[]> {
+  const selects = selection.all === true || selection.code !== undefined || selection.stream !== undefined;
+  if ((id === undefined) === !selects) {
+    throw new SluiceError(
+      'CFG_ARGUMENTS_INVALID',
+      id === undefined
+        ? 'Name a quarantine entry id, or select entries with --code, --stream or --all.'
+        : 'Name either one quarantine entry id or a selection (--code, --stream, --all), not both.',
+    );
+  }
+  if (id !== undefined) {
+    const entry = await store.getQuarantine(id);
+    if (entry?.flow !== flow)
+      throw new SluiceError('QUARANTINE_NOT_FOUND', `No quarantine entry ${id} in this flow's state.`);
+    return [entry];
+  }
+  return (await store.listQuarantine({ flow, status: 'open', limit: 1_000_000 })).filter(
+    (e) =>
+      (selection.code === undefined || e.code === selection.code) &&
+      (selection.stream === undefined || e.stream === selection.stream),
+  );
+}
+
+async function release(
+  file: string,
+  id: string | undefined,
+  selection: Selection,
+  json: boolean,
+): Promise<number> {
   const flow = loadFlowOrReport(file, json);
   if (typeof flow === 'number') return flow;
   const runtime = await buildFlowRuntime(flow);
   try {
-    const entry = await runtime.store.getQuarantine(id);
-    const payload = entry?.status === 'open' ? await runtime.store.readQuarantinePayload(id) : undefined;
-    if (entry === undefined || payload === undefined) {
-      throw new SluiceError('QUARANTINE_NOT_FOUND', `No open quarantine entry ${id} in this flow's state.`);
+    const entries = await selectEntries(runtime.store, flow.file.flow, id, selection);
+    const { outcomes, run } = await releaseQuarantined(flow, runtime, entries, createLogger());
+    if (id !== undefined) return reportOne(outcomes[0] as ReleaseOutcome, run, json);
+    for (const o of outcomes) {
+      if (json) printJson(o);
+      else printLine(`${o.id}  ${o.outcome}${describeOutcome(o)}`);
     }
-    const source = new QuarantinedRecordSource(runtime.source.system, entry, payload);
-    // First every record-level check, without sending: a record that still fails stays where it is.
-    const [page] = await collectPages(source, entry.stream);
-    const record = page?.records[0];
-    // A release is a replay of one old version: never over a newer one processed since.
-    const ref = refOf(record?.resource);
-    const processed =
-      ref === undefined
-        ? undefined
-        : (await runtime.store.getSeen(flow.file.flow, entry.stream, [ref])).get(ref);
-    if (processed && isOlderVersion(versionKeyOf(record?.resource), processed.versionKey)) {
-      throw new SluiceError(
-        'QUARANTINE_SUPERSEDED',
-        `Quarantine entry ${id} holds an older version of its record than the one processed since (${processed.outcome}).`,
-        { details: { quarantineId: id, processed: processed.outcome } },
-      );
-    }
-    const verdict =
-      record && entry.stream !== CONSENT_STREAM
-        ? processRecord(record, { ...runtime.stages, asOf: new Date() })
-        : undefined;
-    if (verdict?.kind === 'quarantine') {
-      const result = { id, released: false, code: verdict.code, issues: verdict.issues };
-      if (json) printJson(result);
-      else {
-        printLine(`${id} still fails: ${verdict.code}`);
-        for (const i of verdict.issues)
-          printLine(`  ${i.severity} ${i.code} ${i.path || '(record)'}: ${i.message}`);
-      }
-      return EXIT.failed;
-    }
-    const summary = await runFlow({
-      ...flowRunOptions(flow, runtime),
-      source,
-      replay: true,
-      changeLogDays: 0,
-      logger: createLogger(),
-    });
-    // Only a run that finished closes the entry (and erases its record): after a failed one the
-    // record may not have reached the target, and it is nowhere else.
-    const closed =
-      summary.status === 'succeeded' && (await runtime.store.setQuarantineStatus(id, 'released'));
-    await runtime.audit.append([
-      {
-        kind: 'release',
-        flow: flow.file.flow,
-        runId: summary.runId,
-        outcome: summary.status === 'succeeded' ? 'success' : 'serious-failure',
-        reason: entry.code,
-        details: {
-          quarantineId: id,
-          ...(entry.payloadSha256 ? { recordSha256: entry.payloadSha256 } : {}),
-          delivered: summary.delivered,
-          withheld: summary.withheld,
-          requarantined: summary.quarantined,
-        },
-      },
-    ]);
-    const result = {
-      id,
-      released: closed,
-      status: summary.status,
-      delivered: summary.delivered,
-      withheld: summary.withheld,
-      quarantined: summary.quarantined,
-      runId: summary.runId,
+    const count = (kind: ReleaseOutcome['outcome']) => outcomes.filter((o) => o.outcome === kind).length;
+    const totals = {
+      selected: outcomes.length,
+      released: count('released'),
+      requarantined: outcomes.filter((o) => o.outcome === 'released' && o.requarantined).length,
+      stillFailing: count('still-failing'),
+      superseded: count('superseded'),
+      runFailed: count('run-failed'),
+      ...(run
+        ? { runId: run.runId, status: run.status, delivered: run.delivered, withheld: run.withheld }
+        : {}),
     };
-    if (json) printJson(result);
-    else {
+    if (json) printJson(totals);
+    else
       printLine(
-        `${id} ${closed ? 'released' : 'stays open'}: run ${summary.runId} ${summary.status}, delivered ${summary.delivered}, withheld ${summary.withheld}, quarantined again ${summary.quarantined}`,
+        `${totals.selected} selected: ${totals.released} released (${totals.requarantined} held back again), ${totals.stillFailing} still failing, ${totals.superseded} superseded, ${totals.runFailed} in a run that failed${run ? `; run ${run.runId} ${run.status}` : ''}`,
       );
-    }
-    return summary.status === 'succeeded' && summary.quarantined === 0 ? EXIT.ok : EXIT.failed;
+    return totals.released - totals.requarantined === totals.selected ? EXIT.ok : EXIT.failed;
   } catch (err) {
     return reportError(err, json);
   } finally {
@@ -448,19 +437,71 @@ async function release(file: string, id: string, json: boolean): Promise<number>
   }
 }
 
-async function collectPages(source: QuarantinedRecordSource, stream: string) {
-  const pages = [];
-  for await (const page of source.read(stream)) pages.push(page);
-  return pages;
+/** One named entry: its outcome as before selections existed (an error for what cannot be released). */
+function reportOne(o: ReleaseOutcome, run: RunSummary | undefined, json: boolean): number {
+  if (o.outcome === 'not-open')
+    throw new SluiceError('QUARANTINE_NOT_FOUND', `No open quarantine entry ${o.id} in this flow's state.`);
+  if (o.outcome === 'superseded') {
+    throw new SluiceError(
+      'QUARANTINE_SUPERSEDED',
+      `Quarantine entry ${o.id} holds an older version of its record than the one processed since (${o.processed}).`,
+      { details: { quarantineId: o.id, processed: o.processed } },
+    );
+  }
+  if (o.outcome === 'still-failing') {
+    if (json) printJson({ id: o.id, released: false, code: o.code, issues: o.issues });
+    else {
+      printLine(`${o.id} still fails: ${o.code}`);
+      for (const i of o.issues) printLine(`  ${i.severity} ${i.code} ${i.path || '(record)'}: ${i.message}`);
+    }
+    return EXIT.failed;
+  }
+  const summary = run as RunSummary;
+  const released = o.outcome === 'released';
+  const result = {
+    id: o.id,
+    released,
+    status: summary.status,
+    delivered: summary.delivered,
+    withheld: summary.withheld,
+    quarantined: summary.quarantined,
+    runId: summary.runId,
+    ...(o.outcome === 'released' && o.requarantined ? { requarantinedAs: o.requarantined } : {}),
+  };
+  if (json) printJson(result);
+  else
+    printLine(
+      `${o.id} ${released ? 'released' : 'stays open'}: run ${summary.runId} ${summary.status}, delivered ${summary.delivered}, withheld ${summary.withheld}, quarantined again ${summary.quarantined}`,
+    );
+  return summary.status === 'succeeded' && summary.quarantined === 0 ? EXIT.ok : EXIT.failed;
 }
 
-async function discard(file: string, id: string, reason: string, json: boolean): Promise<number> {
+function describeOutcome(o: ReleaseOutcome): string {
+  switch (o.outcome) {
+    case 'released':
+      return o.requarantined ? ` (held back again as ${o.requarantined})` : '';
+    case 'still-failing':
+      return ` ${o.code}`;
+    case 'superseded':
+      return ` (a newer version was ${o.processed})`;
+    default:
+      return '';
+  }
+}
+
+async function discard(
+  file: string,
+  id: string | undefined,
+  selection: Selection,
+  reason: string,
+  json: boolean,
+): Promise<number> {
   const flow = loadFlowOrReport(file, json);
   if (typeof flow === 'number') return flow;
   if (!/^[a-z][a-z0-9-]{0,40}$/.test(reason)) {
     return reportError(
       new SluiceError(
-        'CFG_FLOW_INVALID',
+        'CFG_ARGUMENTS_INVALID',
         '--reason must be a short lower-case code (letters, digits, dashes).',
       ),
       json,
@@ -468,24 +509,40 @@ async function discard(file: string, id: string, reason: string, json: boolean):
   }
   const runtime = await buildFlowRuntime(flow);
   try {
-    const entry = await runtime.store.getQuarantine(id);
-    if (entry?.status !== 'open' || !(await runtime.store.setQuarantineStatus(id, 'discarded'))) {
-      throw new SluiceError('QUARANTINE_NOT_FOUND', `No open quarantine entry ${id} in this flow's state.`);
-    }
-    await runtime.audit.append([
-      {
-        kind: 'discard',
-        flow: flow.file.flow,
-        outcome: 'success',
-        reason,
-        details: {
-          quarantineId: id,
-          ...(entry.payloadSha256 ? { recordSha256: entry.payloadSha256 } : {}),
+    const entries = await selectEntries(runtime.store, flow.file.flow, id, selection);
+    let discarded = 0;
+    for (const entry of entries) {
+      if (entry.status !== 'open' || !(await runtime.store.setQuarantineStatus(entry.id, 'discarded'))) {
+        if (id !== undefined)
+          throw new SluiceError(
+            'QUARANTINE_NOT_FOUND',
+            `No open quarantine entry ${entry.id} in this flow's state.`,
+          );
+        continue;
+      }
+      discarded++;
+      await runtime.audit.append([
+        {
+          kind: 'discard',
+          flow: flow.file.flow,
+          outcome: 'success',
+          reason,
+          details: {
+            quarantineId: entry.id,
+            ...(entry.payloadSha256 ? { recordSha256: entry.payloadSha256 } : {}),
+          },
         },
-      },
-    ]);
-    if (json) printJson({ id, discarded: true, reason });
-    else printLine(`${id} discarded (${reason}); its record is erased, the discard is in the audit trail`);
+      ]);
+      if (json) printJson({ id: entry.id, discarded: true, reason });
+      else
+        printLine(
+          `${entry.id} discarded (${reason}); its record is erased, the discard is in the audit trail`,
+        );
+    }
+    if (id === undefined) {
+      if (json) printJson({ selected: entries.length, discarded, reason });
+      else printLine(`${entries.length} selected, ${discarded} discarded (${reason})`);
+    }
     return EXIT.ok;
   } catch (err) {
     return reportError(err, json);

@@ -21,6 +21,11 @@ export const ERROR_CATALOG = {
     title: 'The flow file could not be read or is not valid YAML/JSON.',
     action: 'Check the path and the file syntax; the message names the line when the parser knows it.',
   },
+  CFG_ARGUMENTS_INVALID: {
+    title: 'The command line does not say what to act on, or says it twice; nothing was done.',
+    action:
+      'Give what `sluice COMMAND --help` asks for (e.g. an entry id, or a selection with --code, --stream or --all).',
+  },
   CFG_FLOW_INVALID: {
     title: 'The flow file failed validation; nothing was moved.',
     action:

@@ -1,33 +1,178 @@
+import type { Logger } from 'pino';
+import type { Issue } from '../../core/mapping/outcome.ts';
 import type { SystemName } from '../../core/model/ids.ts';
-import type { Source, SourcePage } from '../../core/ports/source.ts';
+import type { Source, SourcePage, SourceRecord } from '../../core/ports/source.ts';
+import type { ResolvedFlow } from '../config/load-flow.ts';
+import { CONSENT_STREAM } from '../consent/consent-gate.ts';
+import { type FlowRuntime, flowRunOptions } from '../runtime/build-flow.ts';
 import type { QuarantineEntry } from '../store/state-store.ts';
+import { processRecord } from './record-stages.ts';
+import { runFlow } from './run-flow.ts';
+import type { RunSummary } from './summary.ts';
+import { isOlderVersion, refOf, versionKeyOf } from './version-key.ts';
+
+/** One quarantined record taken out to be released, with the record itself. */
+interface Candidate {
+  readonly entry: QuarantineEntry;
+  readonly record: SourceRecord;
+}
+
+/** What became of one entry a release was asked for. */
+export type ReleaseOutcome =
+  | { readonly id: string; readonly outcome: 'released'; readonly requarantined?: string }
+  /** Checked again without sending: it still fails, and stays open. */
+  | {
+      readonly id: string;
+      readonly outcome: 'still-failing';
+      readonly code: string;
+      readonly issues: readonly Issue[];
+    }
+  /** A newer version of its record was processed since: releasing it would send it over the newer. */
+  | { readonly id: string; readonly outcome: 'superseded'; readonly processed: string }
+  /** The run that was to send it did not finish: the entry stays open, its record kept. */
+  | { readonly id: string; readonly outcome: 'run-failed' }
+  /** Not (or no longer) open. */
+  | { readonly id: string; readonly outcome: 'not-open' };
+
+export interface ReleaseResult {
+  readonly outcomes: readonly ReleaseOutcome[];
+  /** The run that sent the records that passed, when there were any. */
+  readonly run?: RunSummary;
+}
 
 /**
- * A source of exactly one quarantined record, in its stream: `sluice quarantine release` runs it
- * through every stage again (validation, policy, consent, mapping, delivery), as a replay.
+ * Releases quarantined entries: every record is checked again without sending (still failing: it
+ * stays), never released over a newer version of itself, and those that pass go through every stage
+ * in one run, as a replay (idempotent). Only a run that succeeds closes its entries and erases their
+ * records; a record held back again by the run gets a new entry naming the old one in its origin.
+ */
+export async function releaseQuarantined(
+  flow: ResolvedFlow,
+  runtime: FlowRuntime,
+  entries: readonly QuarantineEntry[],
+  logger: Logger,
+): Promise<ReleaseResult> {
+  const { store } = runtime;
+  const name = flow.file.flow;
+  const outcomes = new Map<string, ReleaseOutcome>();
+  const candidates: Candidate[] = [];
+  const asOf = new Date();
+  for (const entry of entries) {
+    const payload = entry.status === 'open' ? await store.readQuarantinePayload(entry.id) : undefined;
+    if (payload === undefined) {
+      outcomes.set(entry.id, { id: entry.id, outcome: 'not-open' });
+      continue;
+    }
+    const record = recordOf(entry, payload);
+    const ref = refOf(record.resource);
+    const processed =
+      ref === undefined ? undefined : (await store.getSeen(name, entry.stream, [ref])).get(ref);
+    if (processed && isOlderVersion(versionKeyOf(record.resource), processed.versionKey)) {
+      outcomes.set(entry.id, { id: entry.id, outcome: 'superseded', processed: processed.outcome });
+      continue;
+    }
+    const verdict =
+      entry.stream === CONSENT_STREAM ? undefined : processRecord(record, { ...runtime.stages, asOf });
+    if (verdict?.kind === 'quarantine') {
+      outcomes.set(entry.id, {
+        id: entry.id,
+        outcome: 'still-failing',
+        code: verdict.code,
+        issues: verdict.issues,
+      });
+      continue;
+    }
+    candidates.push({ entry, record });
+  }
+  let run: RunSummary | undefined;
+  if (candidates.length > 0) {
+    run = await runFlow({
+      ...flowRunOptions(flow, runtime),
+      source: new QuarantinedRecordSource(runtime.source.system, runtime.source.streams, candidates),
+      replay: true,
+      changeLogDays: 0,
+      logger,
+    });
+    const again = new Map<string, string>();
+    if (run.status === 'succeeded') {
+      const fresh = await store.listQuarantine({ flow: name, status: 'open', limit: 1_000_000 });
+      for (const q of fresh) {
+        const from = run.runId === q.runId ? ORIGIN.exec(q.origin)?.[1] : undefined;
+        if (from !== undefined) again.set(from, q.id);
+      }
+    }
+    for (const { entry } of candidates) {
+      const closed = run.status === 'succeeded' && (await store.setQuarantineStatus(entry.id, 'released'));
+      const requarantined = again.get(entry.id);
+      outcomes.set(
+        entry.id,
+        closed
+          ? { id: entry.id, outcome: 'released', ...(requarantined ? { requarantined } : {}) }
+          : { id: entry.id, outcome: run.status === 'succeeded' ? 'not-open' : 'run-failed' },
+      );
+    }
+    await runtime.audit.append(
+      candidates.map(({ entry }) => ({
+        kind: 'release' as const,
+        flow: name,
+        runId: (run as RunSummary).runId,
+        outcome:
+          outcomes.get(entry.id)?.outcome === 'released'
+            ? ('success' as const)
+            : ('serious-failure' as const),
+        reason: entry.code,
+        details: {
+          quarantineId: entry.id,
+          ...(entry.payloadSha256 ? { recordSha256: entry.payloadSha256 } : {}),
+          result: outcomes.get(entry.id)?.outcome ?? 'not-open',
+          ...(again.has(entry.id) ? { requarantinedAs: again.get(entry.id) } : {}),
+        },
+      })),
+    );
+  }
+  return { outcomes: entries.map((e) => outcomes.get(e.id) as ReleaseOutcome), ...(run ? { run } : {}) };
+}
+
+/** The origin a released record carries, naming its entry (a new entry, if held back again, keeps it). */
+const originOf = (entry: QuarantineEntry): string => `quarantine ${entry.id} (${entry.origin})`;
+const ORIGIN = /^quarantine ([0-9a-f-]{36}) \(/;
+
+function recordOf(entry: QuarantineEntry, payload: string): SourceRecord {
+  let resource: unknown;
+  try {
+    resource = JSON.parse(payload);
+  } catch {
+    resource = payload;
+  }
+  return { stream: entry.stream, resource, origin: originOf(entry) };
+}
+
+/**
+ * A source of quarantined records, in the flow's stream order (parents before children), a page of
+ * up to 200 at a time: a release runs them through every stage again as a replay.
  */
 export class QuarantinedRecordSource implements Source {
   readonly system: SystemName;
   readonly streams: readonly string[];
-  readonly #entry: QuarantineEntry;
-  readonly #payload: string;
+  readonly #byStream = new Map<string, SourceRecord[]>();
 
-  /** `payload`: the quarantined record (`StateStore.readQuarantinePayload`). */
-  constructor(system: SystemName, entry: QuarantineEntry, payload: string) {
+  constructor(system: SystemName, flowStreams: readonly string[], candidates: readonly Candidate[]) {
     this.system = system;
-    this.streams = [entry.stream];
-    this.#entry = entry;
-    this.#payload = payload;
+    for (const { record } of candidates) {
+      const list = this.#byStream.get(record.stream) ?? [];
+      list.push(record);
+      this.#byStream.set(record.stream, list);
+    }
+    this.streams = [
+      ...flowStreams.filter((s) => this.#byStream.has(s)),
+      ...[...this.#byStream.keys()].filter((s) => !flowStreams.includes(s)),
+    ];
   }
 
   async *read(stream: string): AsyncGenerator<SourcePage> {
-    if (stream !== this.#entry.stream) return;
-    let resource: unknown;
-    try {
-      resource = JSON.parse(this.#payload);
-    } catch {
-      resource = this.#payload;
-    }
-    yield { records: [{ stream, resource, origin: `quarantine ${this.#entry.id} (${this.#entry.origin})` }] };
+    const records = this.#byStream.get(stream) ?? [];
+    for (let i = 0; i < records.length; i += PAGE) yield { records: records.slice(i, i + PAGE) };
   }
 }
+
+const PAGE = 200;
