@@ -81,8 +81,21 @@ export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedF
       },
     );
   }
-  const raw: unknown = doc.toJS();
-  const definitionHash = createHash('sha256').update(JSON.stringify(raw)).digest('hex');
+  // Aliases are allowed, but not one that contains itself or expands without bound.
+  let raw: unknown;
+  let canonical: string;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 });
+    canonical = JSON.stringify(raw);
+  } catch (err) {
+    const why = /alias/i.test((err as Error).message)
+      ? 'its aliases expand too far (more than 100 expansions)'
+      : 'a YAML alias refers to a node that contains it';
+    throw new SluiceError('CFG_FLOW_UNREADABLE', `Flow file ${path} cannot be read: ${why}.`, {
+      details: { file: path },
+    });
+  }
+  const definitionHash = createHash('sha256').update(canonical).digest('hex');
   const env = options.env ?? process.env;
   const { value, missing } = interpolate(raw, env);
   const issues: ConfigIssue[] = missing.map((m) => ({
