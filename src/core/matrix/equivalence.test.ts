@@ -81,7 +81,7 @@ describe('matrix engine ≡ legacy mapping (fhir-r4-to-canonical@1.0.0, canonica
         continue;
       }
       counts[resource.resourceType as 'Patient']++;
-      expect(matrix.value.source.mapping).toBe('fhir-r4-to-canonical@1.1.0');
+      expect(matrix.value.source.mapping).toBe('fhir-r4-to-canonical@1.2.0');
       if (!isLegacyKind(matrix.value)) throw new Error(`unexpected kind ${matrix.value.kind}`);
       expect(withoutMapping(matrix.value), label).toEqual(legacy.value);
       expect(matrix.warnings.map((w) => [w.code, w.path])).toEqual(

@@ -46,7 +46,7 @@ describe('matrix governance', () => {
     expect(engine.versions()).toEqual({
       'canonical->fhir-r4': 'canonical-to-fhir-r4@1.0.0',
       'canonical->veeva': 'canonical-to-veeva@1.1.0',
-      'fhir-r4->canonical': 'fhir-r4-to-canonical@1.1.0',
+      'fhir-r4->canonical': 'fhir-r4-to-canonical@1.2.0',
       'veeva->canonical': 'veeva-to-canonical@1.0.0',
     });
     expect(JSON.stringify(matrixJsonSchema())).toContain('"drives"');
@@ -151,7 +151,7 @@ describe('FHIR R4 → canonical on real data', () => {
       const outcome = engine.fhirToCanonical(resource, epicContext());
       seen.add(String(resource.resourceType));
       if (!outcome.ok) refused.set(name, `${outcome.code} ${outcome.issues[0]?.path}`);
-      else expect(outcome.value.source.mapping).toBe('fhir-r4-to-canonical@1.1.0');
+      else expect(outcome.value.source.mapping).toBe('fhir-r4-to-canonical@1.2.0');
     }
     if (examples.length === 0) return; // no shared data on this machine
     expect([...seen].sort()).toEqual([...types].sort());
@@ -181,6 +181,51 @@ describe('FHIR R4 → canonical on real data', () => {
       eventType: 'encounter',
       subject: { resourceType: 'Patient' },
     });
+  });
+});
+
+describe('birth dates as FHIR writes them', () => {
+  /** The profile of a real Synthea patient born on `birthDate`, mapped as of 2026-05-15. */
+  async function profileBornOn(birthDate: string) {
+    const [patient] = await syntheaPatients();
+    const ctx = { ...epicContext(), asOf: new Date('2026-05-15T12:00:00Z') };
+    return engine.fhirToCanonical({ ...(patient as JsonObject), birthDate }, ctx);
+  }
+
+  it('maps a year or a year and month, judging the age by the oldest the person can be', async () => {
+    expect(await profileBornOn('1970')).toMatchObject({
+      ok: true,
+      value: { birthYear: 1970, ageOver89: false },
+    });
+    expect(await profileBornOn('1970-05')).toMatchObject({
+      ok: true,
+      value: { birthYear: 1970, ageOver89: false },
+    });
+    // Born in May 1936 may already be 90 on 15 May 2026: aggregated, no year.
+    const may = await profileBornOn('1936-05');
+    expect(may).toMatchObject({ ok: true, value: { ageOver89: true } });
+    expect(may.ok && 'birthYear' in may.value ? may.value.birthYear : undefined).toBeUndefined();
+    // Born in June 1936 is 89 at most.
+    expect(await profileBornOn('1936-06')).toMatchObject({
+      ok: true,
+      value: { birthYear: 1936, ageOver89: false },
+    });
+  });
+
+  it('refuses a date that does not exist or lies after the run started (a day of grace for time zones)', async () => {
+    for (const bad of ['1970-13', '2023-02-29', '1970-5', '19700']) {
+      expect(await profileBornOn(bad), bad).toMatchObject({
+        ok: false,
+        code: 'MAP_INVALID_VALUE',
+        issues: [{ path: 'Patient.birthDate' }, { path: 'Patient.birthDate' }],
+      });
+    }
+    expect(await profileBornOn('2024-02-29')).toMatchObject({ ok: true, value: { birthYear: 2024 } });
+    expect(await profileBornOn('2026-05-16')).toMatchObject({ ok: true, value: { birthYear: 2026 } });
+    const future = await profileBornOn('2026-05-17');
+    expect(future).toMatchObject({ ok: false, code: 'MAP_INVALID_VALUE' });
+    expect(JSON.stringify(future)).not.toContain('2026-05-17');
+    expect(await profileBornOn('2027')).toMatchObject({ ok: false, code: 'MAP_INVALID_VALUE' });
   });
 });
 

@@ -40,6 +40,8 @@ export function toE164(value: string): string | undefined {
 export const VALIDATOR_FNS: Record<ValidatorName, (value: unknown) => boolean> = {
   npi: (v) => typeof v === 'string' && isValidNpi(v),
   'iso-date': (v) => typeof v === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(v) && !Number.isNaN(Date.parse(v)),
+  // A FHIR `date`: a year, a year and month, or a whole date, each a real one (`1970`, `1970-05`).
+  'fhir-date': (v) => typeof v === 'string' && isFhirDate(v),
   'iso-instant': (v) =>
     typeof v === 'string' &&
     /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$/.test(v) &&
@@ -56,3 +58,13 @@ export const VALIDATOR_FNS: Record<ValidatorName, (value: unknown) => boolean> =
   zip3: (v) => typeof v === 'string' && /^\d{3}$/.test(v),
   reference: (v) => typeof v === 'object' && v !== null && 'resourceType' in v && 'id' in v && 'system' in v,
 };
+
+/** `YYYY`, `YYYY-MM` or `YYYY-MM-DD` naming a month and day that exist (FHIR R4 `date`). */
+function isFhirDate(value: string): boolean {
+  const match = /^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$/.exec(value);
+  if (!match) return false;
+  const month = match[2] === undefined ? 1 : Number(match[2]);
+  const day = match[3] === undefined ? 1 : Number(match[3]);
+  if (month < 1 || month > 12 || day < 1) return false;
+  return day <= new Date(Date.UTC(Number(match[1]), month, 0)).getUTCDate();
+}

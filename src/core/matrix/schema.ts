@@ -26,6 +26,7 @@ export type Cardinality = (typeof CARDINALITIES)[number];
 export const VALIDATORS = [
   'npi',
   'iso-date',
+  'fhir-date',
   'iso-instant',
   'e164',
   'email',

@@ -44,6 +44,19 @@ export type Transform = (values: unknown[], env: TransformEnv) => TransformResul
 const values = (v: unknown[]): TransformResult => ({ values: v });
 const problem = (code: string, message: string): TransformResult => ({ problem: { code, message } });
 
+const BORN_AFTER = 'the birth date is later than the day the run started (a data-entry error at the source?)';
+
+/**
+ * True when even the earliest day a (possibly partial) birth date can mean is after `asOf`, a day of
+ * grace allowed: a birth date written in a time zone already a day ahead is not an error.
+ */
+function bornAfter(birthDate: string | undefined, asOf: Date): boolean {
+  const match = birthDate === undefined ? null : /^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?/.exec(birthDate);
+  if (!match) return false;
+  const earliest = Date.UTC(Number(match[1]), Number(match[2] ?? 1) - 1, Number(match[3] ?? 1));
+  return earliest > asOf.getTime() + 86_400_000;
+}
+
 const ADDRESS_USES = new Set(['home', 'work', 'temp', 'old', 'billing']);
 
 /** FHIR Address → PostalAddress; blank lines dropped, empty addresses and `old` ones skipped. */
@@ -136,12 +149,17 @@ export const TRANSFORMS: Readonly<Record<string, Transform>> = {
   },
 
   'birth-year': (vs, { ctx }) => {
-    const birth = generalizeBirthDate(str(vs[0]), ctx.asOf ?? new Date(ctx.verifiedAt));
+    const asOf = ctx.asOf ?? new Date(ctx.verifiedAt);
+    if (bornAfter(str(vs[0]), asOf)) return problem('MAP_INVALID_VALUE', BORN_AFTER);
+    const birth = generalizeBirthDate(str(vs[0]), asOf);
     return values(birth.birthYear === undefined ? [] : [birth.birthYear]);
   },
 
-  'age-over-89': (vs, { ctx }) =>
-    values([generalizeBirthDate(str(vs[0]), ctx.asOf ?? new Date(ctx.verifiedAt)).ageOver89]),
+  'age-over-89': (vs, { ctx }) => {
+    const asOf = ctx.asOf ?? new Date(ctx.verifiedAt);
+    if (bornAfter(str(vs[0]), asOf)) return problem('MAP_INVALID_VALUE', BORN_AFTER);
+    return values([generalizeBirthDate(str(vs[0]), asOf).ageOver89]);
+  },
 
   /** Safe Harbor ZIP3 of the home (else first current) address. */
   zip3: (vs, { ctx }) => {
