@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { SAMPLE_DATA_DIR } from '../../testkit/data.ts';
 import { isSluiceError } from '../errors/sluice-error.ts';
 import type { JsonObject } from '../fhir/resource.ts';
 import type { Affiliation, CareEvent, Interaction, Person } from '../model/entities.ts';
@@ -13,7 +14,7 @@ import {
   type MatrixSource,
 } from './load.ts';
 import { matrixJsonSchema } from './schema.ts';
-import { epicContext, r4Examples, syntheaPatients, veevaContext } from './testing.ts';
+import { epicContext, r4Examples, readResources, syntheaPatients, veevaContext } from './testing.ts';
 
 const engine = createMatrixEngine();
 const conceptMaps: MatrixSource = {
@@ -180,6 +181,31 @@ describe('FHIR R4 → canonical on real data', () => {
     expect(event?.ok && (event.value as CareEvent)).toMatchObject({
       eventType: 'encounter',
       subject: { resourceType: 'Patient' },
+    });
+  });
+});
+
+describe('NPIs over time', () => {
+  it('reads the current NPI of a real directory practitioner and leaves one whose use is old', async () => {
+    const [practitioner] = (
+      await readResources(join(SAMPLE_DATA_DIR, 'directory', 'Practitioner.ndjson.gz'))
+    ).slice(0, 1) as [JsonObject];
+    const npis = (practitioner.identifier as { system?: string; value?: string }[]).filter(
+      (i) => i.system === 'http://hl7.org/fhir/sid/us-npi',
+    );
+    expect(npis).toHaveLength(1);
+    const old = { system: 'http://hl7.org/fhir/sid/us-npi', value: '1245319599', use: 'old' };
+    const withOld = { ...practitioner, identifier: [...(practitioner.identifier as JsonObject[]), old] };
+    expect(engine.fhirToCanonical(withOld, epicContext())).toMatchObject({
+      ok: true,
+      value: { npi: npis[0]?.value },
+    });
+    // Two current NPIs: which one is meant cannot be told; nothing is guessed.
+    const { use: _use, ...current } = old;
+    const withTwo = { ...practitioner, identifier: [...(practitioner.identifier as JsonObject[]), current] };
+    expect(engine.fhirToCanonical(withTwo, epicContext())).toMatchObject({
+      ok: false,
+      code: 'MAP_INVALID_IDENTIFIER',
     });
   });
 });
