@@ -50,6 +50,32 @@ describe('readResourceFile: JSON', () => {
     expect(await collect(gz)).toEqual([{ kind: 'resource', resource: patient('b'), at: { file: gz } }]);
   });
 
+  it('reads files written with a byte order mark or CRLF line ends, as editors on some systems save them', async () => {
+    const json = write('bom.json', `\ufeff${JSON.stringify(patient('a'))}`);
+    expect(await collect(json)).toEqual([{ kind: 'resource', resource: patient('a'), at: { file: json } }]);
+    const lines = [patient('b'), patient('c')].map((p) => JSON.stringify(p));
+    const ndjson = write('bom-crlf.ndjson', `\ufeff${lines.join('\r\n')}\r\n`);
+    expect((await collect(ndjson)).map((i) => [i.kind, i.at.line])).toEqual([
+      ['resource', 1],
+      ['resource', 2],
+    ]);
+    const gz = write('bom.ndjson.gz', gzipSync(`\ufeff${lines.join('\n')}`));
+    expect((await collect(gz)).every((i) => i.kind === 'resource')).toBe(true);
+  });
+
+  it('says once that a pretty-printed JSON document is not NDJSON, instead of failing every line', async () => {
+    const pretty = write('pretty.ndjson', JSON.stringify(patient('p'), null, 2));
+    const items = await collect(pretty);
+    expect(items).toHaveLength(1);
+    expect(messageOf(items[0])).toContain('not NDJSON');
+    // A broken first line of real NDJSON is still an error of that line, and the rest is read.
+    const broken = write('broken-first.ndjson', `{\n${JSON.stringify(patient('q'))}\n`);
+    expect((await collect(broken)).map((i) => [i.kind, i.at.line])).toEqual([
+      ['error', 1],
+      ['resource', 2],
+    ]);
+  });
+
   it('yields the entries of a Bundle with their index, and an error for an entry without resource', async () => {
     const bundle = {
       resourceType: 'Bundle',

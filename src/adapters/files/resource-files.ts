@@ -57,7 +57,7 @@ export async function* readResourceFile(file: string): AsyncGenerator<FileItem> 
   let text: string;
   try {
     const raw = await readFile(file);
-    text = (file.endsWith('.gz') ? await gunzipAsync(raw) : raw).toString('utf8');
+    text = withoutBom((file.endsWith('.gz') ? await gunzipAsync(raw) : raw).toString('utf8'));
   } catch (err) {
     yield { kind: 'error', message: `cannot read file: ${(err as Error).message}`, at: { file } };
     return;
@@ -128,9 +128,20 @@ async function* readNdjson(file: string): AsyncGenerator<FileItem> {
   const lines = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
   let line = 0;
   try {
-    for await (const text of lines) {
+    for await (const read of lines) {
       line++;
+      const text = line === 1 ? withoutBom(read) : read;
       if (text.trim() === '') continue;
+      // A pretty-printed JSON document saved as NDJSON would fail on every line: say it once.
+      if (line === 1 && (text.trim() === '{' || text.trim() === '[') && (await isOneJsonDocument(file))) {
+        yield {
+          kind: 'error',
+          message:
+            'the file is one JSON document over many lines, not NDJSON (one resource per line): name it .json',
+          at: { file },
+        };
+        return;
+      }
       yield* resourcesFromJsonText(text, { file, line });
     }
   } catch (err) {
@@ -143,6 +154,22 @@ async function* readNdjson(file: string): AsyncGenerator<FileItem> {
     lines.close();
     input.destroy();
   }
+}
+
+/** True when the whole file parses as one JSON value. */
+async function isOneJsonDocument(file: string): Promise<boolean> {
+  try {
+    const raw = await readFile(file);
+    JSON.parse(withoutBom((file.endsWith('.gz') ? await gunzipAsync(raw) : raw).toString('utf8')));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The text without a leading UTF-8 byte order mark, which editors on some systems write (RFC 8259 §8.1). */
+export function withoutBom(text: string): string {
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -5,6 +5,7 @@ import {
   listResourceFiles,
   readResourceFile,
   resourcesFromJsonText,
+  withoutBom,
 } from '../../adapters/files/resource-files.ts';
 import type { Issue } from '../../core/mapping/outcome.ts';
 import { hasErrors, validateFast } from '../../core/validate/compiled/validate.ts';
@@ -59,7 +60,7 @@ async function* items(inputs: readonly string[]): AsyncGenerator<FileItem> {
 async function* stdinItems(): AsyncGenerator<FileItem> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString('utf8');
+  const text = withoutBom(Buffer.concat(chunks).toString('utf8'));
   const lines = text.split('\n').filter((l) => l.trim() !== '');
   let whole = true;
   try {

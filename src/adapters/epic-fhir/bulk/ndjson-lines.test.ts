@@ -78,6 +78,8 @@ describe('parseLine', () => {
     });
     expect(parseLine(raw('   '), 1)).toBeUndefined();
     expect(parseLine(raw(''), 1)).toBeUndefined();
+    // A file written with a byte order mark: the first line still parses.
+    expect(parseLine(raw('\ufeff{"resourceType":"Patient"}'), 1)).toMatchObject({ kind: 'value' });
   });
 
   it('keeps a malformed line as raw text with a reason that does not quote it', () => {
