@@ -278,6 +278,18 @@ describe('releasing and discarding a selection of entries', () => {
     });
     expect(all.stdout).not.toContain('"runId"');
 
+    // Listing narrows the same way, and says when it shows fewer than there are.
+    const listed = await sluice(
+      ['quarantine', 'list', FLOW, '--code', 'MAP_INVALID_IDENTIFIER', '--limit', '2'],
+      env,
+    );
+    expect(listed.code).toBe(0);
+    expect(listed.stdout.trim().split('\n')).toHaveLength(3);
+    expect(listed.stdout).toContain(`${badNpis.length} open entries, the first 2 shown (--limit)`);
+    const bogus = await sluice(['quarantine', 'list', FLOW, '--status', 'closed', '--json'], env);
+    expect(bogus.code).toBe(2);
+    expect(last(bogus.stdout)).toMatchObject({ error: { code: 'CFG_ARGUMENTS_INVALID' } });
+
     // Discarding by code takes every malformed NPI, and only those.
     const discarded = await sluice(
       ['quarantine', 'discard', FLOW, '--code', 'MAP_INVALID_IDENTIFIER', '--reason', 'test-data', '--json'],

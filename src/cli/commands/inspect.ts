@@ -7,7 +7,12 @@ import { type ReleaseOutcome, releaseQuarantined } from '../../engine/pipeline/r
 import type { RunSummary } from '../../engine/pipeline/summary.ts';
 import { buildFlowRuntime, openFlowAudit, openFlowState } from '../../engine/runtime/build-flow.ts';
 import { createLogger } from '../../engine/runtime/logger.ts';
-import type { QuarantineEntry, StateStore } from '../../engine/store/state-store.ts';
+import {
+  QUARANTINE_STATUSES,
+  type QuarantineEntry,
+  type QuarantineStatus,
+  type StateStore,
+} from '../../engine/store/state-store.ts';
 import { loadFlowOrReport } from '../load-flow-or-report.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
 
@@ -46,23 +51,41 @@ export function registerInspect(program: Command): void {
     .command('list')
     .argument('<flow>', 'flow file')
     .option('--status <status>', 'open, released, discarded or superseded', 'open')
+    .option('--code <code>', 'only entries held back with this code')
+    .option('--stream <type>', 'only entries of this stream (resource type)')
+    .option('--limit <n>', 'at most this many, oldest first', '1000')
     .option('--json', 'one JSON line per entry')
     .description('list quarantined records: code, stage, where they came from (no content)')
-    .action(async (file: string, options: JsonOption & { status: string }) => {
+    .action(async (file: string, options: JsonOption & Selection & { status: string; limit: string }) => {
       const code = await withState(file, options.json === true, async (flow, store) => {
-        const entries = await store.listQuarantine({
-          flow: flow.file.flow,
-          status: options.status as 'open',
-        });
-        for (const e of entries) {
+        const status = options.status as QuarantineStatus;
+        const limit = Number(options.limit);
+        if (!QUARANTINE_STATUSES.includes(status) || !Number.isInteger(limit) || limit < 1) {
+          throw new SluiceError(
+            'CFG_ARGUMENTS_INVALID',
+            `--status is one of ${QUARANTINE_STATUSES.join(', ')}; --limit a whole number from 1.`,
+          );
+        }
+        const all = await store.listQuarantine({ flow: flow.file.flow, status, limit: 10_000_000 });
+        const matching = all.filter(
+          (e) =>
+            (options.code === undefined || e.code === options.code) &&
+            (options.stream === undefined || e.stream === options.stream),
+        );
+        const shown = matching.slice(0, limit);
+        for (const e of shown) {
           if (options.json) printJson(e);
           else
             printLine(
               `${e.id}  ${e.code.padEnd(24)} ${e.stage.padEnd(8)} ${e.sourceRef ?? '-'}  ${e.origin}`,
             );
         }
+        const more = matching.length - shown.length;
         if (!options.json)
-          printLine(`${entries.length} ${options.status} entr${entries.length === 1 ? 'y' : 'ies'}`);
+          printLine(
+            `${matching.length} ${status} entr${matching.length === 1 ? 'y' : 'ies'}${more > 0 ? `, the first ${shown.length} shown (--limit)` : ''}`,
+          );
+        else if (more > 0) process.stderr.write(`note: ${more} more entries not shown (--limit)\n`);
         return EXIT.ok;
       });
       process.exitCode = code;

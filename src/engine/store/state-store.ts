@@ -40,7 +40,8 @@ export type QuarantineStage = 'parse' | 'validate' | 'policy' | 'map' | 'deliver
  * `superseded`: a later version of the same source record was processed (delivered, withheld, deleted
  * or quarantined in turn), so this one can no longer be released over it.
  */
-export type QuarantineStatus = 'open' | 'released' | 'discarded' | 'superseded';
+export const QUARANTINE_STATUSES = ['open', 'released', 'discarded', 'superseded'] as const;
+export type QuarantineStatus = (typeof QUARANTINE_STATUSES)[number];
 
 export interface QuarantineIssue {
   readonly severity: 'error' | 'warning' | 'information';
