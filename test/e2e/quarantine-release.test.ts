@@ -290,6 +290,17 @@ describe('releasing and discarding a selection of entries', () => {
     expect(bogus.code).toBe(2);
     expect(last(bogus.stdout)).toMatchObject({ error: { code: 'CFG_ARGUMENTS_INVALID' } });
 
+    // Reading the state needs no connection settings; anything that could send does.
+    const stateOnly = { ...env, SLUICE_EHR_URL: '', SLUICE_CRM_URL: '' };
+    const status = await sluice(['status', FLOW, '--json'], stateOnly);
+    expect(status.code, status.stderr).toBe(0);
+    expect(last(status.stdout)).toMatchObject({ openQuarantine: badNpis.length + 1 });
+    const offlineList = await sluice(['quarantine', 'list', FLOW, '--json'], stateOnly);
+    expect(offlineList.stdout.trim().split('\n')).toHaveLength(badNpis.length + 1);
+    const offlineRelease = await sluice(['quarantine', 'release', FLOW, '--all', '--json'], stateOnly);
+    expect(offlineRelease.code).toBe(2);
+    expect(last(offlineRelease.stdout)).toMatchObject({ error: { code: 'CFG_FLOW_INVALID' } });
+
     // Discarding by code takes every malformed NPI, and only those.
     const discarded = await sluice(
       ['quarantine', 'discard', FLOW, '--code', 'MAP_INVALID_IDENTIFIER', '--reason', 'test-data', '--json'],

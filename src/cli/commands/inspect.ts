@@ -26,7 +26,7 @@ async function withState<T>(
   json: boolean,
   body: (flow: ResolvedFlow, store: StateStore) => Promise<T>,
 ): Promise<T | number> {
-  const flow = loadFlowOrReport(file, json);
+  const flow = loadFlowOrReport(file, json, { offline: true });
   if (typeof flow === 'number') return flow;
   const store = openFlowState(flow);
   try {
@@ -208,7 +208,7 @@ export function registerInspect(program: Command): void {
     .description('check the whole hash chain and every signed checkpoint; say exactly where it breaks')
     .action(async (file: string, options: JsonOption) => {
       const json = options.json === true;
-      const flow = loadFlowOrReport(file, json);
+      const flow = loadFlowOrReport(file, json, { offline: true });
       if (typeof flow === 'number') {
         process.exitCode = flow;
         return;
@@ -259,7 +259,7 @@ export function registerInspect(program: Command): void {
         },
       ) => {
         const json = options.json === true;
-        const flow = loadFlowOrReport(file, json);
+        const flow = loadFlowOrReport(file, json, { offline: true });
         if (typeof flow === 'number') {
           process.exitCode = flow;
           return;
@@ -297,7 +297,7 @@ export function registerInspect(program: Command): void {
     .argument('<flow>', 'flow file')
     .description('the audit trail as FHIR R4 AuditEvent NDJSON on stdout')
     .action(async (file: string) => {
-      const flow = loadFlowOrReport(file, false);
+      const flow = loadFlowOrReport(file, false, { offline: true });
       if (typeof flow === 'number') {
         process.exitCode = flow;
         return;

@@ -18,7 +18,7 @@ export function registerStatus(program: Command): void {
     .option('--json', 'as one JSON line')
     .action(async (file: string, options: { runs: string; json?: boolean }) => {
       const json = options.json === true;
-      const flow = loadFlowOrReport(file, json);
+      const flow = loadFlowOrReport(file, json, { offline: true });
       if (typeof flow === 'number') {
         process.exitCode = flow;
         return;

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { SluiceError } from '../../core/errors/index.ts';
 import { REPO_ROOT } from '../../testkit/data.ts';
+import { buildFlowRuntime } from '../runtime/build-flow.ts';
 import { loadFlow } from './load-flow.ts';
 
 const EXAMPLE = join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml');
@@ -279,6 +280,40 @@ describe('loadFlow: patient data without a consent stage', () => {
     expect(issuesOf(thrown(() => loadFlow(both, { env: env(), cwd: dir })))).toEqual([
       'stages.withoutConsent: a flow with a consent stage cannot also do without one: remove one of the two',
     ]);
+  });
+});
+
+describe('loadFlow offline (commands that read the state only)', () => {
+  it('stands placeholders in for unset connection settings, and for nothing else', () => {
+    const offline = loadFlow(EXAMPLE, {
+      env: env({ SLUICE_EHR_URL: undefined, SLUICE_CRM_URL: '' }),
+      cwd: dir,
+      offline: true,
+    });
+    expect(offline.offline).toBe(true);
+    expect(offline.file.source.baseUrl).toBe('http://offline.invalid/');
+    expect(offline.file.target.baseUrl).toBe('http://offline.invalid/');
+    // The pseudonym key is not a connection setting: still required.
+    const noKey = thrown(() =>
+      loadFlow(EXAMPLE, {
+        env: env({ SLUICE_EHR_URL: undefined, SLUICE_PSEUDONYM_KEY: undefined }),
+        cwd: dir,
+        offline: true,
+      }),
+    );
+    expect(issuesOf(noKey)).toEqual([
+      'stages.pseudonymize.key: environment variable SLUICE_PSEUDONYM_KEY is not set (export it, or write ${SLUICE_PSEUDONYM_KEY:-default})',
+    ]);
+    // Set variables are used as they are, and a flow loaded as usual is not offline.
+    expect(loadFlow(EXAMPLE, { env: env(), cwd: dir, offline: true }).offline).toBeUndefined();
+    expect(thrown(() => loadFlow(EXAMPLE, { env: env({ SLUICE_EHR_URL: undefined }), cwd: dir })).code).toBe(
+      'CFG_FLOW_INVALID',
+    );
+  });
+
+  it('cannot build a runtime that would connect', async () => {
+    const offline = loadFlow(EXAMPLE, { env: env({ SLUICE_EHR_URL: undefined }), cwd: dir, offline: true });
+    await expect(buildFlowRuntime(offline)).rejects.toMatchObject({ code: 'CFG_FLOW_INVALID' });
   });
 });
 

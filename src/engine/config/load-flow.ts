@@ -40,13 +40,29 @@ export interface ResolvedFlow {
   readonly restrictedZip3: ReadonlySet<string>;
   /** Absolute state directory. */
   readonly stateDir: string;
+  /**
+   * Loaded for a command that reads the flow's state only (`offline`): connection settings whose
+   * environment variables were unset hold placeholders, so nothing may connect with it.
+   */
+  readonly offline?: true;
 }
 
 export interface LoadFlowOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Resolves `state.dir`; default `process.cwd()`. */
   readonly cwd?: string;
+  /**
+   * For commands that only read the flow's state (status, quarantine list, audit, …): the source's and
+   * target's URLs and client credentials may come from unset variables. Keys, the state folder and
+   * everything else must still resolve.
+   */
+  readonly offline?: boolean;
 }
+
+/** Connection settings an offline command never uses, with the placeholder standing in for them. */
+const OFFLINE_KEYS = /^(source|target)\.(baseUrl|auth\.(clientId|clientSecret))$/;
+const offlinePlaceholder = (key: string): string =>
+  key.endsWith('baseUrl') ? 'http://offline.invalid/' : 'offline';
 
 /**
  * Reads and validates a flow file. Everything wrong is reported at once, each with its dotted key,
@@ -96,8 +112,14 @@ export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedF
     });
   }
   const definitionHash = createHash('sha256').update(canonical).digest('hex');
-  const env = options.env ?? process.env;
-  const { value, missing } = interpolate(raw, env);
+  let env = options.env ?? process.env;
+  let { value, missing } = interpolate(raw, env);
+  // Offline, a variable only connection settings use stands in as a placeholder.
+  const placeholders = options.offline ? offlineEnv(missing) : {};
+  if (Object.keys(placeholders).length > 0) {
+    env = { ...env, ...placeholders };
+    ({ value, missing } = interpolate(raw, env));
+  }
   const issues: ConfigIssue[] = missing.map((m) => ({
     key: m.key,
     message: `${UNSET_VARIABLE} ${m.variable} is not set (export it, or write \${${m.variable}:-default})`,
@@ -175,6 +197,7 @@ export function loadFlow(path: string, options: LoadFlowOptions = {}): ResolvedF
         : undefined,
     restrictedZip3: restricted,
     stateDir: resolve(options.cwd ?? process.cwd(), file.state.dir),
+    ...(Object.keys(placeholders).length > 0 ? { offline: true as const } : {}),
   });
 }
 
@@ -238,6 +261,15 @@ function field(value: unknown, name: string): unknown {
 }
 
 const UNSET_VARIABLE = 'environment variable';
+
+function offlineEnv(missing: readonly { key: string; variable: string }[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  const elsewhere = new Set(missing.filter((m) => !OFFLINE_KEYS.test(m.key)).map((m) => m.variable));
+  for (const m of missing) {
+    if (OFFLINE_KEYS.test(m.key) && !elsewhere.has(m.variable)) out[m.variable] = offlinePlaceholder(m.key);
+  }
+  return out;
+}
 
 function invalid(path: string, all: readonly ConfigIssue[]): SluiceError {
   // A value can fail two checks with the same message (e.g. a URL); list each problem once. A key whose

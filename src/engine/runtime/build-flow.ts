@@ -9,6 +9,7 @@ import { BackendServicesAuth } from '../../adapters/epic-fhir/smart-auth.ts';
 import { createRetryPolicy } from '../../adapters/http/retry-policy.ts';
 import { CrmAuth } from '../../adapters/veeva-crm/crm-auth.ts';
 import { VeevaTarget } from '../../adapters/veeva-crm/veeva-target.ts';
+import { SluiceError } from '../../core/errors/index.ts';
 import type { SystemName } from '../../core/model/ids.ts';
 import { compileWithholdPolicy } from '../../core/policy/withhold.ts';
 import type { Source } from '../../core/ports/source.ts';
@@ -105,6 +106,13 @@ export async function buildFlowRuntime(
   flow: ResolvedFlow,
   options: { store?: StateStore } = {},
 ): Promise<FlowRuntime> {
+  if (flow.offline) {
+    // Loaded with placeholders for unset connection settings: nothing may connect with it.
+    throw new SluiceError(
+      'CFG_FLOW_INVALID',
+      `Flow ${flow.file.flow} was loaded without its connection settings; this command needs them.`,
+    );
+  }
   const { source: src, target: tgt, stages } = flow.file;
 
   // Consent directives are read first, so every patient record meets the current consent.
