@@ -24,3 +24,9 @@ export function isEarlierStamp(a: unknown, b: unknown): boolean {
   const y = instantMs(b);
   return x !== undefined && y !== undefined && x < y;
 }
+
+/**
+ * How far ahead of the local clock a source's `meta.lastUpdated` may be before it is treated as clock
+ * skew (`source.clockSkewSeconds`): one default for the record stages and the consent stream.
+ */
+export const DEFAULT_CLOCK_SKEW_SECONDS = 300;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_CLOCK_SKEW_SECONDS } from '../../core/fhir/instant.ts';
 import { MAPPED_RESOURCE_TYPES } from '../../core/mapping/fhir-to-canonical.ts';
 import { DEFAULT_PRIORITIES, ThrottlePolicySchema } from '../../delivery/flow-control/policy.ts';
 
@@ -147,7 +148,7 @@ const source = z
       .int()
       .min(0)
       .max(86_400)
-      .default(300)
+      .default(DEFAULT_CLOCK_SKEW_SECONDS)
       .describe('A meta.lastUpdated this far ahead of the local clock is quarantined as clock skew.'),
   })
   .strict();

@@ -6,7 +6,7 @@ import {
   consentFromFhir,
   consentKey,
 } from '../../core/consent/index.ts';
-import { isEarlierStamp } from '../../core/fhir/instant.ts';
+import { DEFAULT_CLOCK_SKEW_SECONDS, isEarlierStamp } from '../../core/fhir/instant.ts';
 import type { Outcome } from '../../core/mapping/outcome.ts';
 import type { Source } from '../../core/ports/source.ts';
 import type { ConsentLookup, StateStore, StoredConsent } from '../store/state-store.ts';
@@ -24,7 +24,7 @@ export interface ConsentSettings {
   /**
    * A consent stamped further ahead of the local clock than this still applies but does not move the
    * read position (the source's clock is off; what it stamps correctly later must still be read).
-   * Default 300 000 (`source.clockSkewSeconds`).
+   * Default `DEFAULT_CLOCK_SKEW_SECONDS` (`source.clockSkewSeconds`).
    */
   readonly clockSkewMs?: number;
 }
@@ -259,7 +259,7 @@ export class ConsentGate {
         }
         out.pins.push(...result.value.pins);
         const at = result.value.state.source.lastUpdated;
-        if (at !== undefined && at <= now + (this.settings.clockSkewMs ?? 300_000))
+        if (at !== undefined && at <= now + (this.settings.clockSkewMs ?? DEFAULT_CLOCK_SKEW_SECONDS * 1000))
           this.noteStreamPosition(new Date(at).toISOString(), now);
       }
     }

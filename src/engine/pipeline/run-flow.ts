@@ -4,7 +4,7 @@ import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { assessPatientProfileRisk } from '../../core/anonymize/release.ts';
 import type { ConsentDecision } from '../../core/consent/index.ts';
 import { SluiceError, toSluiceError } from '../../core/errors/index.ts';
-import { instantMs } from '../../core/fhir/instant.ts';
+import { DEFAULT_CLOCK_SKEW_SECONDS, instantMs } from '../../core/fhir/instant.ts';
 import type { ProvenanceFacts } from '../../core/fhir/provenance.ts';
 import type { Source, SourcePage, SourceRecord } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
@@ -165,7 +165,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     `mapping=${MAPPING_VERSION}`,
   ].join(';');
   const overlapMs = (options.overlapSeconds ?? 0) * 1000;
-  const skewMs = (options.clockSkewSeconds ?? 300) * 1000;
+  const skewMs = (options.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS) * 1000;
   const keepChanges = (options.changeLogDays ?? 0) > 0;
 
   await store.startRun({ runId, flow, startedAt: started.toISOString() });
