@@ -214,7 +214,8 @@ describe('releasing and discarding a selection of entries', () => {
     const { demo, env } = await start();
     const badNpis = await demo.store.listQuarantine({ flow: 'epic-to-veeva', status: 'open' });
     expect(badNpis.length).toBeGreaterThan(2);
-    // Three organisations a CRM duplicate held back (since merged away), one of them an old version.
+    // Organisations a CRM duplicate held back (since merged away): one of them an old version of a
+    // delivered one, one held back twice (a second, newer version came and was held back too).
     const clinic = (n: number) => ({
       resourceType: 'Organization',
       id: `held-clinic-${n}`,
@@ -232,6 +233,13 @@ describe('releasing and discarding a selection of entries', () => {
         meta: { versionId: '0', lastUpdated: '2020-01-01T00:00:00Z' },
       }),
     );
+    held.push(
+      await holdBack(demo, 'held-4', 'TGT_AMBIGUOUS_MATCH', {
+        ...clinic(1),
+        meta: { versionId: '2', lastUpdated: new Date(Date.now() + 1000).toISOString() },
+        name: 'Held Clinic 1, renamed',
+      }),
+    );
 
     // Neither an id nor a selection, or both: nothing happens.
     const neither = await sluice(['quarantine', 'release', FLOW, '--json'], env);
@@ -246,35 +254,37 @@ describe('releasing and discarding a selection of entries', () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines.slice(0, 3)).toEqual([
-      { id: held[0]?.id, outcome: 'released' },
+    expect(lines.slice(0, 4)).toEqual([
+      { id: held[0]?.id, outcome: 'superseded', processed: 'released' },
       { id: held[1]?.id, outcome: 'released' },
       { id: held[2]?.id, outcome: 'superseded', processed: 'delivered' },
+      { id: held[3]?.id, outcome: 'released' },
     ]);
-    expect(lines[3]).toMatchObject({
-      selected: 3,
+    expect(lines[4]).toMatchObject({
+      selected: 4,
       released: 2,
-      superseded: 1,
+      superseded: 2,
       stillFailing: 0,
       status: 'succeeded',
     });
     const names = demo.crm.records('Account').map((a) => a.Name);
-    expect(names).toEqual(expect.arrayContaining(['Held Clinic 1', 'Held Clinic 2']));
+    expect(names).toEqual(expect.arrayContaining(['Held Clinic 1, renamed', 'Held Clinic 2']));
+    expect(names).not.toContain('Held Clinic 1');
     expect(names).not.toContain('Held Clinic 3');
     const audited = await sluice(['audit', 'query', FLOW, '--kind', 'release', '--json'], env);
     const releases = audited.stdout
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as { details: Record<string, unknown> });
-    expect(releases.map((e) => e.details.quarantineId).sort()).toEqual([held[0]?.id, held[1]?.id].sort());
+    expect(releases.map((e) => e.details.quarantineId).sort()).toEqual([held[1]?.id, held[3]?.id].sort());
 
-    // Everything else: the malformed NPIs still fail, the old version is still overtaken.
+    // Everything else: the malformed NPIs still fail, the old versions are still overtaken.
     const all = await sluice(['quarantine', 'release', FLOW, '--all', '--json'], env);
     expect(last(all.stdout)).toMatchObject({
-      selected: badNpis.length + 1,
+      selected: badNpis.length + 2,
       released: 0,
       stillFailing: badNpis.length,
-      superseded: 1,
+      superseded: 2,
     });
     expect(all.stdout).not.toContain('"runId"');
 
@@ -294,9 +304,9 @@ describe('releasing and discarding a selection of entries', () => {
     const stateOnly = { ...env, SLUICE_EHR_URL: '', SLUICE_CRM_URL: '' };
     const status = await sluice(['status', FLOW, '--json'], stateOnly);
     expect(status.code, status.stderr).toBe(0);
-    expect(last(status.stdout)).toMatchObject({ openQuarantine: badNpis.length + 1 });
+    expect(last(status.stdout)).toMatchObject({ openQuarantine: badNpis.length + 2 });
     const offlineList = await sluice(['quarantine', 'list', FLOW, '--json'], stateOnly);
-    expect(offlineList.stdout.trim().split('\n')).toHaveLength(badNpis.length + 1);
+    expect(offlineList.stdout.trim().split('\n')).toHaveLength(badNpis.length + 2);
     const offlineRelease = await sluice(['quarantine', 'release', FLOW, '--all', '--json'], stateOnly);
     expect(offlineRelease.code).toBe(2);
     expect(last(offlineRelease.stdout)).toMatchObject({ error: { code: 'CFG_FLOW_INVALID' } });
@@ -313,6 +323,6 @@ describe('releasing and discarding a selection of entries', () => {
       reason: 'test-data',
     });
     const open = await demo.store.listQuarantine({ flow: 'epic-to-veeva', status: 'open' });
-    expect(open.map((e) => e.id)).toEqual([held[2]?.id]);
+    expect(open.map((e) => e.id)).toEqual([held[0]?.id, held[2]?.id]);
   }, 120_000);
 });

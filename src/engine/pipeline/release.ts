@@ -27,7 +27,10 @@ export type ReleaseOutcome =
       readonly code: string;
       readonly issues: readonly Issue[];
     }
-  /** A newer version of its record was processed since: releasing it would send it over the newer. */
+  /**
+   * A newer version of its record was processed since (`processed`: its outcome), or is released in
+   * the same run (`released`): releasing this one would send it over the newer.
+   */
   | { readonly id: string; readonly outcome: 'superseded'; readonly processed: string }
   /** The run that was to send it did not finish: the entry stays open, its record kept. */
   | { readonly id: string; readonly outcome: 'run-failed' }
@@ -84,6 +87,20 @@ export async function releaseQuarantined(
     }
     candidates.push({ entry, record });
   }
+  // Two versions of one record released together: only the newer goes (a replay skips no version).
+  const newest = new Map<string, Candidate>();
+  for (const c of candidates) {
+    const ref = refOf(c.record.resource);
+    if (ref === undefined) continue;
+    const other = newest.get(ref);
+    const older =
+      other && isOlderVersion(versionKeyOf(c.record.resource), versionKeyOf(other.record.resource));
+    const loser = other === undefined ? undefined : older ? c : other;
+    if (loser)
+      outcomes.set(loser.entry.id, { id: loser.entry.id, outcome: 'superseded', processed: 'released' });
+    if (!older) newest.set(ref, c);
+  }
+  candidates.splice(0, candidates.length, ...candidates.filter((c) => !outcomes.has(c.entry.id)));
   let run: RunSummary | undefined;
   if (candidates.length > 0) {
     run = await runFlow({
