@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FIXTURES_DIR, REPO_ROOT, sharedDataDir } from '../../src/testkit/data.ts';
+import { runSluice } from '../../src/testkit/sluice-process.ts';
 
 const BIN = join(REPO_ROOT, 'bin', 'sluice.js');
 const FLOW = join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml');
@@ -16,25 +17,7 @@ interface Result {
   stderr: string;
 }
 
-function sluice(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const sluice = runSluice;
 
 /** Starts a long-running command and resolves with its first stdout line. */
 function firstLine(args: string[]): Promise<{ child: ChildProcess; line: string }> {

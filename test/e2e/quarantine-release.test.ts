@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,32 +7,12 @@ import { type DemoOptions, type DemoRun, runDemo } from '../../src/demo/run-demo
 import { RECORD_TYPES } from '../../src/sandbox/crm/index.ts';
 import { apiPath, crmFetch, crmToken, seedRecords } from '../../src/sandbox/crm/testing.ts';
 import { REPO_ROOT } from '../../src/testkit/data.ts';
+import { lastJson, runSluice } from '../../src/testkit/sluice-process.ts';
 
-const BIN = join(REPO_ROOT, 'bin', 'sluice.js');
 const FLOW = join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml');
 
-function sluice(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d;
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-const last = (text: string) => JSON.parse(text.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+const sluice = runSluice;
+const last = lastJson;
 
 /** Puts an Organization into the demo flow's quarantine as a run (`runId`) would have; the entry. */
 async function holdBack(demo: DemoRun, runId: string, code: string, resource: Record<string, unknown>) {

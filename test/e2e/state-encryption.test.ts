@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,28 +6,12 @@ import { DatabaseSync } from 'node:sqlite';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type DemoRun, runDemo } from '../../src/demo/run-demo.ts';
 import { REPO_ROOT } from '../../src/testkit/data.ts';
+import { lastJson, runSluice } from '../../src/testkit/sluice-process.ts';
 
-const BIN = join(REPO_ROOT, 'bin', 'sluice.js');
 const EXAMPLE = join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml');
 
-function sluice(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    let stdout = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d;
-    });
-    child.on('close', (code) => resolve({ code, stdout }));
-  });
-}
-
-const last = (text: string) => JSON.parse(text.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+const sluice = runSluice;
+const last = lastJson;
 
 describe('state encryption', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-sealed-'));

@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { SluiceError } from '../../core/errors/index.ts';
-import type { AuditKind } from '../../engine/audit/entry.ts';
+import type { AuditKind, StoredAuditEntry } from '../../engine/audit/entry.ts';
+import type { AuditLog } from '../../engine/audit/index.ts';
+import type { AuditQuery } from '../../engine/audit/query.ts';
 import type { ResolvedFlow } from '../../engine/config/load-flow.ts';
 import { type ReleaseOutcome, releaseQuarantined } from '../../engine/pipeline/release.ts';
 import type { RunSummary } from '../../engine/pipeline/summary.ts';
@@ -325,21 +327,20 @@ export function registerInspect(program: Command): void {
         const ledger = await store.ledgerBySource(flow.file.flow, ref);
         const log = await openFlowAudit(flow, { readOnly: true });
         try {
+          // Every page of the trail, not the first: a record sent long ago has its entries far back.
           const bySubject = /^p[a-z2-7]{32}$/.test(ref)
-            ? (await log.query({ flow: flow.file.flow, subject: ref, limit: 1000 })).entries
+            ? await everyEntry(log, { flow: flow.file.flow, subject: ref }, () => true)
             : [];
           const batchIds = [
             ...new Set(bySubject.map((e) => e.batchId).filter((b): b is string => b !== undefined)),
           ];
           const bySource = /^p/.test(ref)
             ? []
-            : (await log.query({ flow: flow.file.flow, limit: 1000, order: 'desc' })).entries.filter(
-                (e) => e.details.source === ref,
-              );
+            : await everyEntry(log, { flow: flow.file.flow }, (e) => e.details.source === ref);
           const entries = [...bySubject, ...bySource];
-          const quarantined = (await store.listQuarantine({ flow: flow.file.flow, limit: 10_000 })).filter(
-            (q) => q.sourceRef === record,
-          );
+          const quarantined = (
+            await store.listQuarantine({ flow: flow.file.flow, limit: Number.MAX_SAFE_INTEGER })
+          ).filter((q) => q.sourceRef === record);
           const provenance = await store.provenanceOf(flow.file.flow, ref);
           const lineage = {
             record: ref === record ? record : `${record} (pseudonym ${ref})`,
@@ -572,6 +573,22 @@ async function discard(
   } finally {
     await runtime.close();
   }
+}
+
+/** The entries of every page of an audit query that `keep` keeps, oldest first. */
+async function everyEntry(
+  log: AuditLog,
+  query: AuditQuery,
+  keep: (entry: StoredAuditEntry) => boolean,
+): Promise<StoredAuditEntry[]> {
+  const out: StoredAuditEntry[] = [];
+  let after: number | undefined;
+  do {
+    const page = await log.query({ ...query, limit: 1000, ...(after === undefined ? {} : { after }) });
+    out.push(...page.entries.filter(keep));
+    after = page.next;
+  } while (after !== undefined);
+  return out;
 }
 
 /** A quarantined record as JSON when it parses (it may be the line that did not). */
