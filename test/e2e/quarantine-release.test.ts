@@ -283,7 +283,10 @@ describe('releasing and discarding a selection of entries', () => {
     const stateOnly = { ...env, SLUICE_EHR_URL: '', SLUICE_CRM_URL: '' };
     const status = await sluice(['status', FLOW, '--json'], stateOnly);
     expect(status.code, status.stderr).toBe(0);
-    expect(last(status.stdout)).toMatchObject({ openQuarantine: badNpis.length + 2 });
+    expect(last(status.stdout)).toMatchObject({
+      openQuarantine: badNpis.length + 2,
+      openQuarantineByCode: { MAP_INVALID_IDENTIFIER: badNpis.length, TGT_AMBIGUOUS_MATCH: 2 },
+    });
     const offlineList = await sluice(['quarantine', 'list', FLOW, '--json'], stateOnly);
     expect(offlineList.stdout.trim().split('\n')).toHaveLength(badNpis.length + 2);
     const offlineRelease = await sluice(['quarantine', 'release', FLOW, '--all', '--json'], stateOnly);

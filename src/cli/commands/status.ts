@@ -28,6 +28,15 @@ export function registerStatus(program: Command): void {
         const name = flow.file.flow;
         const checkpoints = await store.listCheckpoints(name);
         const openQuarantine = await store.countQuarantine(name, 'open');
+        // What kinds of problem wait for an operator: open entries by code, most first.
+        const byCode: Record<string, number> = {};
+        for (const e of await store.listQuarantine({
+          flow: name,
+          status: 'open',
+          limit: Number.MAX_SAFE_INTEGER,
+        }))
+          byCode[e.code] = (byCode[e.code] ?? 0) + 1;
+        const openByCode = Object.fromEntries(Object.entries(byCode).sort(([, a], [, b]) => b - a));
         const runs = (await store.listRuns(name, Number(options.runs) || 10)).map((r) => {
           const s = r.summary ? (JSON.parse(r.summary) as RunSummary) : undefined;
           return {
@@ -54,12 +63,14 @@ export function registerStatus(program: Command): void {
             updatedAt: c.updatedAt,
           })),
           openQuarantine,
+          openQuarantineByCode: openByCode,
           runs,
         };
         if (json) printJson(status);
         else {
+          const codes = Object.entries(openByCode).map(([code, n]) => `${code} ${n}`);
           printLine(
-            `flow ${name}: ${openQuarantine} open quarantine entr${openQuarantine === 1 ? 'y' : 'ies'}`,
+            `flow ${name}: ${openQuarantine} open quarantine entr${openQuarantine === 1 ? 'y' : 'ies'}${codes.length ? ` (${codes.join(', ')})` : ''}`,
           );
           for (const c of status.checkpoints) printLine(`  ${c.stream.padEnd(14)} at ${c.position}`);
           for (const r of runs) {
