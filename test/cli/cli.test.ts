@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
+import { referenceRows } from '../../src/engine/config/flow-reference.ts';
 import { FIXTURES_DIR, REPO_ROOT, sharedDataDir } from '../../src/testkit/data.ts';
 import { runSluice } from '../../src/testkit/sluice-process.ts';
 
@@ -222,6 +223,27 @@ describe('sluice audit verify', () => {
     expect(brokenReport.ok).toBe(false);
     expect(brokenReport.firstBreak.seq).toBe(42);
   }, 60_000);
+});
+
+describe('sluice flow keys', () => {
+  it('lists every key of the flow schema, or those under a prefix, and refuses an unknown prefix', async () => {
+    const all = await sluice(['flow', 'keys', '--json']);
+    expect(all.code).toBe(0);
+    const keys = all.stdout
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { key: string }).key);
+    expect(keys).toEqual(referenceRows().map((r) => r.key));
+    const consent = await sluice(['flow', 'keys', 'stages.consent', '--json']);
+    const under = consent.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { key: string; description: string });
+    expect(under.map((r) => r.key)).toContain('stages.consent.recipient.id');
+    expect(under.every((r) => r.key.startsWith('stages.consent') && r.description.length > 0)).toBe(true);
+    const unknown = await sluice(['flow', 'keys', 'stages.nothing', '--json']);
+    expect(unknown.code).toBe(2);
+  });
 });
 
 describe('sluice validate', () => {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { isSluiceError } from '../../core/errors/index.ts';
+import { isSluiceError, SluiceError } from '../../core/errors/index.ts';
+import { referenceRows } from '../../engine/config/flow-reference.ts';
 import { loadFlow } from '../../engine/config/load-flow.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
 
@@ -26,5 +27,34 @@ export function registerFlow(program: Command): void {
         }
         process.exitCode = reportError(err, options.json === true);
       }
+    });
+  flow
+    .command('keys')
+    .description('every key a flow file may set, with its type, default and meaning (docs/flow-file.md)')
+    .argument('[prefix]', 'only keys under this dotted prefix (e.g. source.bulk, stages.consent)')
+    .option('--json', 'one JSON line per key')
+    .action((prefix: string | undefined, options: { json?: boolean }) => {
+      const rows = referenceRows().filter(
+        (r) =>
+          prefix === undefined ||
+          r.key === prefix ||
+          r.key.startsWith(`${prefix}.`) ||
+          r.key.startsWith(`${prefix}[`),
+      );
+      if (rows.length === 0) {
+        process.exitCode = reportError(
+          new SluiceError('CFG_ARGUMENTS_INVALID', `No flow file key starts with ${prefix}.`),
+          options.json === true,
+        );
+        return;
+      }
+      for (const r of rows) {
+        if (options.json) printJson(r);
+        else {
+          printLine(`${r.key}  ${r.type}  ${r.presence}${r.when ? `  (when ${r.when})` : ''}`);
+          printLine(`    ${r.description}`);
+        }
+      }
+      process.exitCode = EXIT.ok;
     });
 }
