@@ -1,12 +1,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadR4Definitions } from '../../src/core/fhir/definitions.ts';
 import type { JsonObject } from '../../src/core/fhir/resource.ts';
 import { AllowlistSchema } from '../../src/core/policy/allowlist.ts';
 import type { Source, SourcePage } from '../../src/core/ports/source.ts';
-import type { AuditEventInput } from '../../src/engine/audit/entry.ts';
+import { AuditLog } from '../../src/engine/audit/index.ts';
+import { testKeys } from '../../src/engine/audit/testing.ts';
 import { type RunFlowOptions, runFlow } from '../../src/engine/pipeline/run-flow.ts';
 import { SqliteStateStore } from '../../src/engine/store/sqlite-store.ts';
 import { privacyConsent } from '../../src/testkit/consents.ts';
@@ -103,15 +104,27 @@ describe('runFlow', () => {
   });
 
   it("writes a flow's stated basis for moving patient data without consent into the run's first audit entry", async () => {
-    const entries: AuditEventInput[] = [];
-    const audit = { append: async (batch: readonly AuditEventInput[]) => entries.push(...batch) };
-    const basis = "HIPAA 45 CFR 164.506(c)(1): the covered entity's own health care operations";
+    // The longest basis a flow file may state, stored in a real trail.
+    const basis =
+      `HIPAA 45 CFR 164.506(c)(1): the covered entity's own health care operations; ${'x'.repeat(256)}`.slice(
+        0,
+        256,
+      );
+    const audit = await AuditLog.open({
+      store: join(dirname(storePath()), 'audit.sqlite'),
+      signer: (await testKeys()).signer,
+    });
     const store = SqliteStateStore.open(storePath());
     const source = new MemorySource({ Patient: patients });
-    await runFlow(options(source, new MemoryTarget(), store, { audit, withoutConsentBasis: basis }));
+    const first = await runFlow(
+      options(source, new MemoryTarget(), store, { audit, withoutConsentBasis: basis }),
+    );
+    expect(first.error).toBeUndefined();
+    expect(first.status).toBe('succeeded');
     await runFlow(options(source, new MemoryTarget(), store, { audit, reset: true }));
-    const starts = entries.filter((e) => e.kind === 'run-start');
-    expect(starts.map((e) => e.details?.withoutConsent)).toEqual([basis, undefined]);
+    const starts = (await audit.query({ kind: 'run-start' })).entries;
+    expect(starts.map((e) => e.details.withoutConsent)).toEqual([basis, undefined]);
+    await audit.close();
     await store.close();
   });
 

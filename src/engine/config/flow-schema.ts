@@ -329,6 +329,10 @@ const stages = z
           .string()
           .trim()
           .min(12, 'state the basis in a sentence (at least 12 characters)')
+          // It goes into an audit entry: one line, at most 256 characters (MAX_DETAIL_STRING).
+          .max(256, 'at most 256 characters (cite the policy; it is written into the audit trail)')
+          // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+          .regex(/^[^\u0000-\u001f\u007f]*$/, 'one line, without control characters')
           .describe(
             'Why patient data may move without consent, as the privacy office would cite it (e.g. "HIPAA 45 CFR 164.506(c)(1): the covered entity\'s own operations"). Written into the audit entry that starts every run.',
           ),

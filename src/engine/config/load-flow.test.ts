@@ -261,6 +261,18 @@ describe('loadFlow: patient data without a consent stage', () => {
     expect(issuesOf(vague)).toEqual([
       'stages.withoutConsent.basis: state the basis in a sentence (at least 12 characters)',
     ]);
+    // It is written into the audit trail: one line of at most 256 characters.
+    for (const basis of ['x'.repeat(257), 'HIPAA 164.506(c)\nsecond line']) {
+      const refused = thrown(() =>
+        loadFlow(
+          variant('long.yaml', (f) => {
+            f.stages.withoutConsent = { basis };
+          }),
+          { env: env(), cwd: dir },
+        ),
+      );
+      expect(issuesOf(refused)[0]).toMatch(/^stages\.withoutConsent\.basis: /);
+    }
   });
 
   it('needs nothing for the provider directory alone, and refuses a consent stage waived as well', () => {
