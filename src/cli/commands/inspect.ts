@@ -5,7 +5,7 @@ import type { AuditKind, StoredAuditEntry } from '../../engine/audit/entry.ts';
 import type { AuditLog } from '../../engine/audit/index.ts';
 import type { AuditQuery } from '../../engine/audit/query.ts';
 import type { ResolvedFlow } from '../../engine/config/load-flow.ts';
-import { type ReleaseOutcome, releaseQuarantined } from '../../engine/pipeline/release.ts';
+import { parseOrRaw, type ReleaseOutcome, releaseQuarantined } from '../../engine/pipeline/release.ts';
 import type { RunSummary } from '../../engine/pipeline/summary.ts';
 import { buildFlowRuntime, openFlowAudit, openFlowState } from '../../engine/runtime/build-flow.ts';
 import { createLogger } from '../../engine/runtime/logger.ts';
@@ -68,12 +68,13 @@ export function registerInspect(program: Command): void {
             `--status is one of ${QUARANTINE_STATUSES.join(', ')}; --limit a whole number from 1.`,
           );
         }
-        const all = await store.listQuarantine({ flow: flow.file.flow, status, limit: 10_000_000 });
-        const matching = all.filter(
-          (e) =>
-            (options.code === undefined || e.code === options.code) &&
-            (options.stream === undefined || e.stream === options.stream),
-        );
+        const matching = await store.listQuarantine({
+          flow: flow.file.flow,
+          status,
+          ...(options.code === undefined ? {} : { code: options.code }),
+          ...(options.stream === undefined ? {} : { stream: options.stream }),
+          limit: Number.MAX_SAFE_INTEGER,
+        });
         const shown = matching.slice(0, limit);
         for (const e of shown) {
           if (options.json) printJson(e);
@@ -338,9 +339,11 @@ export function registerInspect(program: Command): void {
             ? []
             : await everyEntry(log, { flow: flow.file.flow }, (e) => e.details.source === ref);
           const entries = [...bySubject, ...bySource];
-          const quarantined = (
-            await store.listQuarantine({ flow: flow.file.flow, limit: Number.MAX_SAFE_INTEGER })
-          ).filter((q) => q.sourceRef === record);
+          const quarantined = await store.listQuarantine({
+            flow: flow.file.flow,
+            sourceRef: record,
+            limit: Number.MAX_SAFE_INTEGER,
+          });
           const provenance = await store.provenanceOf(flow.file.flow, ref);
           const lineage = {
             record: ref === record ? record : `${record} (pseudonym ${ref})`,
@@ -412,11 +415,13 @@ async function selectEntries(
       throw new SluiceError('QUARANTINE_NOT_FOUND', `No quarantine entry ${id} in this flow's state.`);
     return [entry];
   }
-  return (await store.listQuarantine({ flow, status: 'open', limit: 1_000_000 })).filter(
-    (e) =>
-      (selection.code === undefined || e.code === selection.code) &&
-      (selection.stream === undefined || e.stream === selection.stream),
-  );
+  return store.listQuarantine({
+    flow,
+    status: 'open',
+    ...(selection.code === undefined ? {} : { code: selection.code }),
+    ...(selection.stream === undefined ? {} : { stream: selection.stream }),
+    limit: Number.MAX_SAFE_INTEGER,
+  });
 }
 
 async function release(
@@ -589,13 +594,4 @@ async function everyEntry(
     after = page.next;
   } while (after !== undefined);
   return out;
-}
-
-/** A quarantined record as JSON when it parses (it may be the line that did not). */
-function parseOrRaw(payload: string): unknown {
-  try {
-    return JSON.parse(payload) as unknown;
-  } catch {
-    return payload;
-  }
 }

@@ -29,14 +29,7 @@ export function registerStatus(program: Command): void {
         const checkpoints = await store.listCheckpoints(name);
         const openQuarantine = await store.countQuarantine(name, 'open');
         // What kinds of problem wait for an operator: open entries by code, most first.
-        const byCode: Record<string, number> = {};
-        for (const e of await store.listQuarantine({
-          flow: name,
-          status: 'open',
-          limit: Number.MAX_SAFE_INTEGER,
-        }))
-          byCode[e.code] = (byCode[e.code] ?? 0) + 1;
-        const openByCode = Object.fromEntries(Object.entries(byCode).sort(([, a], [, b]) => b - a));
+        const openByCode = await store.countQuarantineByCode(name, 'open');
         const runs = (await store.listRuns(name, Number(options.runs) || 10)).map((r) => {
           const s = r.summary ? (JSON.parse(r.summary) as RunSummary) : undefined;
           return {

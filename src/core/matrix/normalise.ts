@@ -1,4 +1,5 @@
 import { isValidNpi } from '../fhir/npi.ts';
+import { isFhirDate } from '../validate/compiled/primitives.ts';
 import type { Normaliser, ValidatorName } from './schema.ts';
 
 /** Normalisers applied to string values, in the order the matrix lists them; '' means "absent". */
@@ -58,13 +59,3 @@ export const VALIDATOR_FNS: Record<ValidatorName, (value: unknown) => boolean> =
   zip3: (v) => typeof v === 'string' && /^\d{3}$/.test(v),
   reference: (v) => typeof v === 'object' && v !== null && 'resourceType' in v && 'id' in v && 'system' in v,
 };
-
-/** `YYYY`, `YYYY-MM` or `YYYY-MM-DD` naming a month and day that exist (FHIR R4 `date`). */
-function isFhirDate(value: string): boolean {
-  const match = /^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$/.exec(value);
-  if (!match) return false;
-  const month = match[2] === undefined ? 1 : Number(match[2]);
-  const day = match[3] === undefined ? 1 : Number(match[3]);
-  if (month < 1 || month > 12 || day < 1) return false;
-  return day <= new Date(Date.UTC(Number(match[1]), month, 0)).getUTCDate();
-}

@@ -1,4 +1,4 @@
-import { generalizeBirthDate, generalizeZip } from '../anonymize/generalize.ts';
+import { ageInYears, generalizeBirthDate, generalizeZip } from '../anonymize/generalize.ts';
 import { type PseudonymKey, pseudonymize } from '../anonymize/pseudonym.ts';
 import { consentFromFhir } from '../consent/from-fhir.ts';
 import { consentFromVeeva } from '../consent/from-veeva.ts';
@@ -51,10 +51,8 @@ const BORN_AFTER = 'the birth date is later than the day the run started (a data
  * grace allowed: a birth date written in a time zone already a day ahead is not an error.
  */
 function bornAfter(birthDate: string | undefined, asOf: Date): boolean {
-  const match = birthDate === undefined ? null : /^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?/.exec(birthDate);
-  if (!match) return false;
-  const earliest = Date.UTC(Number(match[1]), Number(match[2] ?? 1) - 1, Number(match[3] ?? 1));
-  return earliest > asOf.getTime() + 86_400_000;
+  if (birthDate === undefined) return false;
+  return (ageInYears(birthDate, new Date(asOf.getTime() + 86_400_000)) ?? 0) < 0;
 }
 
 const ADDRESS_USES = new Set(['home', 'work', 'temp', 'old', 'billing']);

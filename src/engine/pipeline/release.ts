@@ -112,9 +112,14 @@ export async function releaseQuarantined(
     });
     const again = new Map<string, string>();
     if (run.status === 'succeeded') {
-      const fresh = await store.listQuarantine({ flow: name, status: 'open', limit: 1_000_000 });
+      const fresh = await store.listQuarantine({
+        flow: name,
+        status: 'open',
+        runId: run.runId,
+        limit: Number.MAX_SAFE_INTEGER,
+      });
       for (const q of fresh) {
-        const from = run.runId === q.runId ? ORIGIN.exec(q.origin)?.[1] : undefined;
+        const from = ORIGIN.exec(q.origin)?.[1];
         if (from !== undefined) again.set(from, q.id);
       }
     }
@@ -155,13 +160,16 @@ const originOf = (entry: QuarantineEntry): string => `quarantine ${entry.id} (${
 const ORIGIN = /^quarantine ([0-9a-f-]{36}) \(/;
 
 function recordOf(entry: QuarantineEntry, payload: string): SourceRecord {
-  let resource: unknown;
+  return { stream: entry.stream, resource: parseOrRaw(payload), origin: originOf(entry) };
+}
+
+/** A quarantined record as JSON when it parses (it may be the line that did not). */
+export function parseOrRaw(payload: string): unknown {
   try {
-    resource = JSON.parse(payload);
+    return JSON.parse(payload) as unknown;
   } catch {
-    resource = payload;
+    return payload;
   }
-  return { stream: entry.stream, resource, origin: originOf(entry) };
 }
 
 /**

@@ -502,15 +502,21 @@ export class SqliteStateStore implements StateStore {
   }
 
   async listQuarantine(filter: QuarantineFilter = {}): Promise<QuarantineEntry[]> {
+    const columns = {
+      flow: 'flow',
+      status: 'status',
+      code: 'code',
+      stream: 'stream',
+      sourceRef: 'source_ref',
+      runId: 'run_id',
+    } as const;
     const where: string[] = [];
     const args: SQLInputValue[] = [];
-    if (filter.flow !== undefined) {
-      where.push('flow = ?');
-      args.push(filter.flow);
-    }
-    if (filter.status !== undefined) {
-      where.push('status = ?');
-      args.push(filter.status);
+    for (const [key, column] of Object.entries(columns)) {
+      const value = filter[key as keyof typeof columns];
+      if (value === undefined) continue;
+      where.push(`${column} = ?`);
+      args.push(value);
     }
     const sql = `SELECT ${QUARANTINE_COLUMNS} FROM quarantine ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, rowid LIMIT ?`;
     args.push(filter.limit ?? 1000);
@@ -555,6 +561,15 @@ export class SqliteStateStore implements StateStore {
       // Busy: see above.
     }
     return true;
+  }
+
+  async countQuarantineByCode(flow: string, status: QuarantineStatus): Promise<Record<string, number>> {
+    const rows = this.#db
+      .prepare(
+        'SELECT code, count(*) AS n FROM quarantine WHERE flow = ? AND status = ? GROUP BY code ORDER BY n DESC, code',
+      )
+      .all(flow, status) as Row[];
+    return Object.fromEntries(rows.map((r) => [String(r.code), Number(r.n)]));
   }
 
   async countQuarantine(flow: string, status?: QuarantineStatus): Promise<number> {

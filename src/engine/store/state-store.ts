@@ -171,6 +171,14 @@ export interface PageCommit {
 export interface QuarantineFilter {
   readonly flow?: string;
   readonly status?: QuarantineStatus;
+  /** The catalog code that held the records back. */
+  readonly code?: string;
+  readonly stream?: string;
+  /** `Type/id` of the source record. */
+  readonly sourceRef?: string;
+  /** The run that held them back. */
+  readonly runId?: string;
+  /** At most this many, oldest first (default 1,000). */
   readonly limit?: number;
 }
 
@@ -233,6 +241,8 @@ export interface StateStore {
    */
   setQuarantineStatus(id: string, status: 'released' | 'discarded'): Promise<boolean>;
   countQuarantine(flow: string, status?: QuarantineStatus): Promise<number>;
+  /** How many entries of one status each code holds, most first. */
+  countQuarantineByCode(flow: string, status: QuarantineStatus): Promise<Record<string, number>>;
   startRun(run: { runId: string; flow: string; startedAt: string }): Promise<void>;
   finishRun(run: {
     runId: string;

@@ -86,6 +86,11 @@ function patterned(type: string, re: RegExp, calendar = false): PrimitiveCheck {
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
+/** A FHIR R4 `date`: a year, a year and month, or a whole date on a day that exists. */
+export function isFhirDate(s: string): boolean {
+  return DATE_RE.test(s) && (s.length < 10 || calendarDayExists(s));
+}
+
 /** A FHIR R4 `instant`: a date and a time to the second with a zone, on a day that exists. */
 export function isFhirInstant(s: string): boolean {
   return INSTANT_RE.test(s) && calendarDayExists(s);
