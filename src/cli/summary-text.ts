@@ -12,6 +12,12 @@ export function formatSummary(s: RunSummary): string {
       `  ${stream.padEnd(14)} read ${c.read}, delivered ${c.delivered}, unchanged ${c.unchanged}, quarantined ${c.quarantined}, withheld ${c.withheld}`,
     );
   }
+  const removed = [
+    s.deleted > 0 ? `deleted ${s.deleted} (source deletions)` : '',
+    s.suppressed > 0 ? `suppressed ${s.suppressed} (consent no longer permits)` : '',
+    s.retracted > 0 ? `retracted ${s.retracted} (withheld now, delivered before)` : '',
+  ].filter((x) => x !== '');
+  if (removed.length > 0) lines.push(`  removed at the target: ${removed.join(', ')}`);
   const reasons = Object.entries(s.quarantineReasons);
   if (reasons.length > 0)
     lines.push(`  quarantine reasons: ${reasons.map(([k, v]) => `${k} ${v}`).join(', ')}`);

@@ -1,12 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Consent } from '@medplum/fhirtypes';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pseudonymize } from '../../src/core/anonymize/pseudonym.ts';
-import { loadFlow } from '../../src/engine/config/load-flow.ts';
 import { runFlow } from '../../src/engine/pipeline/run-flow.ts';
 import { buildFlowRuntime, flowRunOptions } from '../../src/engine/runtime/build-flow.ts';
 import { SqliteStateStore } from '../../src/engine/store/sqlite-store.ts';
@@ -14,7 +12,7 @@ import { type CrmSandbox, startCrmSandbox } from '../../src/sandbox/crm/index.ts
 import { type EhrSandbox, startEhrSandbox } from '../../src/sandbox/ehr/index.ts';
 import { syntheaBundleDir } from '../../src/sandbox/ehr/testing.ts';
 import { privacyConsent } from '../../src/testkit/consents.ts';
-import { REPO_ROOT } from '../../src/testkit/data.ts';
+import { exampleFlowText, loadFlowAgainst } from '../../src/testkit/example-flow.ts';
 
 const consentFor = (patientId: string): Consent =>
   privacyConsent(patientId, 'permit', { id: `race-${patientId}` });
@@ -42,24 +40,13 @@ describe('consent revocations racing a send', () => {
   });
 
   it('no record of a revoked person reaches the CRM after the revocation, and what was sent before is removed', async () => {
-    const text = readFileSync(join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml'), 'utf8')
+    const text = exampleFlowText()
       .replace('resources: [Organization, Practitioner, Patient]', 'resources: [Patient]')
       .replace('pageSize: 200', 'pageSize: 4')
-      .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`)
-      .replaceAll('../../config/', `${join(REPO_ROOT, 'config')}/`)
       .replace('id: Organization/sluice-demo-crm', 'id: Organization/anyone')
       // The demo allowlist names the demo recipient; this test uses another one.
       .replace(/ {2}policy:\n(?: {4}.*\n)+/, '');
-    writeFileSync(join(dir, 'flow.yaml'), text);
-    const key = randomBytes(32);
-    const flow = loadFlow(join(dir, 'flow.yaml'), {
-      env: {
-        SLUICE_EHR_URL: ehr.url,
-        SLUICE_CRM_URL: crm.url,
-        SLUICE_PSEUDONYM_KEY: key.toString('base64'),
-        SLUICE_STATE_DIR: join(dir, 'state'),
-      },
-    });
+    const flow = loadFlowAgainst(dir, text, { ehr: ehr.url, crm: crm.url });
     const runtime = await buildFlowRuntime(flow);
     const run = () =>
       runFlow({

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -8,16 +8,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CrmSandbox, startCrmSandbox } from '../../src/sandbox/crm/index.ts';
 import { type EhrSandbox, startEhrSandbox } from '../../src/sandbox/ehr/index.ts';
 import { REPO_ROOT, SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
+import { exampleFlowText } from '../../src/testkit/example-flow.ts';
 
 const BIN = join(REPO_ROOT, 'bin', 'sluice.js');
 
 /** The example flow with small pages and batches, so a run spans many commits to kill between. */
 function writeFlow(dir: string): string {
-  const text = readFileSync(join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml'), 'utf8')
+  const text = exampleFlowText()
     .replace('pageSize: 200', 'pageSize: 40')
-    .replace('maxRecords: 200', 'maxRecords: 15')
-    .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`)
-    .replaceAll('../../config/', `${join(REPO_ROOT, 'config')}/`);
+    .replace('maxRecords: 200', 'maxRecords: 15');
   const file = join(dir, 'flow.yaml');
   writeFileSync(file, text);
   return file;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Practitioner } from '@medplum/fhirtypes';
@@ -11,14 +11,13 @@ import type { RunSummary } from '../../src/engine/pipeline/summary.ts';
 import { buildFlowRuntime, flowRunOptions } from '../../src/engine/runtime/build-flow.ts';
 import { type CrmSandbox, startCrmSandbox } from '../../src/sandbox/crm/index.ts';
 import { type EhrSandbox, startEhrSandbox } from '../../src/sandbox/ehr/index.ts';
-import { REPO_ROOT, SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
+import { SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
+import { exampleFlowText, loadFlowAgainst } from '../../src/testkit/example-flow.ts';
 
 /** The example flow, without the consent stage (these tests are about change capture), in a mode. */
 function flowText(mode: 'search' | 'bulk'): string {
   return (
-    readFileSync(join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml'), 'utf8')
-      .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`)
-      .replaceAll('../../config/', `${join(REPO_ROOT, 'config')}/`)
+    exampleFlowText()
       .replace(
         'resources: [Organization, Practitioner, Patient]',
         `resources: [Organization, Practitioner]\n  mode: ${mode}`,
@@ -40,15 +39,7 @@ for (const mode of ['search', 'bulk'] as const) {
       ehr = await startEhrSandbox({ seed: [join(SAMPLE_DATA_DIR, 'directory')] });
       crm = await startCrmSandbox();
       dir = mkdtempSync(join(tmpdir(), `sluice-diff-${mode}-`));
-      writeFileSync(join(dir, 'flow.yaml'), flowText(mode));
-      const flow = loadFlow(join(dir, 'flow.yaml'), {
-        env: {
-          SLUICE_EHR_URL: ehr.url,
-          SLUICE_CRM_URL: crm.url,
-          SLUICE_PSEUDONYM_KEY: randomBytes(32).toString('base64'),
-          SLUICE_STATE_DIR: join(dir, 'state'),
-        },
-      });
+      const flow = loadFlowAgainst(dir, flowText(mode), { ehr: ehr.url, crm: crm.url });
       const runtime = await buildFlowRuntime(flow);
       run = () => runFlow({ ...flowRunOptions(flow, runtime), logger: pino({ level: 'silent' }) });
       close = () => runtime.close();

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -10,7 +10,8 @@ import { runFlow } from '../../src/engine/pipeline/run-flow.ts';
 import { buildFlowRuntime, flowRunOptions } from '../../src/engine/runtime/build-flow.ts';
 import { type CrmSandbox, startCrmSandbox } from '../../src/sandbox/crm/index.ts';
 import { type EhrSandbox, startEhrSandbox } from '../../src/sandbox/ehr/index.ts';
-import { REPO_ROOT, SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
+import { SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
+import { exampleFlowText } from '../../src/testkit/example-flow.ts';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -29,9 +30,7 @@ async function setup(throttle: string, maxRecords = 5, crmUrl?: string) {
     () => ehr.close(),
     () => crm.close(),
   );
-  const text = readFileSync(join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml'), 'utf8')
-    .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`)
-    .replaceAll('../../config/', `${join(REPO_ROOT, 'config')}/`)
+  const text = exampleFlowText()
     .replace('resources: [Organization, Practitioner, Patient]', 'resources: [Organization]')
     .replace(/ {2}consent:\n(?: {4}.*\n)+/, '')
     // Its allowlist names the consent recipient; these tests are about other things.

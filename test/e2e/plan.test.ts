@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +9,7 @@ import { diffPlans, planFlow } from '../../src/engine/pipeline/plan.ts';
 import { buildFlowRuntime } from '../../src/engine/runtime/build-flow.ts';
 import { type CrmSandbox, startCrmSandbox } from '../../src/sandbox/crm/index.ts';
 import { type EhrSandbox, startEhrSandbox } from '../../src/sandbox/ehr/index.ts';
-import { REPO_ROOT } from '../../src/testkit/data.ts';
+import { exampleFlowText } from '../../src/testkit/example-flow.ts';
 
 describe('sluice plan (dry run)', () => {
   let ehr: EhrSandbox;
@@ -26,9 +26,7 @@ describe('sluice plan (dry run)', () => {
   });
 
   const planFor = async (name: string, edit: (text: string) => string = (t) => t) => {
-    const text = edit(readFileSync(join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml'), 'utf8'))
-      .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`)
-      .replaceAll('../../config/', `${join(REPO_ROOT, 'config')}/`);
+    const text = edit(exampleFlowText());
     writeFileSync(join(dir, name), text);
     const flow = loadFlow(join(dir, name), {
       env: {
@@ -76,7 +74,7 @@ describe('sluice plan (dry run)', () => {
     const { plan: live } = await planFor('live.yaml');
     const { plan: loosened } = await planFor('loosened.yaml', (t) =>
       t.replace(
-        '    - resourceType: Patient\n      when: deceased.exists() and deceased != false\n      reason: deceased\n',
+        '    - resourceType: Patient\n      when: deceased.exists() and deceased != false\n      reason: deceased\n      delivered: delete\n',
         '',
       ),
     );

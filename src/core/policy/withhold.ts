@@ -3,7 +3,8 @@ import { type CompiledPath, compileFhirPath, isTrue } from './fhirpath.ts';
 /**
  * Withhold rules: a flow may decide not to send records it could send (deceased patients need no
  * follow-up, inactive providers no visits). A withheld record is counted and checkpointed, never
- * quarantined: nothing is wrong with it.
+ * quarantined: nothing is wrong with it. A rule may also retract what earlier runs delivered for the
+ * record (`delivered: delete`).
  */
 export interface WithholdRuleSpec {
   readonly resourceType: string;
@@ -11,6 +12,12 @@ export interface WithholdRuleSpec {
   readonly when: string;
   /** A short, non-PHI reason code recorded with the decision, e.g. `deceased`. */
   readonly reason: string;
+  /**
+   * What becomes of what earlier runs delivered for a record this rule now withholds: `keep` leaves it
+   * at the target as it was last sent; `delete` removes it (a patient who died, a record merged into
+   * another). Absent: `keep`.
+   */
+  readonly delivered?: 'keep' | 'delete';
 }
 
 export interface WithholdDecision {

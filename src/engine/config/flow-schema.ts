@@ -218,6 +218,12 @@ const withholdRule = z
       .string()
       .regex(/^[a-z][a-z0-9-]{0,40}$/, 'a short lower-case reason code')
       .describe('The reason code counted in the run summary and the audit trail.'),
+    delivered: z
+      .enum(['keep', 'delete'])
+      .default('keep')
+      .describe(
+        'What earlier runs delivered for a record this rule now withholds: `keep` leaves it at the target as last sent; `delete` removes it there (retraction, counted and audited), e.g. for a patient who died or a record merged into another.',
+      ),
   })
   .strict();
 
@@ -247,9 +253,15 @@ const stages = z
           .array(z.enum(['base-policy', 'default']))
           .default([])
           .describe('Consent bases treated as partial consent and refused: `base-policy`, `default`.'),
+        delivered: z
+          .enum(['keep', 'delete'])
+          .default('delete')
+          .describe(
+            'What earlier runs delivered for a record that now carries a refused security label: `delete` removes it at the target (retraction, counted and audited); `keep` leaves it as last sent.',
+          ),
       })
       .strict()
-      .default({ refuseSecurityLabels: [], refuseConsentBasis: [] })
+      .default({ refuseSecurityLabels: [], refuseConsentBasis: [], delivered: 'delete' })
       .describe(
         'Provenance policy: refuse records whose security labels show a sensitive origin (withheld and audited, never sent). Codes from v3-ActCode / v3-Confidentiality (e.g. 42CFRPart2, PSY, ETH, HIV, R).',
       ),

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { SluiceError } from '../../core/errors/index.ts';
-import { REPO_ROOT } from '../../testkit/data.ts';
+import { exampleFlowText } from '../../testkit/example-flow.ts';
 import { loadFlow } from './load-flow.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-flow-property-'));
@@ -20,11 +20,7 @@ const ENV = {
 };
 
 /** The example flow, its key and config paths made absolute so that copies here find them. */
-const example = parse(
-  readFileSync(join(REPO_ROOT, 'examples', 'flows', 'epic-to-veeva.yaml'), 'utf8')
-    .replaceAll('../keys/', `${join(REPO_ROOT, 'examples', 'keys')}/`)
-    .replaceAll('../../config/', `${join(REPO_ROOT, 'config')}/`),
-) as Record<string, unknown>;
+const example = parse(exampleFlowText()) as Record<string, unknown>;
 
 type Path = readonly (string | number)[];
 

@@ -72,7 +72,12 @@ describe('loadFlow: the example flow', () => {
     expect(flow.file.source.resources).toEqual(['Organization', 'Practitioner', 'Patient']);
     expect(flow.file.source.auth).toMatchObject({ kind: 'smart-backend-services', clientId: 'sluice-demo' });
     expect(flow.file.source.timeoutSeconds).toBe(60);
-    expect(flow.file.stages.withhold.map((r) => r.reason)).toEqual(['deceased', 'inactive']);
+    expect(flow.file.stages.withhold.map((r) => [r.reason, r.delivered])).toEqual([
+      ['deceased', 'delete'],
+      ['merged', 'delete'],
+      ['inactive', 'keep'],
+    ]);
+    expect(flow.file.stages.provenance.delivered).toBe('delete');
     expect(flow.pseudonymKey.id).toBe('demo-1');
     expect(Buffer.from(flow.pseudonymKey.secret).equals(keyBytes)).toBe(true);
     expect(flow.restrictedZip3.has('036')).toBe(true);

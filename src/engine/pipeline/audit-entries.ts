@@ -41,6 +41,8 @@ export function pageAuditEntries(input: {
   readonly deletedRecords: number;
   readonly suppressedSubjects: readonly string[];
   readonly suppressedRecords: number;
+  /** Records withheld now whose earlier deliveries were removed: ledger ref and withhold reason. */
+  readonly retracted?: readonly { readonly ref: string; readonly reason: string }[];
   /** The pseudonym of a patient record's `Patient/id` (patient ids never enter the audit). */
   readonly pseudonymOf: (patientId: string) => string;
 }): AuditEventInput[] {
@@ -155,6 +157,19 @@ export function pageAuditEntries(input: {
       outcome: 'success',
       reason: 'consent-revoked-suppression',
       details: { stream: input.stream },
+    });
+  }
+  for (const { ref, reason } of input.retracted ?? []) {
+    const subject = PSEUDONYM.test(ref) ? ref : undefined;
+    // A ledger ref is a pseudonym or a provider/organisation `Type/id`, never a clear patient id.
+    if (subject === undefined && ref.startsWith('Patient/')) continue;
+    entries.push({
+      ...base,
+      kind: 'withhold',
+      ...(subject === undefined ? {} : { subject: subject as AuditEventInput['subject'] }),
+      outcome: 'success',
+      reason: 'withheld-retraction',
+      details: { stream: input.stream, because: reason, ...(subject === undefined ? { source: ref } : {}) },
     });
   }
   return entries;

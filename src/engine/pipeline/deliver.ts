@@ -52,6 +52,11 @@ export interface DeliveryContext {
   /** Ignore the ledger: send even unchanged records (a replay after the target lost data). */
   readonly resend?: boolean;
   /**
+   * Target records (`object` NUL `externalId`) this run removed whose ledger rows are not committed yet:
+   * sent whatever the ledger says.
+   */
+  readonly removed?: ReadonlySet<string>;
+  /**
    * The consent-aware batch key of a record (purpose, consent scope and policy, recipient role,
    * geography): records of different keys never share a batch. Absent: one key for all.
    */
@@ -157,7 +162,11 @@ export async function deliverPage(
       );
       const toSend: Pending[] = [];
       for (const p of pendings) {
-        if (!ctx.resend && known.get(p.write.externalId)?.payloadHash === p.hash) {
+        if (
+          !ctx.resend &&
+          known.get(p.write.externalId)?.payloadHash === p.hash &&
+          !ctx.removed?.has(`${object}\u0000${p.write.externalId}`)
+        ) {
           unchanged++;
           deliveredByIndex.set(p.item.index, (deliveredByIndex.get(p.item.index) ?? 0) + 1);
         } else toSend.push(p);

@@ -1,4 +1,4 @@
-import type { PseudonymKey } from '../../core/anonymize/pseudonym.ts';
+import { type PseudonymKey, pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import type { ConsentDecision } from '../../core/consent/index.ts';
 import type { ErrorCode } from '../../core/errors/index.ts';
 import { isJsonObject, type JsonObject, str } from '../../core/fhir/resource.ts';
@@ -50,6 +50,11 @@ export interface RecordStageContext {
    * treated as partial consent and refused.
    */
   readonly refuseConsentBasis?: ReadonlySet<string>;
+  /**
+   * A record refused for its security labels also has what earlier runs delivered for it removed at
+   * the target (true), or left there as last sent (false). Absent: true.
+   */
+  readonly retractSensitive?: boolean;
   /** The recipient allowlist: objects and fields this recipient may receive for this purpose. */
   readonly allowlist?: Allowlist;
   /** The source's ids may exceed FHIR's 64 characters (Epic): that one check becomes a warning. */
@@ -82,6 +87,11 @@ export type RecordVerdict =
       readonly decision?: ConsentDecision;
       /** The person's pseudonym, when the record is patient data. */
       readonly subject?: string;
+      /**
+       * Set when what earlier runs delivered for this record is to be removed at the target: its
+       * ledger ref (`Type/id`, or the pseudonym for patient data).
+       */
+      readonly retractRef?: string;
     }
   | {
       readonly kind: 'ready';
@@ -153,11 +163,17 @@ export function processRecord(record: SourceRecord, ctx: RecordStageContext): Re
         kind: 'withheld',
         reason: 'provenance-sensitive-origin',
         ...(lastUpdated ? { lastUpdated } : {}),
+        ...(ctx.retractSensitive === false ? {} : { retractRef: ledgerRefOf(ctx, type, id) }),
       };
   }
   const withheld = ctx.withhold.decide(type, resource);
   if (withheld)
-    return { kind: 'withheld', reason: withheld.rule.reason, ...(lastUpdated ? { lastUpdated } : {}) };
+    return {
+      kind: 'withheld',
+      reason: withheld.rule.reason,
+      ...(lastUpdated ? { lastUpdated } : {}),
+      ...(withheld.rule.delivered === 'delete' ? { retractRef: ledgerRefOf(ctx, type, id) } : {}),
+    };
 
   const ctxFor = { system: ctx.system, verifiedAt: new Date().toISOString(), asOf: ctx.asOf };
   const engine = mappingEngine();
@@ -233,6 +249,11 @@ export function processRecord(record: SourceRecord, ctx: RecordStageContext): Re
       ? { region: `US-zip${canonical.zip3[0]}` }
       : {}),
   };
+}
+
+/** Where the delivery ledger keeps a source record: patient data by pseudonym, the rest by `Type/id`. */
+function ledgerRefOf(ctx: RecordStageContext, type: string, id: string): string {
+  return type === 'Patient' ? pseudonymize(ctx.pseudonymKey, ctx.system, 'Patient', id) : `${type}/${id}`;
 }
 
 function metaLastUpdated(resource: JsonObject): string | undefined {

@@ -19,7 +19,7 @@ import type {
   StoredConsent,
 } from '../store/state-store.ts';
 import { type AuditContext, pageAuditEntries, type RecordNote } from './audit-entries.ts';
-import { deleteByLedgerRefs, propagateDeletions } from './deletions.ts';
+import { type DeletionResult, deleteByLedgerRefs, propagateDeletions } from './deletions.ts';
 import { type BatchSealing, type DeliveryItem, type DeliveryResult, deliverPage } from './deliver.ts';
 import { prefetch } from './prefetch.ts';
 import { NO_PROGRESS, type ProgressSink } from './progress.ts';
@@ -145,6 +145,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
   let updated = 0;
   let batches = 0;
   let deleted = 0;
+  let retracted = 0;
   let skipped = 0;
   let suppressed = 0;
   let reconsidered = 0;
@@ -277,6 +278,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
       // Versions of records prepared but not yet committed: the next page, prepared while this one is
       // sent, must see them as processed (duplicates skip, older versions stay out of order).
       const pendingSeen = new Map<string, string>();
+      // Ledger refs sent by pages not yet committed, with the last such page's number.
+      const uncommittedSends = new Map<string, number>();
+      // Target records (`object` NUL `externalId`) retracted by pages not yet committed: a later page
+      // sending them again must not find them unchanged in the ledger.
+      const uncommittedRemovals = new Map<string, number>();
       // Record stages of one page, before anything is sent.
       const prepare = async (page: SourcePage) => {
         signal.throwIfAborted();
@@ -285,6 +291,8 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         const quarantine: NewQuarantineEntry[] = [];
         const items: DeliveryItem[] = [];
         const seen: SeenVersion[] = [];
+        // Records withheld now whose earlier deliveries are to be removed at the target (ledger refs).
+        const retractions = new Map<string, string>();
         const consents: StoredConsent[] = [];
         const consentChanged = new Set<string>();
         // People whose consents this page carries: pinned in the gate until the page is committed.
@@ -441,6 +449,13 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
               counts.withheld++;
               withholdReasons[verdict.reason] = (withholdReasons[verdict.reason] ?? 0) + 1;
               outcomes.set(index, 'withheld');
+              if (verdict.retractRef !== undefined) {
+                // The later version wins: an earlier one of this page is not sent either.
+                const ledgerRef = verdict.retractRef;
+                const kept = items.filter((item) => item.ledgerRef !== ledgerRef);
+                if (kept.length < items.length) items.splice(0, items.length, ...kept);
+                retractions.set(ledgerRef, verdict.reason);
+              }
               notes.set(index, {
                 reason: verdict.reason,
                 ...(verdict.subject === undefined ? {} : { subject: verdict.subject }),
@@ -458,6 +473,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
               });
               break;
             case 'ready':
+              retractions.delete(verdict.ledgerRef);
               items.push({
                 index,
                 writes: verdict.writes,
@@ -487,6 +503,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           quarantine,
           items,
           seen,
+          retractions,
           consents,
           consentChanged,
           pins,
@@ -599,9 +616,26 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         }
         return { sendable, ...(checkedAt ? { checkedAt } : {}), sendDecisions };
       };
-      const send = async (prepared: Prepared, checked: Checked) => {
-        const { page, pageNumber, quarantine, refs, outcomes, notes } = prepared;
+      const send = async (prepared: Prepared, checked: Checked, earlierCommitted: Promise<unknown>) => {
+        const { page, pageNumber, quarantine, refs, outcomes, notes, retractions } = prepared;
         const { sendable, checkedAt, sendDecisions } = checked;
+        // Retraction: what earlier runs delivered for records withheld now is removed at the target,
+        // before this page's upserts and in page order with every send, so a newer version a later page
+        // sends is never removed. Records earlier pages sent are in the ledger once those pages commit.
+        let retraction: DeletionResult | undefined;
+        if (retractions.size > 0) {
+          const refsToRetract = [...retractions.keys()];
+          if (refsToRetract.some((r) => uncommittedSends.has(r))) await earlierCommitted;
+          retraction = await deleteByLedgerRefs(refsToRetract, {
+            flow,
+            store,
+            target: options.target,
+            signal,
+          });
+          retracted += retraction.deleted;
+          for (const d of retraction.ledgerDeletes)
+            uncommittedRemovals.set(`${d.object}\u0000${d.externalId}`, pageNumber);
+        }
         const delivery = await deliverPage(sendable, {
           flow,
           runId,
@@ -611,6 +645,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           mappingVersion: MAPPING_VERSION,
           signal,
           resend: options.resend === true,
+          ...(uncommittedRemovals.size > 0 ? { removed: new Set(uncommittedRemovals.keys()) } : {}),
           batchKeyOf: (item) => {
             const decision = sendDecisions.get(item.index);
             return [
@@ -646,8 +681,10 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
             payload: safeStringify(record?.resource),
           });
         }
-        return delivery;
+        for (const item of sendable) uncommittedSends.set(item.ledgerRef, pageNumber);
+        return { ...delivery, retraction };
       };
+      type Sent = DeliveryResult & { retraction: DeletionResult | undefined };
       // What a page's audit step hands to its commit.
       type Recorded = {
         removal: Awaited<ReturnType<typeof propagateDeletions>> | undefined;
@@ -657,7 +694,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
       const record = async (
         prepared: Prepared,
         checked: Checked,
-        delivery: DeliveryResult,
+        delivery: Sent,
         earlierCommitted: Promise<unknown>,
       ): Promise<Recorded> => {
         const { page, readAt, quarantine, seen, consentChanged } = prepared;
@@ -735,7 +772,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         counts.unchanged += delivery.unchanged;
         created += delivery.created;
         updated += delivery.updated;
-        batches += delivery.batches + (removal?.batches ?? 0) + (suppression?.batches ?? 0);
+        batches +=
+          delivery.batches +
+          (removal?.batches ?? 0) +
+          (suppression?.batches ?? 0) +
+          (delivery.retraction?.batches ?? 0);
         deleted += removal?.deleted ?? 0;
 
         if (options.audit) {
@@ -750,6 +791,10 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
               deletedRecords: removal?.deleted ?? 0,
               suppressedSubjects: suppression?.refs ?? [],
               suppressedRecords: suppression?.deleted ?? 0,
+              retracted: (delivery.retraction?.refs ?? []).map((ref) => ({
+                ref,
+                reason: prepared.retractions.get(ref) ?? 'withheld',
+              })),
               pseudonymOf: (id) =>
                 pseudonymize(options.stages.pseudonymKey, options.stages.system, 'Patient', id),
             }),
@@ -757,7 +802,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         }
         return { removal, suppression, provenance };
       };
-      const commit = async (prepared: Prepared, delivery: DeliveryResult, recorded: Recorded) => {
+      const commit = async (prepared: Prepared, delivery: Sent, recorded: Recorded) => {
         const { page, quarantine, seen, consents, consentChanged, changeLog, pins, maxUpdated } = prepared;
         const { removal, suppression, provenance } = recorded;
 
@@ -781,7 +826,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           flow,
           stream,
           ledger: delivery.ledger,
-          ledgerDeletes: [...(removal?.ledgerDeletes ?? []), ...(suppression?.ledgerDeletes ?? [])],
+          ledgerDeletes: [
+            ...(removal?.ledgerDeletes ?? []),
+            ...(suppression?.ledgerDeletes ?? []),
+            ...(delivery.retraction?.ledgerDeletes ?? []),
+          ],
           consents,
           batches: delivery.manifests,
           provenance,
@@ -805,6 +854,10 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
             : {}),
         });
         gate?.committed(pins);
+        for (const [ref, sentBy] of uncommittedSends)
+          if (sentBy === prepared.pageNumber) uncommittedSends.delete(ref);
+        for (const [key, by] of uncommittedRemovals)
+          if (by === prepared.pageNumber) uncommittedRemovals.delete(key);
         if (advance) {
           position = next;
           checkpoints[stream] = next as string;
@@ -851,7 +904,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           const prepared = await prepare(page);
           const earlier = committed;
           const c = afterSettled([checked], () => check(prepared));
-          const s = afterSettled([c, sent], async () => send(prepared, await c));
+          const s = afterSettled([c, sent], async () => send(prepared, await c, earlier));
           const r = afterSettled([s, recorded], async () => record(prepared, await c, await s, earlier));
           const m = afterSettled([r, committed], async () => commit(prepared, await s, await r));
           for (const step of [c, s, r, m]) step.catch(() => undefined);
@@ -908,6 +961,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     skipped,
     deleted,
     suppressed,
+    retracted,
     ...(reconsidered > 0 ? { reconsidered } : {}),
     batches,
     byStream,

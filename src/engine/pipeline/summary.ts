@@ -33,6 +33,11 @@ export interface RunSummary {
   readonly deleted: number;
   /** Target records deleted because the person's consent no longer permits (suppression). */
   readonly suppressed: number;
+  /**
+   * Target records deleted because a withhold rule (or the provenance policy) now keeps back a record
+   * an earlier run delivered, where the rule says so (`delivered: delete`).
+   */
+  readonly retracted: number;
   /** Records read again because a policy event (a consent now permitting) made them eligible. */
   readonly reconsidered?: number;
   /** Source records quarantined in this run. */

@@ -235,6 +235,7 @@ export async function buildFlowRuntime(
       allowLongIds: src.deviations.longIds,
       refuseSecurityLabels: new Set(stages.provenance.refuseSecurityLabels),
       refuseConsentBasis: new Set(stages.provenance.refuseConsentBasis),
+      retractSensitive: stages.provenance.delivered === 'delete',
       ...(flow.allowlist ? { allowlist: flow.allowlist } : {}),
       withhold: compileWithholdPolicy(stages.withhold),
       pseudonymKey: flow.pseudonymKey,
