@@ -165,6 +165,20 @@ export class MemoryTarget implements Target {
   }
 }
 
+/** A target that seals each request as the Veeva target does (the envelope over the records it carries). */
+export class SealingTarget extends MemoryTarget {
+  override async upsert(
+    object: string,
+    field: string,
+    writes: readonly TargetWrite[],
+    signal?: AbortSignal,
+    options: UpsertOptions = {},
+  ): Promise<WriteResult[]> {
+    await options.seal?.(writes.map((w) => w.fields));
+    return super.upsert(object, field, writes, signal, options);
+  }
+}
+
 export function stageContext(
   overrides: Partial<Omit<RecordStageContext, 'asOf'>> = {},
 ): Omit<RecordStageContext, 'asOf'> {

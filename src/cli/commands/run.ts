@@ -120,18 +120,32 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
   try {
     let reset = options.reset === true;
     let from = options.from;
+    let cycle = 0;
+    let wasIdle = false;
+    const logger = createLogger();
     while (true) {
+      // In loop mode every cycle after the first is quiet when it finds nothing to do: it is not
+      // recorded in the audit trail or the run history, nor printed as text.
       const summary = await runFlow({
         ...flowRunOptions(flow, runtime),
         reset,
         ...(from === undefined ? {} : { from }),
-        logger: createLogger(),
+        quietWhenIdle: !options.once && cycle > 0,
+        logger,
         progress: options.progress ? terminalProgress() : undefined,
         signal: controller.signal,
       });
+      cycle++;
       reset = false;
       from = undefined;
-      report(summary, json);
+      // JSON consumers get every cycle (an idle one says `"idle": true`); a person only the changes.
+      if (summary.idle === true && !json) {
+        if (!wasIdle)
+          printLine(
+            `flow ${flow.file.flow}: no changes at ${summary.finishedAt}; cycles that find nothing to do are not reported until the next change`,
+          );
+      } else report(summary, json);
+      wasIdle = summary.idle === true;
       if (options.once || controller.signal.aborted) {
         if (summary.error?.code === 'STATE_DEFINITION_CHANGED') return EXIT.usage;
         return summary.status === 'succeeded' ? EXIT.ok : EXIT.failed;

@@ -117,6 +117,12 @@ export interface RunFlowOptions {
   readonly onItemFailure?: 'quarantine-item' | 'reject-batch';
   /** Batch envelopes (manifests, signatures); absent: requests are not sealed. */
   readonly sealing?: Omit<BatchSealing, 'checkedAt'>;
+  /**
+   * A cycle of a running loop: when it finds nothing to do (every record read was already processed,
+   * nothing removed, no error) it leaves no trace in the audit trail or the run history, and its
+   * summary says `idle`. Entries of a cycle that does something are as for any run.
+   */
+  readonly quietWhenIdle?: boolean;
   readonly logger: Logger;
   readonly progress?: ProgressSink;
   readonly signal?: AbortSignal;
@@ -176,25 +182,36 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     recipient: options.consent?.settings.recipient.id ?? options.target.system,
     ...(options.purpose === undefined ? {} : { purpose: options.purpose }),
   };
-  log.info({ streams: options.source.streams, replay: options.replay === true }, 'run started');
+  const quiet = options.quietWhenIdle === true;
+  (quiet ? log.debug : log.info).call(
+    log,
+    { streams: options.source.streams, replay: options.replay === true },
+    'run started',
+  );
+  // The run's first audit entry; a quiet cycle writes it only before its first other entry.
+  let runStartWritten: Promise<unknown> | undefined;
+  const writeRunStart = (): Promise<unknown> =>
+    (runStartWritten ??=
+      options.audit?.append([
+        {
+          kind: 'run-start',
+          flow,
+          runId,
+          outcome: 'success',
+          ...(options.replay ? { reason: 'replay' } : {}),
+          details: {
+            definitionHash: options.definitionHash.slice(0, 16),
+            mapping: MAPPING_VERSION,
+            ...(quiet ? { startedAt: started.toISOString() } : {}),
+            ...(options.withoutConsentBasis === undefined
+              ? {}
+              : { withoutConsent: options.withoutConsentBasis }),
+          },
+        },
+      ]) ?? Promise.resolve());
   let error: SluiceError | undefined;
   try {
-    await options.audit?.append([
-      {
-        kind: 'run-start',
-        flow,
-        runId,
-        outcome: 'success',
-        ...(options.replay ? { reason: 'replay' } : {}),
-        details: {
-          definitionHash: options.definitionHash.slice(0, 16),
-          mapping: MAPPING_VERSION,
-          ...(options.withoutConsentBasis === undefined
-            ? {}
-            : { withoutConsent: options.withoutConsentBasis }),
-        },
-      },
-    ]);
+    if (!quiet) await writeRunStart();
     if (options.reset) {
       const removed = await store.deleteCheckpoints(flow);
       log.info({ removed }, 'checkpoints reset');
@@ -780,25 +797,27 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         deleted += removal?.deleted ?? 0;
 
         if (options.audit) {
-          await options.audit.append(
-            pageAuditEntries({
-              ctx: auditContext,
-              stream,
-              refs,
-              outcomes,
-              notes,
-              manifests: delivery.manifests,
-              deletedRecords: removal?.deleted ?? 0,
-              suppressedSubjects: suppression?.refs ?? [],
-              suppressedRecords: suppression?.deleted ?? 0,
-              retracted: (delivery.retraction?.refs ?? []).map((ref) => ({
-                ref,
-                reason: prepared.retractions.get(ref) ?? 'withheld',
-              })),
-              pseudonymOf: (id) =>
-                pseudonymize(options.stages.pseudonymKey, options.stages.system, 'Patient', id),
-            }),
-          );
+          const entries = pageAuditEntries({
+            ctx: auditContext,
+            stream,
+            refs,
+            outcomes,
+            notes,
+            manifests: delivery.manifests,
+            deletedRecords: removal?.deleted ?? 0,
+            suppressedSubjects: suppression?.refs ?? [],
+            suppressedRecords: suppression?.deleted ?? 0,
+            retracted: (delivery.retraction?.refs ?? []).map((ref) => ({
+              ref,
+              reason: prepared.retractions.get(ref) ?? 'withheld',
+            })),
+            pseudonymOf: (id) =>
+              pseudonymize(options.stages.pseudonymKey, options.stages.system, 'Patient', id),
+          });
+          if (entries.length > 0) {
+            await writeRunStart();
+            await options.audit.append(entries);
+          }
         }
         return { removal, suppression, provenance };
       };
@@ -948,10 +967,18 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     }),
     emptyCounts(),
   );
+  // A quiet cycle that found nothing to do: every record read was a version already processed.
+  const idle =
+    quiet &&
+    error === undefined &&
+    runStartWritten === undefined &&
+    total.read === skipped &&
+    deleted + suppressed + retracted + reconsidered === 0;
   const summary: RunSummary = {
     flow,
     runId,
     status: error ? 'failed' : 'succeeded',
+    ...(idle ? { idle: true } : {}),
     startedAt: started.toISOString(),
     finishedAt: finished.toISOString(),
     durationMs: finished.getTime() - started.getTime(),
@@ -985,22 +1012,25 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     ...(error ? { error: { code: error.code, message: error.message, action: error.action } } : {}),
   };
   try {
-    await options.audit?.append([
-      {
-        kind: 'run-end',
-        flow,
-        runId,
-        outcome: error ? 'serious-failure' : 'success',
-        ...(error ? { reason: error.code } : {}),
-        details: {
-          read: summary.read,
-          delivered: summary.delivered,
-          withheld: summary.withheld,
-          quarantined: summary.quarantined,
-          batches: summary.batches,
+    if (!idle) {
+      await writeRunStart();
+      await options.audit?.append([
+        {
+          kind: 'run-end',
+          flow,
+          runId,
+          outcome: error ? 'serious-failure' : 'success',
+          ...(error ? { reason: error.code } : {}),
+          details: {
+            read: summary.read,
+            delivered: summary.delivered,
+            withheld: summary.withheld,
+            quarantined: summary.quarantined,
+            batches: summary.batches,
+          },
         },
-      },
-    ]);
+      ]);
+    }
     if (options.auditRetentionDays && options.audit?.prune) {
       await options.audit.prune({
         before: new Date(finished.getTime() - options.auditRetentionDays * 86_400_000),
@@ -1010,13 +1040,17 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
   } catch (err) {
     log.error({ code: toSluiceError(err).code }, 'audit run-end entry or retention failed');
   }
-  await store.finishRun({
-    runId,
-    finishedAt: summary.finishedAt,
-    status: summary.status,
-    summary: JSON.stringify(summary),
-  });
-  log.info(
+  // An idle cycle leaves no run in the history (its row only marked it as running).
+  if (idle) await store.forgetRun(runId);
+  else
+    await store.finishRun({
+      runId,
+      finishedAt: summary.finishedAt,
+      status: summary.status,
+      summary: JSON.stringify(summary),
+    });
+  (idle ? log.debug : log.info).call(
+    log,
     {
       status: summary.status,
       read: summary.read,

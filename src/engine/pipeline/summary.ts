@@ -18,6 +18,11 @@ export interface RunSummary {
   readonly status: 'succeeded' | 'failed';
   readonly startedAt: string;
   readonly finishedAt: string;
+  /**
+   * A quiet loop cycle that found nothing to do (every record read already processed, nothing removed,
+   * no error): it left no entry in the audit trail or the run history.
+   */
+  readonly idle?: boolean;
   readonly durationMs: number;
   /** Source records read. */
   readonly read: number;

@@ -600,6 +600,10 @@ export class SqliteStateStore implements StateStore {
       .run(run.finishedAt, run.status, run.summary, run.runId);
   }
 
+  async forgetRun(runId: string): Promise<void> {
+    this.#db.prepare('DELETE FROM runs WHERE run_id = ?').run(runId);
+  }
+
   async listRuns(flow: string, limit = 20): Promise<RunRecord[]> {
     const rows = this.#db
       .prepare('SELECT * FROM runs WHERE flow = ? ORDER BY started_at DESC LIMIT ?')

@@ -250,6 +250,8 @@ export interface StateStore {
     status: 'succeeded' | 'failed';
     summary: string;
   }): Promise<void>;
+  /** Removes a run from the history (a loop cycle that found nothing to do). */
+  forgetRun(runId: string): Promise<void>;
   listRuns(flow: string, limit?: number): Promise<RunRecord[]>;
   close(): Promise<void>;
 }
