@@ -239,6 +239,7 @@ export function registerInspect(program: Command): void {
     .command('query')
     .argument('<flow>', 'flow file')
     .option('--subject <ref>', 'a pseudonym, or Patient/ID (turned into its pseudonym)')
+    .option('--source <ref>', 'a provider or organisation record, Type/id (e.g. Practitioner/123)')
     .option('--batch <id>', 'a batch id')
     .option('--run <id>', 'a run id')
     .option('--kind <kind>', 'send, withhold, quarantine, access-decision, receive, run-start, run-end, …')
@@ -252,6 +253,7 @@ export function registerInspect(program: Command): void {
         file: string,
         options: JsonOption & {
           subject?: string;
+          source?: string;
           batch?: string;
           run?: string;
           kind?: string;
@@ -272,6 +274,7 @@ export function registerInspect(program: Command): void {
           const page = await log.query({
             flow: flow.file.flow,
             ...(options.subject ? { subject: ledgerRefOf(flow, options.subject) } : {}),
+            ...(options.source ? { source: options.source } : {}),
             ...(options.batch ? { batchId: options.batch } : {}),
             ...(options.run ? { runId: options.run } : {}),
             ...(options.kind ? { kind: options.kind as AuditKind } : {}),
@@ -284,7 +287,7 @@ export function registerInspect(program: Command): void {
             if (json) printJson(e);
             else
               printLine(
-                `#${e.seq} ${e.at} ${e.kind.padEnd(15)} ${e.outcome.padEnd(13)} ${e.reason ?? ''} ${e.subject ?? ''} ${e.batchId ?? ''}`,
+                `#${e.seq} ${e.at} ${e.kind.padEnd(15)} ${e.outcome.padEnd(13)} ${e.reason ?? ''} ${e.subject ?? e.details.source ?? ''} ${e.batchId ?? ''}`,
               );
           }
           process.exitCode = EXIT.ok;
@@ -337,7 +340,7 @@ export function registerInspect(program: Command): void {
           ];
           const bySource = /^p/.test(ref)
             ? []
-            : await everyEntry(log, { flow: flow.file.flow }, (e) => e.details.source === ref);
+            : await everyEntry(log, { flow: flow.file.flow, source: ref }, () => true);
           const entries = [...bySubject, ...bySource];
           const quarantined = await store.listQuarantine({
             flow: flow.file.flow,

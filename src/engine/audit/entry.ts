@@ -101,6 +101,8 @@ export const TOKEN_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 /** A system name, or a `Type/id` reference as consent rules name recipients (never a person's record). */
 export const RECIPIENT_PATTERN =
   /^(?!(?:Patient|RelatedPerson|Person)\/)[A-Za-z0-9][A-Za-z0-9._:-]{0,63}(?:\/[A-Za-z0-9][A-Za-z0-9.:-]{0,63})?$/;
+/** A provider or organisation source record as entries name it (`details.source`): `Type/id`. */
+export const SOURCE_PATTERN = /^[A-Z][A-Za-z]{1,63}\/[A-Za-z0-9\-.]{1,256}$/;
 export const DETAIL_KEY_PATTERN = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
 export const MAX_DETAILS = 32;
 export const MAX_DETAIL_STRING = 256;

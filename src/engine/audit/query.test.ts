@@ -1,6 +1,9 @@
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { readResourceFile } from '../../adapters/files/resource-files.ts';
 import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { isSluiceError } from '../../core/errors/index.ts';
+import { SAMPLE_DATA_DIR } from '../../testkit/data.ts';
 import type { AuditQuery } from './query.ts';
 import {
   dropAuditTriggers,
@@ -51,6 +54,36 @@ describe('audit search', () => {
     );
     await expectSeqs({ flow: 'epic-to-veeva', recipient: 'veeva', runId: 'run-0001' }, () => true);
     await expectSeqs({ recipient: 'nobody' }, () => false);
+  });
+
+  it('finds the entries of one provider or organisation record by its source ref, never a patient record', async () => {
+    const { log } = await loaded();
+    // Real provider directory ids, sent and withheld as a flow records them.
+    const ids: string[] = [];
+    for await (const item of readResourceFile(join(SAMPLE_DATA_DIR, 'directory', 'Practitioner.ndjson.gz'))) {
+      if (item.kind === 'resource') ids.push(String((item.resource as { id: unknown }).id));
+      if (ids.length === 12) break;
+    }
+    const provider = ids.map((id, i) => ({
+      kind: (i % 3 === 0 ? 'withhold' : 'send') as 'withhold' | 'send',
+      flow: 'epic-to-veeva',
+      runId: 'run-0002',
+      recipient: 'veeva',
+      outcome: 'success' as const,
+      details: { stream: 'Practitioner', source: `Practitioner/${id}` },
+    }));
+    const stored = await log.append([...provider, ...provider.slice(0, 4)]);
+    const wanted = `Practitioner/${ids[3]}`;
+    const page = await log.query({ source: wanted, limit: 1000 });
+    expect(page.entries.map((e) => e.seq)).toEqual(
+      stored.filter((e) => e.details.source === wanted).map((e) => e.seq),
+    );
+    expect(page.entries).toHaveLength(2);
+    expect(page.entries.map((e) => e.kind)).toEqual(['withhold', 'withhold']);
+    expect((await log.query({ source: 'Practitioner/not-there' })).entries).toEqual([]);
+    for (const source of ['Patient/123', 'has space', 'Practitioner/']) {
+      expect(await codeOf(log.query({ source }))).toMatchObject({ code: 'AUDIT_QUERY_INVALID' });
+    }
   });
 
   it('filters by time range (from inclusive, to exclusive) and pages backwards', async () => {

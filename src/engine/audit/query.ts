@@ -12,6 +12,7 @@ import {
   leafHashOf,
   PSEUDONYM_PATTERN,
   RECIPIENT_PATTERN,
+  SOURCE_PATTERN,
   type StoredAuditEntry,
   TOKEN_PATTERN,
 } from './entry.ts';
@@ -26,6 +27,8 @@ import type { AuditStore, EntrySearch } from './store.ts';
 
 export interface AuditQuery {
   readonly subject?: string;
+  /** A provider or organisation record, `Type/id` (patient records are found by pseudonym). */
+  readonly source?: string;
   readonly batchId?: string;
   readonly runId?: string;
   readonly flow?: string;
@@ -67,6 +70,11 @@ const instant = z.union([
 const querySchema = z
   .object({
     subject: z.string().regex(PSEUDONYM_PATTERN, 'a Sluice pseudonym').optional(),
+    source: z
+      .string()
+      .regex(SOURCE_PATTERN, 'a source record, Type/id')
+      .refine((s) => !s.startsWith('Patient/'), 'patient records are found by pseudonym')
+      .optional(),
     batchId: z.string().regex(TOKEN_PATTERN, 'a token').optional(),
     runId: z.string().regex(TOKEN_PATTERN, 'a token').optional(),
     flow: z.string().regex(FLOW_PATTERN, 'a flow name').optional(),
@@ -102,6 +110,7 @@ export function toSearch(query: AuditQuery): EntrySearch {
   }
   return compact({
     subject: q.subject,
+    source: q.source,
     batchId: q.batchId,
     runId: q.runId,
     flow: q.flow,
@@ -151,6 +160,7 @@ export async function* iterateAudit(
 function matches(entry: AuditEntry, s: EntrySearch): boolean {
   return (
     (s.subject === undefined || entry.subject === s.subject) &&
+    (s.source === undefined || entry.details.source === s.source) &&
     (s.batchId === undefined || entry.batchId === s.batchId) &&
     (s.runId === undefined || entry.runId === s.runId) &&
     (s.flow === undefined || entry.flow === s.flow) &&

@@ -94,6 +94,41 @@ describe('SqliteAuditStore', () => {
     expect(await store.size()).toBe(3);
   });
 
+  it('upgrades a trail written before entries were searchable by source record, in place, still verifiable', async () => {
+    const path = join(dir, 'audit.db');
+    const keys = await testKeys();
+    const practitioners = ['Practitioner/9a2e4c1b-1', 'Practitioner/9a2e4c1b-2'];
+    const providerEvents = practitioners.map((source, i) => ({
+      ...(events[i] as (typeof events)[number]),
+      subject: undefined,
+      details: { stream: 'Practitioner', source },
+    }));
+    const first = await AuditLog.open({ store: path, signer: keys.signer, jwks: keys.jwks });
+    await first.append([...events.slice(0, 5), ...providerEvents]);
+    await first.close();
+    // As schema 1 left it: no source column, no index.
+    const db = new DatabaseSync(path);
+    db.exec('DROP INDEX audit_entries_source; ALTER TABLE audit_entries DROP COLUMN source');
+    db.exec("UPDATE audit_meta SET value = '1' WHERE key = 'schema_version'");
+    db.close();
+
+    const log = await AuditLog.open({ store: path, signer: keys.signer, jwks: keys.jwks });
+    const page = await log.query({ source: practitioners[1] });
+    expect(page.entries.map((e) => e.details.source)).toEqual([practitioners[1]]);
+    expect((await log.verify()).ok).toBe(true);
+    await log.close();
+    const check = new DatabaseSync(path);
+    expect(check.prepare("SELECT value FROM audit_meta WHERE key = 'schema_version'").get()).toEqual({
+      value: '2',
+    });
+    const plan = check
+      .prepare("EXPLAIN QUERY PLAN SELECT seq FROM audit_entries WHERE source = 'x' ORDER BY seq")
+      .all()
+      .map((r) => String((r as { detail: string }).detail));
+    expect(plan.join(' ')).toContain('audit_entries_source');
+    check.close();
+  });
+
   it('refuses tables written by a newer version', () => {
     const db = new DatabaseSync(':memory:');
     SqliteAuditStore.open(db);

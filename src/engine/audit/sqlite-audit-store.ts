@@ -25,7 +25,7 @@ import type {
  * updates always abort, and deletes abort unless they are below a recorded retention cut.
  */
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const generated = (column: string, member: string): string =>
   `${column} TEXT GENERATED ALWAYS AS (iif(json_valid(canonical), json_extract(canonical, '$.${member}'), NULL)) VIRTUAL`;
@@ -80,6 +80,10 @@ const MIGRATIONS: readonly string[] = [
      WHEN OLD.tree_size >= ${CUT} ${refuse('audit_checkpoints')};
    CREATE TRIGGER audit_retention_no_update BEFORE UPDATE ON audit_retention ${refuse('audit_retention')};
    CREATE TRIGGER audit_retention_no_delete BEFORE DELETE ON audit_retention ${refuse('audit_retention')};`,
+  // 2: the source record a provider or organisation entry names (`details.source`, `Type/id`), so a
+  //    record's lineage is found without reading the whole trail. Virtual: nothing is rewritten.
+  `ALTER TABLE audit_entries ADD COLUMN ${generated('source', 'details.source')};
+   CREATE INDEX audit_entries_source ON audit_entries (source, seq) WHERE source IS NOT NULL;`,
 ];
 
 interface EntryRow {
@@ -306,6 +310,7 @@ export class SqliteAuditStore implements AuditStore {
     equals('run_id', criteria.runId);
     equals('flow', criteria.flow);
     equals('recipient', criteria.recipient);
+    equals('source', criteria.source);
     equals('outcome', criteria.outcome);
     if (criteria.kinds !== undefined) {
       where.push(`kind IN (${criteria.kinds.map(() => '?').join(', ')})`);

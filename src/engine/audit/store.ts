@@ -62,6 +62,8 @@ export interface PruneCounts {
 /** Search criteria as a store applies them (already validated; see query.ts). */
 export interface EntrySearch {
   readonly subject?: string;
+  /** The source record a provider or organisation entry names (`details.source`, `Type/id`). */
+  readonly source?: string;
   readonly batchId?: string;
   readonly runId?: string;
   readonly flow?: string;
