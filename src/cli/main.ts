@@ -3,6 +3,7 @@ import { registerAnonymize } from './commands/anonymize.ts';
 import { registerConsent } from './commands/consent.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerFlow } from './commands/flow-check.ts';
+import { registerHalt } from './commands/halt.ts';
 import { registerInspect } from './commands/inspect.ts';
 import { registerMapping } from './commands/mapping.ts';
 import { registerPlan } from './commands/plan.ts';
@@ -45,5 +46,6 @@ registerRisk(program);
 registerPlan(program);
 registerMapping(program);
 registerStatus(program);
+registerHalt(program);
 
 await program.parseAsync(process.argv);

@@ -42,3 +42,60 @@ export function runSluice(
 export function lastJson(stdout: string): Record<string, unknown> {
   return JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
 }
+
+/** One line of `--json` output, parsed; undefined for anything else (a log line, a partial line). */
+export function parseJsonLine(line: string): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A `sluice` process left running (e.g. `run` in loop mode): its output as it comes, and a way to stop it. */
+export interface RunningSluice {
+  /** Complete stdout lines so far. */
+  readonly lines: string[];
+  stderr(): string;
+  /** Resolves once `check` holds (polled); rejects after a minute, naming `what`. */
+  until(check: () => boolean, what: string): Promise<void>;
+  /** SIGTERM, then the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** Starts `sluice ARGS…` as its own process (as `runSluice` does) without waiting for it to end. */
+export function startSluice(args: readonly string[], env: Record<string, string> = {}): RunningSluice {
+  const child = spawn(process.execPath, [SLUICE_BIN, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  let stderr = '';
+  let partial = '';
+  child.stdout.on('data', (d: Buffer) => {
+    partial += d;
+    const parts = partial.split('\n');
+    partial = parts.pop() ?? '';
+    lines.push(...parts);
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  return {
+    lines,
+    stderr: () => stderr,
+    async until(check, what) {
+      const deadline = Date.now() + 60_000;
+      while (!check()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${stderr.slice(-500)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}

@@ -1,100 +1,25 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Organization } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CrmSandbox, startCrmSandbox } from '../../src/sandbox/crm/index.ts';
-import { type EhrSandbox, startEhrSandbox } from '../../src/sandbox/ehr/index.ts';
-import { REPO_ROOT, SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
-import { exampleFlowText } from '../../src/testkit/example-flow.ts';
-import { runSluice, SLUICE_BIN } from '../../src/testkit/sluice-process.ts';
+import { type LoopSetup, startLoopSetup } from '../../src/testkit/loop-setup.ts';
+import {
+  parseJsonLine as json,
+  runSluice,
+  startSluice as startLoop,
+} from '../../src/testkit/sluice-process.ts';
 
 // `sluice run` in loop mode, as its own process, every second against the sandboxes: cycles that find
 // nothing to do are neither printed as text nor recorded in the audit trail or the run history; the
 // cycle that carries a change is, whole.
 
-/** A running `sluice run` loop: its stdout lines as they come, and a way to stop it. */
-function startLoop(args: readonly string[], env: Record<string, string>) {
-  const child: ChildProcess = spawn(process.execPath, [SLUICE_BIN, ...args], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  let stderr = '';
-  let buffered = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    buffered += d;
-    const parts = buffered.split('\n');
-    buffered = parts.pop() ?? '';
-    lines.push(...parts);
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-  return {
-    lines,
-    stderr: () => stderr,
-    async until(check: () => boolean, what: string): Promise<void> {
-      const deadline = Date.now() + 60_000;
-      while (!check()) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${stderr.slice(-500)}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    },
-    async stop(): Promise<number | null> {
-      child.kill('SIGTERM');
-      return exited;
-    },
-  };
-}
-
-const json = (line: string): Record<string, unknown> | undefined => {
-  try {
-    return JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-};
-
 describe('sluice run in loop mode', () => {
-  let ehr: EhrSandbox;
-  let crm: CrmSandbox;
-  let dir: string;
-  let flowFile: string;
-  let env: Record<string, string>;
+  let setup: LoopSetup;
   beforeAll(async () => {
-    ehr = await startEhrSandbox({ seed: [join(SAMPLE_DATA_DIR, 'directory')] });
-    crm = await startCrmSandbox();
-    dir = mkdtempSync(join(tmpdir(), 'sluice-loop-'));
-    flowFile = join(dir, 'flow.yaml');
-    writeFileSync(
-      flowFile,
-      `${exampleFlowText()
-        .replace('resources: [Organization, Practitioner, Patient]', 'resources: [Organization]')
-        .replace(/ {2}consent:\n(?: {4}.*\n)+/, '')
-        .replace(/ {2}policy:\n(?: {4}.*\n)+/, '')
-        .replace(
-          'rate: 20\n    burst: 20',
-          'rate: 1000\n    burst: 1000',
-        )}\nschedule:\n  intervalSeconds: 1\n`,
-    );
-    env = {
-      SLUICE_EHR_URL: ehr.url,
-      SLUICE_CRM_URL: crm.url,
-      SLUICE_PSEUDONYM_KEY: randomBytes(32).toString('base64'),
-      SLUICE_STATE_DIR: join(dir, 'state'),
-    };
+    setup = await startLoopSetup();
   }, 60_000);
-  afterAll(async () => {
-    await Promise.all([ehr?.close(), crm?.close()]);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => setup?.close());
 
   it('records the first cycle and each cycle with a change, not the idle ones in between', async () => {
+    const { ehr, crm, flowFile, env } = setup;
     const loop = startLoop(['run', flowFile, '--json', '--no-progress'], env);
     const summaries = () => loop.lines.map(json).filter((s) => s?.runId !== undefined);
     try {
@@ -129,6 +54,7 @@ describe('sluice run in loop mode', () => {
   }, 120_000);
 
   it('as text, prints the first cycle and says once that it is waiting for changes', async () => {
+    const { flowFile, env } = setup;
     const loop = startLoop(['run', flowFile, '--no-progress'], env);
     try {
       await loop.until(() => loop.lines.some((l) => l.includes(': no changes at ')), 'the idle notice');

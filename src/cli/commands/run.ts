@@ -122,8 +122,34 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
     let from = options.from;
     let cycle = 0;
     let wasIdle = false;
+    let haltSeen: string | undefined;
     const logger = createLogger();
+    const pause = async (): Promise<boolean> => {
+      try {
+        await sleep(flow.file.schedule.intervalSeconds * 1000, undefined, { signal: controller.signal });
+        return true;
+      } catch {
+        return false;
+      }
+    };
     while (true) {
+      // Loop mode waits while the kill switch is engaged, saying so once, and starts no run.
+      if (!options.once) {
+        const halt = await runtime.store.getHalt(flow.file.flow);
+        if (halt !== undefined) {
+          if (haltSeen !== halt.engagedAt) {
+            haltSeen = halt.engagedAt;
+            if (json) printJson({ flow: flow.file.flow, halted: true, ...halt });
+            else
+              printLine(
+                `flow ${flow.file.flow} is halted since ${halt.engagedAt} (${halt.reason}): waiting for \`sluice resume\``,
+              );
+          }
+          if (!(await pause())) return EXIT.ok;
+          continue;
+        }
+        haltSeen = undefined;
+      }
       // In loop mode every cycle after the first is quiet when it finds nothing to do: it is not
       // recorded in the audit trail or the run history, nor printed as text.
       const summary = await runFlow({
@@ -146,15 +172,14 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
           );
       } else report(summary, json);
       wasIdle = summary.idle === true;
-      if (options.once || controller.signal.aborted) {
+      if (options.once) {
         if (summary.error?.code === 'STATE_DEFINITION_CHANGED') return EXIT.usage;
         return summary.status === 'succeeded' ? EXIT.ok : EXIT.failed;
       }
-      try {
-        await sleep(flow.file.schedule.intervalSeconds * 1000, undefined, { signal: controller.signal });
-      } catch {
-        return EXIT.ok;
-      }
+      // A loop stopped by a signal ends as asked: a cycle it interrupted is reported and repeated by the
+      // next start (nothing of it was committed past what was sent).
+      if (controller.signal.aborted) return EXIT.ok;
+      if (!(await pause())) return EXIT.ok;
     }
   } finally {
     process.off('SIGINT', stop);

@@ -26,6 +26,7 @@ export function registerStatus(program: Command): void {
       const store = openFlowState(flow);
       try {
         const name = flow.file.flow;
+        const halt = await store.getHalt(name);
         const checkpoints = await store.listCheckpoints(name);
         const openQuarantine = await store.countQuarantine(name, 'open');
         // What kinds of problem wait for an operator: open entries by code, most first.
@@ -50,6 +51,8 @@ export function registerStatus(program: Command): void {
         });
         const status = {
           flow: name,
+          halted: halt !== undefined,
+          ...(halt ? { halt } : {}),
           checkpoints: checkpoints.map((c) => ({
             stream: c.stream,
             position: c.position,
@@ -61,6 +64,10 @@ export function registerStatus(program: Command): void {
         };
         if (json) printJson(status);
         else {
+          if (halt)
+            printLine(
+              `flow ${name} is HALTED since ${halt.engagedAt} (${halt.reason}): nothing is sent until \`sluice resume\``,
+            );
           const codes = Object.entries(openByCode).map(([code, n]) => `${code} ${n}`);
           printLine(
             `flow ${name}: ${openQuarantine} open quarantine entr${openQuarantine === 1 ? 'y' : 'ies'}${codes.length ? ` (${codes.join(', ')})` : ''}`,

@@ -190,6 +190,12 @@ export const ERROR_CATALOG = {
   },
 
   // Delivery flow control (src/delivery/flow-control)
+  FLOW_HALTED: {
+    title:
+      "The flow's kill switch is engaged (`sluice halt`): nothing more of it is sent; what was read and not sent stays behind its checkpoint.",
+    action:
+      'See why and since when with `sluice status FLOW` (who engaged it is in the audit trail); once it is safe, `sluice resume FLOW --reason CODE`. Nothing is lost: the next run sends what this one held back.',
+  },
   FLOW_CIRCUIT_OPEN: {
     title:
       'The circuit breaker for a target endpoint is open after repeated server failures; nothing was sent.',

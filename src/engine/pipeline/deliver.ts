@@ -56,6 +56,8 @@ export interface DeliveryContext {
    * sent whatever the ledger says.
    */
   readonly removed?: ReadonlySet<string>;
+  /** Awaited before each request; throws to stop the delivery (the flow's kill switch). */
+  readonly beforeRequest?: () => Promise<void>;
   /**
    * The consent-aware batch key of a record (purpose, consent scope and policy, recipient role,
    * geography): records of different keys never share a batch. Absent: one key for all.
@@ -204,6 +206,7 @@ export async function deliverPage(
           async ({ key, records: chunk }) => {
             const first = chunk[0] as Pending;
             const sequence = sequenceNext++;
+            await ctx.beforeRequest?.();
             const sealed = ctx.sealing ? sealer(ctx, ctx.sealing, object, sequence, chunk) : undefined;
             const results = await ctx.target.upsert(
               object,

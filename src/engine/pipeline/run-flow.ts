@@ -209,9 +209,20 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           },
         },
       ]) ?? Promise.resolve());
+  // The kill switch (`sluice halt`), read fresh before anything is sent: another process may engage it.
+  const assertNotHalted = async (): Promise<void> => {
+    const halt = await store.getHalt(flow);
+    if (halt === undefined) return;
+    throw new SluiceError(
+      'FLOW_HALTED',
+      `The kill switch of flow ${flow} is engaged (${halt.reason}, since ${halt.engagedAt}); nothing more is sent.`,
+      { details: { reason: halt.reason, since: halt.engagedAt } },
+    );
+  };
   let error: SluiceError | undefined;
   try {
     if (!quiet) await writeRunStart();
+    await assertNotHalted();
     if (options.reset) {
       const removed = await store.deleteCheckpoints(flow);
       log.info({ removed }, 'checkpoints reset');
@@ -636,6 +647,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
       const send = async (prepared: Prepared, checked: Checked, earlierCommitted: Promise<unknown>) => {
         const { page, pageNumber, quarantine, refs, outcomes, notes, retractions } = prepared;
         const { sendable, checkedAt, sendDecisions } = checked;
+        await assertNotHalted();
         // Retraction: what earlier runs delivered for records withheld now is removed at the target,
         // before this page's upserts and in page order with every send, so a newer version a later page
         // sends is never removed. Records earlier pages sent are in the ledger once those pages commit.
@@ -662,6 +674,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           mappingVersion: MAPPING_VERSION,
           signal,
           resend: options.resend === true,
+          beforeRequest: assertNotHalted,
           ...(uncommittedRemovals.size > 0 ? { removed: new Set(uncommittedRemovals.keys()) } : {}),
           batchKeyOf: (item) => {
             const decision = sendDecisions.get(item.index);
@@ -743,7 +756,10 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
             : [];
         const deleting = (page.deletions?.length ?? 0) > 0 && options.deletes !== 'ignore';
         // Deletions and suppression act on what earlier pages delivered: their ledger rows must be written.
-        if (deleting || revoked.length > 0) await earlierCommitted;
+        if (deleting || revoked.length > 0) {
+          await earlierCommitted;
+          await assertNotHalted();
+        }
         const removal =
           deleting && page.deletions
             ? await propagateDeletions(page.deletions, {

@@ -164,4 +164,12 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX quarantine_open_ref ON quarantine (flow, stream, source_ref) WHERE status = 'open';
   `,
+  // 13: a flow's kill switch: while a row exists, nothing of the flow is sent (`sluice halt`/`resume`)
+  `
+  CREATE TABLE halts (
+    flow TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    engaged_at TEXT NOT NULL
+  ) STRICT;
+  `,
 ];

@@ -13,6 +13,7 @@ import type {
   ChangeLogEntry,
   Checkpoint,
   ConsentLookup,
+  Halt,
   LedgerEntry,
   PageCommit,
   QuarantineEntry,
@@ -598,6 +599,25 @@ export class SqliteStateStore implements StateStore {
     this.#db
       .prepare('UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE run_id = ?')
       .run(run.finishedAt, run.status, run.summary, run.runId);
+  }
+
+  async getHalt(flow: string): Promise<Halt | undefined> {
+    const row = this.#db.prepare('SELECT reason, engaged_at FROM halts WHERE flow = ?').get(flow) as
+      | Row
+      | undefined;
+    return row ? { reason: String(row.reason), engagedAt: String(row.engaged_at) } : undefined;
+  }
+
+  async setHalt(flow: string, halt: Halt | undefined): Promise<boolean> {
+    const changed =
+      halt === undefined
+        ? this.#db.prepare('DELETE FROM halts WHERE flow = ?').run(flow)
+        : this.#db
+            .prepare(
+              'INSERT INTO halts (flow, reason, engaged_at) VALUES (?, ?, ?) ON CONFLICT (flow) DO NOTHING',
+            )
+            .run(flow, halt.reason, halt.engagedAt);
+    return Number(changed.changes) === 1;
   }
 
   async forgetRun(runId: string): Promise<void> {

@@ -194,6 +194,12 @@ export interface ConsentLookup {
   count(): number;
 }
 
+/** A flow's engaged kill switch: why (a short code) and since when. */
+export interface Halt {
+  readonly reason: string;
+  readonly engagedAt: string;
+}
+
 export interface StateStore {
   readonly kind: 'sqlite' | 'postgres';
   getCheckpoint(flow: string, stream: string): Promise<Checkpoint | undefined>;
@@ -250,6 +256,13 @@ export interface StateStore {
     status: 'succeeded' | 'failed';
     summary: string;
   }): Promise<void>;
+  /** The flow's kill switch, when engaged (read fresh: another process may engage it at any time). */
+  getHalt(flow: string): Promise<Halt | undefined>;
+  /**
+   * Engages the flow's kill switch (a halt) or releases it (undefined). False when it was already in
+   * that state (an engaged switch keeps its first reason and time).
+   */
+  setHalt(flow: string, halt: Halt | undefined): Promise<boolean>;
   /** Removes a run from the history (a loop cycle that found nothing to do). */
   forgetRun(runId: string): Promise<void>;
   listRuns(flow: string, limit?: number): Promise<RunRecord[]>;

@@ -1,0 +1,51 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type CrmSandbox, startCrmSandbox } from '../sandbox/crm/index.ts';
+import { type EhrSandbox, startEhrSandbox } from '../sandbox/ehr/index.ts';
+import { SAMPLE_DATA_DIR } from './data.ts';
+import { exampleFlowText } from './example-flow.ts';
+
+/** Sandboxes and a flow file for tests of `sluice run` left running as its own process. */
+export interface LoopSetup {
+  readonly ehr: EhrSandbox;
+  readonly crm: CrmSandbox;
+  readonly flowFile: string;
+  /** The environment the flow file resolves against (sandbox URLs, a fresh pseudonym key, the state). */
+  readonly env: Record<string, string>;
+  close(): Promise<void>;
+}
+
+/**
+ * An EHR sandbox seeded with the sample provider directory, a CRM sandbox, and the example flow reduced
+ * to Organizations (no consent stage or allowlist: no patient data moves), every second, at a rate the
+ * sandbox takes without pacing.
+ */
+export async function startLoopSetup(): Promise<LoopSetup> {
+  const ehr = await startEhrSandbox({ seed: [join(SAMPLE_DATA_DIR, 'directory')] });
+  const crm = await startCrmSandbox();
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-loop-'));
+  const flowFile = join(dir, 'flow.yaml');
+  const text = exampleFlowText()
+    .replace('resources: [Organization, Practitioner, Patient]', 'resources: [Organization]')
+    .replace(/ {2}consent:\n(?: {4}.*\n)+/, '')
+    .replace(/ {2}policy:\n(?: {4}.*\n)+/, '')
+    .replace('rate: 20\n    burst: 20', 'rate: 1000\n    burst: 1000');
+  writeFileSync(flowFile, `${text}\nschedule:\n  intervalSeconds: 1\n`);
+  return {
+    ehr,
+    crm,
+    flowFile,
+    env: {
+      SLUICE_EHR_URL: ehr.url,
+      SLUICE_CRM_URL: crm.url,
+      SLUICE_PSEUDONYM_KEY: randomBytes(32).toString('base64'),
+      SLUICE_STATE_DIR: join(dir, 'state'),
+    },
+    async close() {
+      await Promise.all([ehr.close(), crm.close()]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
