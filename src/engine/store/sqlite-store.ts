@@ -172,9 +172,11 @@ export class SqliteStateStore implements StateStore {
   }
 
   async ledgerBySource(flow: string, sourceRef: string): Promise<LedgerEntry[]> {
-    const rows = this.#db
-      .prepare('SELECT * FROM ledger WHERE flow = ? AND source_ref = ? ORDER BY object DESC')
-      .all(flow, sourceRef) as Row[];
+    // By the source index, named: without statistics the planner prefers scanning the flow's whole
+    // primary key, which already has the order wanted (milliseconds per call at 30,000 rows).
+    const rows = this.#statement(
+      'SELECT * FROM ledger INDEXED BY ledger_source WHERE flow = ? AND source_ref = ? ORDER BY object DESC',
+    ).all(flow, sourceRef) as Row[];
     return rows.map(toLedger);
   }
 
@@ -218,12 +220,12 @@ export class SqliteStateStore implements StateStore {
     limit: number,
   ): Promise<ChangeLogEntry[]> {
     const since = from === undefined ? null : (utcInstant(from) ?? from);
-    const rows = this.#db
-      .prepare(
-        `SELECT * FROM change_log WHERE flow = ? AND stream = ? AND seq > ?
+    // In recorded order from `afterSeq`, on the primary key: by the time index every page would read
+    // and sort the stream's whole log again.
+    const rows = this.#statement(
+      `SELECT * FROM change_log NOT INDEXED WHERE flow = ? AND stream = ? AND seq > ?
          AND (? IS NULL OR last_updated IS NULL OR last_updated >= ?) ORDER BY seq LIMIT ?`,
-      )
-      .all(flow, stream, afterSeq, since, since, limit) as Row[];
+    ).all(flow, stream, afterSeq, since, since, limit) as Row[];
     return rows.map((r) => ({
       seq: Number(r.seq),
       stream: String(r.stream),
