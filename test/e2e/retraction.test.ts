@@ -5,6 +5,7 @@ import type { Patient } from '@medplum/fhirtypes';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pseudonymize } from '../../src/core/anonymize/pseudonym.ts';
+import { planFlow } from '../../src/engine/pipeline/plan.ts';
 import { runFlow } from '../../src/engine/pipeline/run-flow.ts';
 import { buildFlowRuntime, flowRunOptions } from '../../src/engine/runtime/build-flow.ts';
 import { type CrmSandbox, startCrmSandbox } from '../../src/sandbox/crm/index.ts';
@@ -60,6 +61,11 @@ describe('retraction of withheld records (example flow, sandboxes)', () => {
         link: [{ other: { reference: `Patient/${survivor}` }, type: 'replaced-by' }],
       });
 
+      // The dry run says what the next run would remove, and removes nothing.
+      const planned = await planFlow(flow, runtime, new AbortController().signal);
+      expect(planned.streams.Patient?.wouldRetract).toEqual({ deceased: 1, merged: 1 });
+      expect(profiles().size).toBe(delivered.length);
+
       const second = await run();
       expect(second.status).toBe('succeeded');
       expect(second.withholdReasons).toEqual({ deceased: 1, merged: 1 });
@@ -82,6 +88,10 @@ describe('retraction of withheld records (example flow, sandboxes)', () => {
       const trail = JSON.stringify((await runtime.audit.query({ runId: second.runId })).entries);
       for (const id of [died, merged, survivor]) expect(trail).not.toContain(id);
       expect((await runtime.audit.verify()).ok).toBe(true);
+
+      expect(
+        (await planFlow(flow, runtime, new AbortController().signal)).streams.Patient?.wouldRetract,
+      ).toEqual({});
 
       // Nothing more to do on the next run.
       const third = await run();

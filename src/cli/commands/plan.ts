@@ -50,8 +50,11 @@ export function registerPlan(program: Command): void {
             const quarantined = Object.entries(s.quarantined)
               .map(([k, v]) => `${k} ${v}`)
               .join(', ');
+            const retract = Object.entries(s.wouldRetract)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', ');
             printLine(
-              `  ${stream.padEnd(14)} read ${s.read}, would send ${s.wouldSend}${withheld ? `, withheld: ${withheld}` : ''}${quarantined ? `, quarantined: ${quarantined}` : ''}`,
+              `  ${stream.padEnd(14)} read ${s.read}, would send ${s.wouldSend}${withheld ? `, withheld: ${withheld}` : ''}${quarantined ? `, quarantined: ${quarantined}` : ''}${retract ? `, would remove what earlier runs delivered: ${retract}` : ''}`,
             );
           }
           for (const [object, o] of Object.entries(plan.objects)) {

@@ -14,7 +14,17 @@ export interface FlowPlan {
   readonly withoutConsent?: string;
   readonly streams: Record<
     string,
-    { read: number; wouldSend: number; withheld: Record<string, number>; quarantined: Record<string, number> }
+    {
+      read: number;
+      wouldSend: number;
+      withheld: Record<string, number>;
+      quarantined: Record<string, number>;
+      /**
+       * Withheld records, by reason, that earlier runs delivered and that the run would remove at the
+       * target (`delivered: delete`): the flow's delivery ledger holds their target records.
+       */
+      wouldRetract: Record<string, number>;
+    }
   >;
   /** Target object → records and, per field, how many records would carry a value. */
   readonly objects: Record<string, { records: number; fields: Record<string, number> }>;
@@ -65,6 +75,7 @@ export async function planFlow(
       wouldSend: 0,
       withheld: {} as Record<string, number>,
       quarantined: {} as Record<string, number>,
+      wouldRetract: {} as Record<string, number>,
     };
     plan.streams[stream] = s;
     for await (const page of runtime.source.read(stream, undefined, signal)) {
@@ -78,9 +89,13 @@ export async function planFlow(
         const verdict = processRecord(record, stages);
         if (verdict.kind === 'quarantine')
           s.quarantined[verdict.code] = (s.quarantined[verdict.code] ?? 0) + 1;
-        else if (verdict.kind === 'withheld')
+        else if (verdict.kind === 'withheld') {
           s.withheld[verdict.reason] = (s.withheld[verdict.reason] ?? 0) + 1;
-        else {
+          const delivered =
+            verdict.retractRef !== undefined &&
+            (await runtime.store.ledgerBySource(flow.file.flow, verdict.retractRef)).length > 0;
+          if (delivered) s.wouldRetract[verdict.reason] = (s.wouldRetract[verdict.reason] ?? 0) + 1;
+        } else {
           s.wouldSend++;
           for (const w of verdict.writes) {
             const o = plan.objects[w.object] ?? { records: 0, fields: {} };
@@ -118,6 +133,7 @@ export function diffPlans(
       m.set(`${stream}.wouldSend`, s.wouldSend);
       for (const [r, n] of Object.entries(s.withheld)) m.set(`${stream}.withheld.${r}`, n);
       for (const [c, n] of Object.entries(s.quarantined)) m.set(`${stream}.quarantined.${c}`, n);
+      for (const [r, n] of Object.entries(s.wouldRetract ?? {})) m.set(`${stream}.wouldRetract.${r}`, n);
     }
     return m;
   };
