@@ -1,11 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CrmSandbox, startCrmSandbox } from '../sandbox/crm/index.ts';
 import { type EhrSandbox, startEhrSandbox } from '../sandbox/ehr/index.ts';
 import { SAMPLE_DATA_DIR } from './data.ts';
-import { exampleFlowText } from './example-flow.ts';
+import { exampleFlowText, sandboxEnv } from './example-flow.ts';
 
 /** Sandboxes and a flow file for tests of `sluice run` left running as its own process. */
 export interface LoopSetup {
@@ -37,12 +36,7 @@ export async function startLoopSetup(): Promise<LoopSetup> {
     ehr,
     crm,
     flowFile,
-    env: {
-      SLUICE_EHR_URL: ehr.url,
-      SLUICE_CRM_URL: crm.url,
-      SLUICE_PSEUDONYM_KEY: randomBytes(32).toString('base64'),
-      SLUICE_STATE_DIR: join(dir, 'state'),
-    },
+    env: sandboxEnv(dir, { ehr: ehr.url, crm: crm.url }),
     async close() {
       await Promise.all([ehr.close(), crm.close()]);
       rmSync(dir, { recursive: true, force: true });

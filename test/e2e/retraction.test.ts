@@ -12,7 +12,8 @@ import { type CrmSandbox, startCrmSandbox } from '../../src/sandbox/crm/index.ts
 import { type EhrSandbox, startEhrSandbox } from '../../src/sandbox/ehr/index.ts';
 import { syntheaBundleDir } from '../../src/sandbox/ehr/testing.ts';
 import { privacyConsent } from '../../src/testkit/consents.ts';
-import { exampleFlowText, loadFlowAgainst } from '../../src/testkit/example-flow.ts';
+import { exampleFlowText, loadFlowAgainst, sandboxEnv } from '../../src/testkit/example-flow.ts';
+import { lastJson, runSluice } from '../../src/testkit/sluice-process.ts';
 
 // The example flow over HTTP on the shared Synthea patients: a patient the EHR later records as
 // deceased, and one it merges into another record, leave the CRM; the surviving record stays.
@@ -38,7 +39,8 @@ describe('retraction of withheld records (example flow, sandboxes)', () => {
       .replace('resources: [Organization, Practitioner, Patient]', 'resources: [Patient]')
       .replace('id: Organization/sluice-demo-crm', 'id: Organization/anyone')
       .replace(/ {2}policy:\n(?: {4}.*\n)+/, '');
-    const flow = loadFlowAgainst(dir, text, { ehr: ehr.url, crm: crm.url });
+    const env = sandboxEnv(dir, { ehr: ehr.url, crm: crm.url });
+    const flow = loadFlowAgainst(dir, text, { ehr: ehr.url, crm: crm.url }, 'flow.yaml', env);
     const runtime = await buildFlowRuntime(flow);
     const run = () => runFlow({ ...flowRunOptions(flow, runtime), logger: pino({ level: 'silent' }) });
     const pseudonymOf = (id: string) => pseudonymize(flow.pseudonymKey, 'epic', 'Patient', id);
@@ -92,6 +94,11 @@ describe('retraction of withheld records (example flow, sandboxes)', () => {
       expect(
         (await planFlow(flow, runtime, new AbortController().signal)).streams.Patient?.wouldRetract,
       ).toEqual({});
+      // The run history says what left the CRM, as the summary did.
+      const status = await runSluice(['status', join(dir, 'flow.yaml'), '--json'], env);
+      const runs = lastJson(status.stdout).runs as { runId: string; removed?: number }[];
+      expect(runs.find((r) => r.runId === second.runId)?.removed).toBe(2);
+      expect(runs.find((r) => r.runId === first.runId)?.removed).toBe(0);
 
       // Nothing more to do on the next run.
       const third = await run();

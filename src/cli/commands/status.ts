@@ -43,6 +43,8 @@ export function registerStatus(program: Command): void {
                   delivered: s.delivered,
                   withheld: s.withheld,
                   quarantined: s.quarantined,
+                  // Records deleted at the target: source deletions, consent suppression, retraction.
+                  removed: (s.deleted ?? 0) + (s.suppressed ?? 0) + (s.retracted ?? 0),
                   ...(s.risk ? { minK: s.risk.minK, heldForRisk: s.risk.held } : {}),
                   ...(s.error ? { error: s.error.code } : {}),
                 }
@@ -75,7 +77,7 @@ export function registerStatus(program: Command): void {
           for (const c of status.checkpoints) printLine(`  ${c.stream.padEnd(14)} at ${c.position}`);
           for (const r of runs) {
             printLine(
-              `  ${r.startedAt} ${r.status.padEnd(9)} read ${r.read ?? '-'} delivered ${r.delivered ?? '-'} withheld ${r.withheld ?? '-'} quarantined ${r.quarantined ?? '-'}${'minK' in r ? ` k=${r.minK}` : ''}${'error' in r ? ` ${r.error}` : ''}`,
+              `  ${r.startedAt} ${r.status.padEnd(9)} read ${r.read ?? '-'} delivered ${r.delivered ?? '-'} withheld ${r.withheld ?? '-'} quarantined ${r.quarantined ?? '-'}${r.removed ? ` removed ${r.removed}` : ''}${'minK' in r ? ` k=${r.minK}` : ''}${'error' in r ? ` ${r.error}` : ''}`,
             );
           }
         }
