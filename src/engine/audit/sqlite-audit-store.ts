@@ -328,8 +328,15 @@ export class SqliteAuditStore implements AuditStore {
       where.push(criteria.order === 'asc' ? 'seq > ?' : 'seq < ?');
       params.push(criteria.after);
     }
+    // One kind and nothing more selective than the flow: the kind's own index, in seq order, stops at
+    // the page's end; the planner, without statistics, walks the flow's whole trail for a rare kind.
+    const byKindOnly =
+      criteria.kinds?.length === 1 &&
+      [criteria.subject, criteria.source, criteria.batchId, criteria.runId, criteria.recipient].every(
+        (c) => c === undefined,
+      );
     const sql =
-      'SELECT seq, canonical, leaf_hash, chain_hash FROM audit_entries' +
+      `SELECT seq, canonical, leaf_hash, chain_hash FROM audit_entries${byKindOnly ? ' INDEXED BY audit_entries_kind' : ''}` +
       (where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '') +
       ` ORDER BY seq ${criteria.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ?`;
     params.push(criteria.limit);
