@@ -1,12 +1,11 @@
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { SluiceError } from '../../core/errors/index.ts';
+import { REASON_CODE_PATTERN } from '../../engine/config/flow-schema.ts';
 import type { ResolvedFlow } from '../../engine/config/load-flow.ts';
 import { openFlowAudit, openFlowState } from '../../engine/runtime/build-flow.ts';
 import { loadFlowOrReport } from '../load-flow-or-report.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
-
-const REASON = /^[a-z][a-z0-9-]{0,40}$/;
 
 /**
  * The kill switch of a flow: `sluice halt` stops everything the flow sends — a running `sluice run`
@@ -47,7 +46,7 @@ async function toggle(
   // Only the state and the audit trail are touched: neither the source nor the target is contacted.
   const flow = loadFlowOrReport(file, json, { offline: true });
   if (typeof flow === 'number') return flow;
-  if (!REASON.test(reason)) {
+  if (!REASON_CODE_PATTERN.test(reason)) {
     return reportError(
       new SluiceError(
         'CFG_ARGUMENTS_INVALID',

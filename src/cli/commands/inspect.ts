@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
 import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { SluiceError } from '../../core/errors/index.ts';
-import type { AuditKind, StoredAuditEntry } from '../../engine/audit/entry.ts';
-import type { AuditLog } from '../../engine/audit/index.ts';
-import type { AuditQuery } from '../../engine/audit/query.ts';
+import type { AuditKind } from '../../engine/audit/entry.ts';
+import { REASON_CODE_PATTERN } from '../../engine/config/flow-schema.ts';
 import type { ResolvedFlow } from '../../engine/config/load-flow.ts';
 import { parseOrRaw, type ReleaseOutcome, releaseQuarantined } from '../../engine/pipeline/release.ts';
 import type { RunSummary } from '../../engine/pipeline/summary.ts';
@@ -333,14 +332,14 @@ export function registerInspect(program: Command): void {
         try {
           // Every page of the trail, not the first: a record sent long ago has its entries far back.
           const bySubject = /^p[a-z2-7]{32}$/.test(ref)
-            ? await everyEntry(log, { flow: flow.file.flow, subject: ref }, () => true)
+            ? await collect(log.entries({ flow: flow.file.flow, subject: ref }))
             : [];
           const batchIds = [
             ...new Set(bySubject.map((e) => e.batchId).filter((b): b is string => b !== undefined)),
           ];
           const bySource = /^p/.test(ref)
             ? []
-            : await everyEntry(log, { flow: flow.file.flow, source: ref }, () => true);
+            : await collect(log.entries({ flow: flow.file.flow, source: ref }));
           const entries = [...bySubject, ...bySource];
           const quarantined = await store.listQuarantine({
             flow: flow.file.flow,
@@ -530,7 +529,7 @@ async function discard(
 ): Promise<number> {
   const flow = loadFlowOrReport(file, json);
   if (typeof flow === 'number') return flow;
-  if (!/^[a-z][a-z0-9-]{0,40}$/.test(reason)) {
+  if (!REASON_CODE_PATTERN.test(reason)) {
     return reportError(
       new SluiceError(
         'CFG_ARGUMENTS_INVALID',
@@ -583,18 +582,8 @@ async function discard(
   }
 }
 
-/** The entries of every page of an audit query that `keep` keeps, oldest first. */
-async function everyEntry(
-  log: AuditLog,
-  query: AuditQuery,
-  keep: (entry: StoredAuditEntry) => boolean,
-): Promise<StoredAuditEntry[]> {
-  const out: StoredAuditEntry[] = [];
-  let after: number | undefined;
-  do {
-    const page = await log.query({ ...query, limit: 1000, ...(after === undefined ? {} : { after }) });
-    out.push(...page.entries.filter(keep));
-    after = page.next;
-  } while (after !== undefined);
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
   return out;
 }

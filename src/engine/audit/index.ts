@@ -266,6 +266,11 @@ export class AuditLog {
     return queryAudit(this.#store, query);
   }
 
+  /** Every entry a query matches, oldest first, page by page (memory stays at one page). */
+  entries(query: Omit<AuditQuery, 'limit' | 'after'> = {}): AsyncGenerator<StoredAuditEntry> {
+    return iterateAudit(this.#store, { ...query, limit: 1000 });
+  }
+
   /** FHIR R4 AuditEvents as NDJSON lines (each ends in `\n`), streamed page by page. */
   async *exportFhir(
     query: Omit<AuditQuery, 'limit'> = {},

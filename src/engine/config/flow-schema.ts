@@ -210,13 +210,16 @@ const target = z
   })
   .strict();
 
+/** A reason an operator or a flow gives (withhold rules, discards, the kill switch): a short lower-case code. */
+export const REASON_CODE_PATTERN = /^[a-z][a-z0-9-]{0,40}$/;
+
 const withholdRule = z
   .object({
     resourceType: z.enum(MAPPED_RESOURCE_TYPES).describe('The resource type the rule applies to.'),
     when: nonEmpty.describe('A FHIRPath expression over the source resource; true withholds the record.'),
     reason: z
       .string()
-      .regex(/^[a-z][a-z0-9-]{0,40}$/, 'a short lower-case reason code')
+      .regex(REASON_CODE_PATTERN, 'a short lower-case reason code')
       .describe('The reason code counted in the run summary and the audit trail.'),
     delivered: z
       .enum(['keep', 'delete'])

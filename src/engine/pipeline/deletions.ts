@@ -1,10 +1,9 @@
-import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { SluiceError } from '../../core/errors/index.ts';
 import { asCrmRecordId } from '../../core/model/ids.ts';
 import type { SourceDeletion } from '../../core/ports/source.ts';
 import type { Target } from '../../core/ports/target.ts';
 import type { StateStore } from '../store/state-store.ts';
-import type { RecordStageContext } from './record-stages.ts';
+import { ledgerRefOf, type RecordStageContext } from './record-stages.ts';
 
 export interface DeletionResult {
   readonly ledgerDeletes: { object: string; externalId: string }[];
@@ -30,12 +29,10 @@ export async function propagateDeletions(
     readonly signal: AbortSignal;
   },
 ): Promise<DeletionResult> {
-  const refs = deletions.map((d) =>
-    d.resourceType === 'Patient'
-      ? pseudonymize(ctx.stages.pseudonymKey, ctx.stages.system, 'Patient', d.id)
-      : `${d.resourceType}/${d.id}`,
+  return deleteByLedgerRefs(
+    deletions.map((d) => ledgerRefOf(ctx.stages, d.resourceType, d.id)),
+    ctx,
   );
-  return deleteByLedgerRefs(refs, ctx);
 }
 
 /**

@@ -252,7 +252,11 @@ export function processRecord(record: SourceRecord, ctx: RecordStageContext): Re
 }
 
 /** Where the delivery ledger keeps a source record: patient data by pseudonym, the rest by `Type/id`. */
-function ledgerRefOf(ctx: RecordStageContext, type: string, id: string): string {
+export function ledgerRefOf(
+  ctx: Pick<RecordStageContext, 'pseudonymKey' | 'system'>,
+  type: string,
+  id: string,
+): string {
   return type === 'Patient' ? pseudonymize(ctx.pseudonymKey, ctx.system, 'Patient', id) : `${type}/${id}`;
 }
 

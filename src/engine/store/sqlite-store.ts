@@ -604,7 +604,8 @@ export class SqliteStateStore implements StateStore {
   }
 
   async getHalt(flow: string): Promise<Halt | undefined> {
-    const row = this.#db.prepare('SELECT reason, engaged_at FROM halts WHERE flow = ?').get(flow) as
+    // Read before every request a run sends: a prepared statement, kept.
+    const row = this.#statement('SELECT reason, engaged_at FROM halts WHERE flow = ?').get(flow) as
       | Row
       | undefined;
     return row ? { reason: String(row.reason), engagedAt: String(row.engaged_at) } : undefined;
@@ -623,7 +624,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   async forgetRun(runId: string): Promise<void> {
-    this.#db.prepare('DELETE FROM runs WHERE run_id = ?').run(runId);
+    this.#statement('DELETE FROM runs WHERE run_id = ?').run(runId);
   }
 
   async listRuns(flow: string, limit = 20): Promise<RunRecord[]> {
