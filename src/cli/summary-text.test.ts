@@ -38,4 +38,16 @@ describe('formatSummary', () => {
       'removed at the target: retracted 1 (withheld now, delivered before)',
     );
   });
+
+  it('says which removals the CRM refused and that they wait, only when there are any', () => {
+    expect(formatSummary(base)).not.toContain('refused');
+    const text = formatSummary({ ...base, removals: { refused: 2, completed: 0, pending: 3 } });
+    expect(text).toContain(
+      'removals the CRM refused: 2 refused in this run, 3 still at the target, tried again by later runs',
+    );
+    expect(text).toContain('`sluice status` lists them');
+    expect(formatSummary({ ...base, removals: { refused: 0, completed: 1, pending: 0 } })).toContain(
+      'removals the CRM refused before: 1 done now, none waiting',
+    );
+  });
 });

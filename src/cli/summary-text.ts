@@ -18,6 +18,19 @@ export function formatSummary(s: RunSummary): string {
     s.retracted > 0 ? `retracted ${s.retracted} (withheld now, delivered before)` : '',
   ].filter((x) => x !== '');
   if (removed.length > 0) lines.push(`  removed at the target: ${removed.join(', ')}`);
+  const r = s.removals;
+  if (r && r.refused + r.pending > 0) {
+    const parts = [
+      r.refused > 0 ? `${r.refused} refused in this run` : '',
+      r.completed > 0 ? `${r.completed} refused before, done now` : '',
+      `${r.pending} still at the target, tried again by later runs`,
+    ].filter((x) => x !== '');
+    lines.push(
+      `  removals the CRM refused: ${parts.join(', ')} (\`sluice status\` lists them; unlock or fix them in the CRM)`,
+    );
+  } else if (r && r.completed > 0) {
+    lines.push(`  removals the CRM refused before: ${r.completed} done now, none waiting`);
+  }
   const reasons = Object.entries(s.quarantineReasons);
   if (reasons.length > 0)
     lines.push(`  quarantine reasons: ${reasons.map(([k, v]) => `${k} ${v}`).join(', ')}`);

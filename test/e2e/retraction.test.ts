@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Patient } from '@medplum/fhirtypes';
+import type { Patient, Practitioner } from '@medplum/fhirtypes';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pseudonymize } from '../../src/core/anonymize/pseudonym.ts';
@@ -9,9 +9,11 @@ import { planFlow } from '../../src/engine/pipeline/plan.ts';
 import { runFlow } from '../../src/engine/pipeline/run-flow.ts';
 import { buildFlowRuntime, flowRunOptions } from '../../src/engine/runtime/build-flow.ts';
 import { type CrmSandbox, startCrmSandbox } from '../../src/sandbox/crm/index.ts';
+import { seedRecords } from '../../src/sandbox/crm/testing.ts';
 import { type EhrSandbox, startEhrSandbox } from '../../src/sandbox/ehr/index.ts';
 import { syntheaBundleDir } from '../../src/sandbox/ehr/testing.ts';
 import { privacyConsent } from '../../src/testkit/consents.ts';
+import { SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
 import { exampleFlowText, loadFlowAgainst, sandboxEnv } from '../../src/testkit/example-flow.ts';
 import { lastJson, runSluice } from '../../src/testkit/sluice-process.ts';
 
@@ -104,6 +106,103 @@ describe('retraction of withheld records (example flow, sandboxes)', () => {
       const third = await run();
       expect(third.retracted).toBe(0);
       expect(profiles().size).toBe(delivered.length - 2);
+    } finally {
+      await runtime.close();
+    }
+  });
+});
+
+// A provider the EHR marks inactive is retracted from the CRM, but Veeva CRM will not delete an account
+// a submitted call refers to: that removal is kept and shown, the flow goes on, and a later run makes
+// it once the call is gone.
+describe('a removal the CRM refuses (example flow, sandboxes)', () => {
+  let ehr: EhrSandbox;
+  let crm: CrmSandbox;
+  let dir: string;
+  beforeAll(async () => {
+    ehr = await startEhrSandbox({ seed: [join(SAMPLE_DATA_DIR, 'directory')] });
+    crm = await startCrmSandbox();
+    dir = mkdtempSync(join(tmpdir(), 'sluice-refused-e2e-'));
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all([ehr?.close(), crm?.close()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keeps the account a submitted call holds, retracts the rest, and removes it once the call is gone', async () => {
+    const urls = { ehr: ehr.url, crm: crm.url };
+    const text = exampleFlowText()
+      .replace('resources: [Organization, Practitioner, Patient]', 'resources: [Organization, Practitioner]')
+      .replace('      reason: inactive\n', '      reason: inactive\n      delivered: delete\n');
+    expect(text).toContain('reason: inactive\n      delivered: delete');
+    const env = sandboxEnv(dir, urls);
+    const flow = loadFlowAgainst(dir, text, urls, 'flow.yaml', env);
+    const runtime = await buildFlowRuntime(flow);
+    const run = () => runFlow({ ...flowRunOptions(flow, runtime), logger: pino({ level: 'silent' }) });
+    const accountOf = async (id: string) =>
+      (await runtime.store.ledgerBySource(flow.file.flow, `Practitioner/${id}`)).find(
+        (e) => e.object === 'Account',
+      )?.targetId;
+    const liveAccounts = () => new Set(crm.records('Account').map((a) => String(a.Id)));
+    try {
+      expect((await run()).status).toBe('succeeded');
+      const delivered: string[] = [];
+      for (const id of ehr.repo.recordedIds('Practitioner'))
+        if ((await accountOf(id)) !== undefined) delivered.push(id);
+      expect(delivered.length).toBeGreaterThan(2);
+      const [held, free] = delivered as [string, string];
+      const heldAccount = (await accountOf(held)) as string;
+      const freeAccount = (await accountOf(free)) as string;
+      await seedRecords(crm, 'Call2_vod__c', [
+        { Account_vod__c: heldAccount, Status_vod__c: 'Submitted_vod', Call_Date_vod__c: '2026-11-30' },
+      ]);
+
+      await new Promise((r) => setTimeout(r, 10));
+      for (const id of [held, free]) {
+        const p = await ehr.repo.readResource<Practitioner>('Practitioner', id);
+        await ehr.repo.updateResource<Practitioner>({ ...p, active: false });
+      }
+      const second = await run();
+      expect(second.status).toBe('succeeded');
+      expect(second.withholdReasons).toEqual({ inactive: 2 });
+      expect(second.removals).toEqual({ refused: 1, completed: 0, pending: 1 });
+      expect(liveAccounts().has(heldAccount)).toBe(true);
+      expect(liveAccounts().has(freeAccount)).toBe(false);
+
+      // The operator sees what the CRM keeps, why, and what it said.
+      const status = await runSluice(['status', join(dir, 'flow.yaml'), '--json'], env);
+      expect(lastJson(status.stdout).refusedRemovals).toMatchObject({
+        count: 1,
+        items: [
+          {
+            object: 'Account',
+            targetId: heldAccount,
+            sourceRef: `Practitioner/${held}`,
+            cause: 'withheld-retraction',
+            because: 'inactive',
+            codes: ['DELETE_FAILED'],
+            attempts: 1,
+          },
+        ],
+      });
+      const text = await runSluice(['status', join(dir, 'flow.yaml')], env);
+      expect(text.stdout).toContain('1 removal the CRM refused');
+      expect(text.stdout).toContain(
+        `Account ${heldAccount} (Practitioner/${held}) withheld-retraction:inactive: DELETE_FAILED`,
+      );
+
+      // The call is removed at the CRM: the next run finishes the retraction.
+      await fetch(`${crm.url}/__sandbox/records?object=Call2_vod__c`, { method: 'DELETE' });
+      const third = await run();
+      expect(third.removals).toEqual({ refused: 0, completed: 1, pending: 0 });
+      expect(liveAccounts().has(heldAccount)).toBe(false);
+      const entries = (await runtime.audit.query({ source: `Practitioner/${held}` })).entries;
+      expect(entries.map((e) => e.reason)).toEqual(
+        expect.arrayContaining(['removal-refused', 'withheld-retraction']),
+      );
+      expect((await runtime.audit.verify()).ok).toBe(true);
+      const after = await runSluice(['status', join(dir, 'flow.yaml'), '--json'], env);
+      expect(lastJson(after.stdout).refusedRemovals).toEqual({ count: 0, items: [] });
     } finally {
       await runtime.close();
     }

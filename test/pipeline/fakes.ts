@@ -40,6 +40,27 @@ export function stamp(
   }));
 }
 
+/** A patient who is alive (no deceased element), under another id. */
+export function living(p: JsonObject, id: string): JsonObject {
+  const { deceasedDateTime: _d, deceasedBoolean: _b, ...rest } = p;
+  return { ...rest, id };
+}
+
+/** A later version of a resource: `meta` moved on by `minutes`, with the changes given. */
+export function version(
+  resource: JsonObject,
+  n: number,
+  minutes: number,
+  changes: JsonObject = {},
+): JsonObject {
+  const at = Date.parse(String((resource.meta as { lastUpdated: string }).lastUpdated));
+  return {
+    ...resource,
+    ...changes,
+    meta: { versionId: String(n), lastUpdated: new Date(at + minutes * 60_000).toISOString() },
+  };
+}
+
 /**
  * An in-memory change source: records of each stream sorted by lastUpdated, served in pages of
  * `pageSize` from `since` (inclusive, like `_lastUpdated=ge`). `failAfterPages` simulates a crash.
@@ -150,9 +171,18 @@ export class MemoryTarget implements Target {
     });
   }
 
+  /** Target ids whose deletion is refused (a locked record), as a CRM answers it. */
+  readonly locked = new Set<string>();
+
+  /** The target id of the record of `object` with this external id. */
+  idOf(object: string, externalId: string): string | undefined {
+    return this.records.get(`${object}|${externalId}`)?.id;
+  }
+
   async delete(ids: readonly string[]): Promise<DeleteResult[]> {
     this.requests.push({ object: 'delete', count: ids.length });
-    return ids.map((id) => {
+    return ids.map((id): DeleteResult => {
+      if (this.locked.has(id)) return { status: 'rejected', codes: ['ENTITY_IS_LOCKED'] };
       const key = [...this.records.entries()].find(([, v]) => v.id === id)?.[0];
       if (key === undefined) return { status: 'missing' };
       this.records.delete(key);

@@ -10,7 +10,16 @@ import { AuditLog } from '../../src/engine/audit/index.ts';
 import { testKeys } from '../../src/engine/audit/testing.ts';
 import { type RunFlowOptions, runFlow } from '../../src/engine/pipeline/run-flow.ts';
 import { SqliteStateStore } from '../../src/engine/store/sqlite-store.ts';
-import { MemorySource, MemoryTarget, sampleResources, silentLogger, stageContext, stamp } from './fakes.ts';
+import {
+  living,
+  MemorySource,
+  MemoryTarget,
+  sampleResources,
+  silentLogger,
+  stageContext,
+  stamp,
+  version,
+} from './fakes.ts';
 
 // Retraction: a record a withhold rule (or the provenance policy) now keeps back had been delivered by
 // an earlier run; the rule decides whether that copy stays at the target or is removed there.
@@ -59,22 +68,6 @@ function options(
     maxBatch: 200,
     logger: silentLogger,
     ...extra,
-  };
-}
-
-/** A later version of a resource: `meta` moved on by `minutes`, with the changes given. */
-/** A patient who is alive (no deceased element), under another id. */
-function living(p: JsonObject, id: string): JsonObject {
-  const { deceasedDateTime: _d, deceasedBoolean: _b, ...rest } = p;
-  return { ...rest, id };
-}
-
-function version(resource: JsonObject, n: number, minutes: number, changes: JsonObject = {}): JsonObject {
-  const at = Date.parse(String((resource.meta as { lastUpdated: string }).lastUpdated));
-  return {
-    ...resource,
-    ...changes,
-    meta: { versionId: String(n), lastUpdated: new Date(at + minutes * 60_000).toISOString() },
   };
 }
 
@@ -252,28 +245,5 @@ describe('withheld after delivery', () => {
       await store.close();
       await store2.close();
     }
-  });
-
-  it('a retraction the target refuses fails the run and is tried again by the next one', async () => {
-    const [p] = patients as [JsonObject];
-    const alive = living(p, 'f-1');
-    const dead = version(alive, 2, 10, { deceasedBoolean: true });
-    const rules = [deceasedRule('delete')];
-    const store = SqliteStateStore.open(join(tempDir(), 'state.sqlite'));
-    const target = new MemoryTarget();
-    await runFlow(options(new MemorySource({ Patient: [alive] }), target, store, rules));
-    const remove = target.delete.bind(target);
-    target.delete = async (ids) =>
-      ids.map(() => ({ status: 'rejected' as const, codes: ['ENTITY_IS_LOCKED'] }));
-    const failed = await runFlow(options(new MemorySource({ Patient: [dead] }), target, store, rules));
-    expect(failed.status).toBe('failed');
-    expect(failed.error?.code).toBe('TGT_HTTP_ERROR');
-    expect(target.count('Patient_Profile__c')).toBe(1);
-    target.delete = remove;
-    const retried = await runFlow(options(new MemorySource({ Patient: [dead] }), target, store, rules));
-    expect(retried.status).toBe('succeeded');
-    expect(retried.retracted).toBe(1);
-    expect(target.count('Patient_Profile__c')).toBe(0);
-    await store.close();
   });
 });

@@ -157,6 +157,7 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
         reset,
         ...(from === undefined ? {} : { from }),
         quietWhenIdle: !options.once && cycle > 0,
+        retryRemovals: !options.once && cycle > 0 ? 'due' : 'all',
         logger,
         progress: options.progress ? terminalProgress() : undefined,
         signal: controller.signal,

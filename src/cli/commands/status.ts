@@ -5,10 +5,16 @@ import { loadFlowOrReport } from '../load-flow-or-report.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
 
 /**
- * Where a flow stands, from its state alone (nothing is contacted): checkpoints, open quarantine, and
+ * Where a flow stands, from its state alone (nothing is contacted): checkpoints, open quarantine,
+ * removals the CRM refused, and
  * the recent runs with their counts and the re-identification risk trend (the smallest k per run), so
  * low-cardinality drift shows before a threshold holds a page.
  */
+/** How many refused removals status lists one by one. */
+const REFUSED_SHOWN = 20;
+const REFUSED_ACTION =
+  'Unlock each record, or remove what holds it, in the CRM: every run tries again (loop cycles back off to hourly).';
+
 export function registerStatus(program: Command): void {
   program
     .command('status')
@@ -31,6 +37,10 @@ export function registerStatus(program: Command): void {
         const openQuarantine = await store.countQuarantine(name, 'open');
         // What kinds of problem wait for an operator: open entries by code, most first.
         const openByCode = await store.countQuarantineByCode(name, 'open');
+        // Removals the CRM refused: the records are still there until a run manages it.
+        const refused = await store.countRefusedRemovals(name);
+        const refusedList =
+          refused.count > 0 ? await store.listRefusedRemovals(name, { limit: REFUSED_SHOWN }) : [];
         const runs = (await store.listRuns(name, Number(options.runs) || 10)).map((r) => {
           const s = r.summary ? (JSON.parse(r.summary) as RunSummary) : undefined;
           return {
@@ -62,6 +72,24 @@ export function registerStatus(program: Command): void {
           })),
           openQuarantine,
           openQuarantineByCode: openByCode,
+          refusedRemovals: {
+            count: refused.count,
+            ...(refused.count > 0 ? { action: REFUSED_ACTION } : {}),
+            ...(refused.oldest === undefined ? {} : { oldest: refused.oldest }),
+            // The first ones, oldest first: the CRM record, who it belongs to (`Type/id` or pseudonym).
+            items: refusedList.map((r) => ({
+              object: r.object,
+              targetId: r.targetId,
+              sourceRef: r.sourceRef,
+              cause: r.cause,
+              ...(r.because === undefined ? {} : { because: r.because }),
+              codes: r.codes,
+              attempts: r.attempts,
+              firstRefusedAt: r.firstRefusedAt,
+              lastAttemptAt: r.lastAttemptAt,
+              nextAttemptAt: r.nextAttemptAt,
+            })),
+          },
           runs,
         };
         if (json) printJson(status);
@@ -74,6 +102,17 @@ export function registerStatus(program: Command): void {
           printLine(
             `flow ${name}: ${openQuarantine} open quarantine entr${openQuarantine === 1 ? 'y' : 'ies'}${codes.length ? ` (${codes.join(', ')})` : ''}`,
           );
+          if (refused.count > 0) {
+            printLine(
+              `flow ${name}: ${refused.count} removal${refused.count === 1 ? '' : 's'} the CRM refused, since ${refused.oldest}: these records are still at the target. ${REFUSED_ACTION}`,
+            );
+            for (const r of refusedList)
+              printLine(
+                `  ${r.object} ${r.targetId} (${r.sourceRef}) ${r.cause}${r.because ? `:${r.because}` : ''}: ${r.codes.join(', ')}; ${r.attempts} attempt${r.attempts === 1 ? '' : 's'}, last ${r.lastAttemptAt}`,
+              );
+            if (refused.count > refusedList.length)
+              printLine(`  … and ${refused.count - refusedList.length} more`);
+          }
           for (const c of status.checkpoints) printLine(`  ${c.stream.padEnd(14)} at ${c.position}`);
           for (const r of runs) {
             printLine(

@@ -1,5 +1,5 @@
 import type { AuditEventInput, AuditPurpose } from '../audit/entry.ts';
-import type { BatchManifest, SeenVersion } from '../store/state-store.ts';
+import type { BatchManifest, NewRefusedRemoval, RefusedRemoval, SeenVersion } from '../store/state-store.ts';
 
 /** What the audit needs to know about one record of a page besides its outcome. */
 export interface RecordNote {
@@ -43,6 +43,8 @@ export function pageAuditEntries(input: {
   readonly suppressedRecords: number;
   /** Records withheld now whose earlier deliveries were removed: ledger ref and withhold reason. */
   readonly retracted?: readonly { readonly ref: string; readonly reason: string }[];
+  /** Removals the target refused in this page (kept and tried again later). */
+  readonly refusedRemovals?: readonly NewRefusedRemoval[];
   /** The pseudonym of a patient record's `Patient/id` (patient ids never enter the audit). */
   readonly pseudonymOf: (patientId: string) => string;
 }): AuditEventInput[] {
@@ -170,6 +172,69 @@ export function pageAuditEntries(input: {
       outcome: 'success',
       reason: 'withheld-retraction',
       details: { stream: input.stream, because: reason, ...(subject === undefined ? { source: ref } : {}) },
+    });
+  }
+  entries.push(...removalAuditEntries(ctx, { refused: input.refusedRemovals ?? [] }));
+  return entries;
+}
+
+/** Who a removal concerns, as an entry names it: the pseudonym, or a provider/organisation `Type/id`. */
+function removalWho(sourceRef: string): Pick<AuditEventInput, 'subject'> & { source?: string } {
+  if (PSEUDONYM.test(sourceRef)) return { subject: sourceRef as AuditEventInput['subject'] };
+  // A ledger ref is a pseudonym or a provider/organisation `Type/id`, never a clear patient id.
+  return sourceRef.startsWith('Patient/') ? {} : { source: sourceRef };
+}
+
+/**
+ * Entries for removals at the target that were refused (one per target record: the record is still
+ * there) and for refused removals a later attempt completed (named as the removal they finish).
+ */
+export function removalAuditEntries(
+  ctx: AuditContext,
+  outcome: {
+    readonly refused?: readonly NewRefusedRemoval[];
+    readonly completed?: readonly RefusedRemoval[];
+  },
+): AuditEventInput[] {
+  const base = {
+    flow: ctx.flow,
+    runId: ctx.runId,
+    recipient: ctx.recipient,
+    ...(ctx.purpose === undefined ? {} : { purpose: ctx.purpose as AuditPurpose }),
+  };
+  const entries: AuditEventInput[] = [];
+  for (const r of outcome.refused ?? []) {
+    const { source, ...who } = removalWho(r.sourceRef);
+    entries.push({
+      ...base,
+      ...who,
+      kind: 'send',
+      outcome: 'minor-failure',
+      reason: 'removal-refused',
+      details: {
+        object: r.object,
+        cause: r.cause,
+        codes: r.codes.join(',').slice(0, 256),
+        ...(r.because === undefined ? {} : { because: r.because }),
+        ...(source === undefined ? {} : { source }),
+      },
+    });
+  }
+  for (const r of outcome.completed ?? []) {
+    const { source, ...who } = removalWho(r.sourceRef);
+    entries.push({
+      ...base,
+      ...who,
+      kind: r.cause === 'source-deletion' ? 'send' : 'withhold',
+      outcome: 'success',
+      reason: r.cause,
+      details: {
+        object: r.object,
+        refusedSince: r.firstRefusedAt,
+        attempts: r.attempts + 1,
+        ...(r.because === undefined ? {} : { because: r.because }),
+        ...(source === undefined ? {} : { source }),
+      },
     });
   }
   return entries;

@@ -5,13 +5,41 @@ import type { Target } from '../../core/ports/target.ts';
 import type { StateStore } from '../store/state-store.ts';
 import { ledgerRefOf, type RecordStageContext } from './record-stages.ts';
 
+/** A target record Sluice delivered, as the ledger knows it. */
+export interface DeliveredRecord {
+  readonly object: string;
+  readonly externalId: string;
+  readonly targetId: string;
+  /** The ledger's source ref: `Type/id`, or the pseudonym of patient data. */
+  readonly sourceRef: string;
+}
+
 export interface DeletionResult {
   readonly ledgerDeletes: { object: string; externalId: string }[];
   /** Target records deleted (or found already gone). */
   readonly deleted: number;
-  /** The source refs that had target records to delete. */
+  /** The source refs that had target records, all of them deleted. */
   readonly refs: string[];
+  /**
+   * Target records the target refused to delete (e.g. locked): still there, their ledger rows kept,
+   * the removal kept for later runs to try again.
+   */
+  readonly refused: (DeliveredRecord & { readonly codes: readonly string[] })[];
   readonly batches: number;
+}
+
+interface DeletionContext {
+  readonly flow: string;
+  readonly store: StateStore;
+  readonly target: Target;
+  readonly signal: AbortSignal;
+  /** Awaited before each request; throws to stop (the flow's kill switch). */
+  readonly beforeRequest?: () => Promise<void>;
+  /**
+   * What an answer the target marks as transient does: fail the call (a page, tried again as a whole;
+   * the default) or count as refused this time (a retry of refused removals, tried again later).
+   */
+  readonly transient?: 'throw' | 'refuse';
 }
 
 /**
@@ -21,13 +49,7 @@ export interface DeletionResult {
  */
 export async function propagateDeletions(
   deletions: readonly SourceDeletion[],
-  ctx: {
-    readonly flow: string;
-    readonly store: StateStore;
-    readonly target: Target;
-    readonly stages: Omit<RecordStageContext, 'asOf'>;
-    readonly signal: AbortSignal;
-  },
+  ctx: DeletionContext & { readonly stages: Omit<RecordStageContext, 'asOf'> },
 ): Promise<DeletionResult> {
   return deleteByLedgerRefs(
     deletions.map((d) => ledgerRefOf(ctx.stages, d.resourceType, d.id)),
@@ -37,55 +59,75 @@ export async function propagateDeletions(
 
 /**
  * Deletes at the target every record the ledger holds for these source refs (`Type/id` or a
- * pseudonym): for source deletions and for consent revocations (suppression).
+ * pseudonym): for source deletions, consent revocations (suppression) and retractions.
  */
 export async function deleteByLedgerRefs(
   refs: readonly string[],
-  ctx: {
-    readonly flow: string;
-    readonly store: StateStore;
-    readonly target: Target;
-    readonly signal: AbortSignal;
-  },
+  ctx: DeletionContext,
 ): Promise<DeletionResult> {
-  const found: { object: string; externalId: string; targetId: string }[] = [];
-  const withRecords: string[] = [];
-  for (const ref of refs) {
-    const entries = await ctx.store.ledgerBySource(ctx.flow, ref);
-    if (entries.length > 0) withRecords.push(ref);
-    found.push(...entries);
+  const found: DeliveredRecord[] = [];
+  for (const sourceRef of refs) {
+    for (const e of await ctx.store.ledgerBySource(ctx.flow, sourceRef)) {
+      found.push({ object: e.object, externalId: e.externalId, targetId: e.targetId, sourceRef });
+    }
   }
-  // Children (addresses) before their parent account: ledgerBySource orders by object name descending.
-  const ordered = [...found].sort(
+  return deleteDelivered(found, ctx);
+}
+
+/**
+ * Deletes delivered records at the target, children (addresses) before their parent account. A record
+ * the target refuses is reported, not thrown: the rest of the work goes on and the refusal is kept.
+ * An answer the target marks as transient fails the call (unless `transient: 'refuse'`), so the page
+ * is tried again as a whole.
+ */
+export async function deleteDelivered(
+  records: readonly DeliveredRecord[],
+  ctx: DeletionContext,
+): Promise<DeletionResult> {
+  const ordered = [...records].sort(
     (a, b) => (a.object === 'Account' ? 1 : 0) - (b.object === 'Account' ? 1 : 0),
   );
-  let deleted = 0;
+  const ledgerDeletes: { object: string; externalId: string }[] = [];
+  const refused: DeletionResult['refused'] = [];
   let batches = 0;
   for (let start = 0; start < ordered.length; start += ctx.target.maxBatchSize) {
     const chunk = ordered.slice(start, start + ctx.target.maxBatchSize);
+    await ctx.beforeRequest?.();
     const results = await ctx.target.delete(
       chunk.map((e) => asCrmRecordId(e.targetId)),
       ctx.signal,
     );
     batches++;
     results.forEach((r, i) => {
-      if (!('codes' in r)) {
-        deleted++;
-        return;
+      const entry = chunk[i] as DeliveredRecord;
+      switch (r.status) {
+        case 'deleted':
+        case 'missing':
+          ledgerDeletes.push({ object: entry.object, externalId: entry.externalId });
+          break;
+        case 'rejected':
+          refused.push({ ...entry, codes: r.codes });
+          break;
+        case 'retry':
+          if (ctx.transient === 'refuse') {
+            refused.push({ ...entry, codes: r.codes });
+            break;
+          }
+          // Not committed: the page fails, its ledger rows stay, and the next run tries again.
+          throw new SluiceError(
+            'TGT_HTTP_ERROR',
+            `The CRM asked to retry the deletion of a ${entry.object} (${r.codes.join(', ')}); it will be tried again next run.`,
+            { details: { object: entry.object, codes: [...r.codes] } },
+          );
       }
-      // Not committed: the page fails, its ledger rows stay, and the next run tries again.
-      const entry = chunk[i];
-      throw new SluiceError(
-        'TGT_HTTP_ERROR',
-        `The CRM did not delete a ${entry?.object ?? 'record'} (${r.codes.join(', ')}); the deletion will be retried next run.`,
-        { details: { object: entry?.object ?? '', codes: [...r.codes] } },
-      );
     });
   }
+  const refusedRefs = new Set(refused.map((r) => r.sourceRef));
   return {
-    ledgerDeletes: ordered.map((e) => ({ object: e.object, externalId: e.externalId })),
-    deleted,
+    ledgerDeletes,
+    deleted: ledgerDeletes.length,
     batches,
-    refs: withRecords,
+    refs: [...new Set(records.map((r) => r.sourceRef))].filter((ref) => !refusedRefs.has(ref)),
+    refused,
   };
 }

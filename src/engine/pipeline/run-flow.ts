@@ -14,11 +14,17 @@ import type {
   BatchManifest,
   Checkpoint,
   NewQuarantineEntry,
+  NewRefusedRemoval,
   SeenVersion,
   StateStore,
   StoredConsent,
 } from '../store/state-store.ts';
-import { type AuditContext, pageAuditEntries, type RecordNote } from './audit-entries.ts';
+import {
+  type AuditContext,
+  pageAuditEntries,
+  type RecordNote,
+  removalAuditEntries,
+} from './audit-entries.ts';
 import { type DeletionResult, deleteByLedgerRefs, propagateDeletions } from './deletions.ts';
 import { type BatchSealing, type DeliveryItem, type DeliveryResult, deliverPage } from './deliver.ts';
 import { prefetch } from './prefetch.ts';
@@ -29,6 +35,7 @@ import {
   processRecord,
   type RecordStageContext,
 } from './record-stages.ts';
+import { refusalsOf, retryRefusedRemovals } from './refused-removals.ts';
 import { emptyCounts, type RunSummary, type StreamCounts } from './summary.ts';
 import { isOlderVersion, refOf, versionKeyOf } from './version-key.ts';
 import { whileWaiting } from './while-waiting.ts';
@@ -123,6 +130,11 @@ export interface RunFlowOptions {
    * summary says `idle`. Entries of a cycle that does something are as for any run.
    */
   readonly quietWhenIdle?: boolean;
+  /**
+   * Which removals the target refused earlier are tried again at the start: every one (a run started
+   * by hand, the default) or only those due (a loop cycle; retries back off to hourly).
+   */
+  readonly retryRemovals?: 'all' | 'due';
   readonly logger: Logger;
   readonly progress?: ProgressSink;
   readonly signal?: AbortSignal;
@@ -155,6 +167,13 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
   let skipped = 0;
   let suppressed = 0;
   let reconsidered = 0;
+  // Removals the target refused in this run's pages (kept for later runs), and those of earlier runs
+  // this one completed.
+  let removalsRefused = 0;
+  let removalsCompleted = 0;
+  // Target records (`object` NUL `externalId`) with a refused removal waiting: delivered again, the
+  // removal is dropped.
+  const refusedKeys = new Set<string>();
   const reconsider = new Set<string>();
   const droppedFields: Record<string, number> = {};
   const riskFigures = {
@@ -230,6 +249,34 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     if (options.from === undefined && !options.replay) {
       await assertCheckpointsMatch(store, flow, options.definitionHash, environment);
     }
+    // Removals the target refused before: tried again first (the kill switch is read before each).
+    const retried = await retryRefusedRemovals({
+      flow,
+      runId,
+      store,
+      target: options.target,
+      signal,
+      beforeRequest: assertNotHalted,
+      now: started,
+      which: options.retryRemovals ?? 'all',
+    });
+    if (retried.completed.length > 0) {
+      removalsCompleted = retried.completed.length;
+      batches += retried.batches;
+      for (const r of retried.completed) {
+        if (r.cause === 'source-deletion') deleted++;
+        else if (r.cause === 'consent-revoked-suppression') suppressed++;
+        else retracted++;
+      }
+      if (options.audit) {
+        await writeRunStart();
+        await options.audit.append(removalAuditEntries(auditContext, { completed: retried.completed }));
+      }
+    }
+    if (retried.refused.length > 0)
+      log.warn({ refused: retried.refused.length }, 'removals the target refused before were refused again');
+    for (const r of await store.listRefusedRemovals(flow))
+      refusedKeys.add(`${r.object}\u0000${r.externalId}`);
     if (gate) {
       const loaded = await gate.load(store, flow);
       log.info({ consents: loaded }, 'consent directives loaded');
@@ -720,6 +767,8 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         removal: Awaited<ReturnType<typeof propagateDeletions>> | undefined;
         suppression: Awaited<ReturnType<typeof deleteByLedgerRefs>> | undefined;
         provenance: ReturnType<typeof provenanceFor>;
+        refusals: NewRefusedRemoval[];
+        kept: { object: string; externalId: string }[];
       };
       const record = async (
         prepared: Prepared,
@@ -768,6 +817,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
                 target: options.target,
                 stages: options.stages,
                 signal,
+                beforeRequest: assertNotHalted,
               })
             : undefined;
         // Provenance of every record sent in this page: edge facts first, then each stage's step.
@@ -785,8 +835,38 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
 
         let suppression: Awaited<ReturnType<typeof deleteByLedgerRefs>> | undefined;
         if (revoked.length > 0) {
-          suppression = await deleteByLedgerRefs(revoked, { flow, store, target: options.target, signal });
+          suppression = await deleteByLedgerRefs(revoked, {
+            flow,
+            store,
+            target: options.target,
+            signal,
+            beforeRequest: assertNotHalted,
+          });
           suppressed += suppression.deleted;
+        }
+        // Removals the target refused: kept, audited, tried again by later runs.
+        const refusedAt = new Date();
+        const refusals = [
+          ...refusalsOf(delivery.retraction, 'withheld-retraction', {
+            flow,
+            runId,
+            at: refusedAt,
+            because: (ref) => prepared.retractions.get(ref),
+          }),
+          ...refusalsOf(removal, 'source-deletion', { flow, runId, at: refusedAt }),
+          ...refusalsOf(suppression, 'consent-revoked-suppression', { flow, runId, at: refusedAt }),
+        ];
+        removalsRefused += refusals.length;
+        // Records delivered (or unchanged) whose removal a run could not make: wanted again, kept.
+        const kept: { object: string; externalId: string }[] = [];
+        if (refusedKeys.size > 0) {
+          const failedIndexes = new Set(delivery.failures.map((f) => f.index));
+          for (const item of sendable) {
+            if (failedIndexes.has(item.index)) continue;
+            for (const w of item.writes)
+              if (refusedKeys.has(`${w.object}\u0000${w.externalId}`))
+                kept.push({ object: w.object, externalId: w.externalId });
+          }
         }
         for (const d of page.deletions ?? []) {
           seen.push({
@@ -827,6 +907,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
               ref,
               reason: prepared.retractions.get(ref) ?? 'withheld',
             })),
+            refusedRemovals: refusals,
             pseudonymOf: (id) =>
               pseudonymize(options.stages.pseudonymKey, options.stages.system, 'Patient', id),
           });
@@ -835,11 +916,11 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
             await options.audit.append(entries);
           }
         }
-        return { removal, suppression, provenance };
+        return { removal, suppression, provenance, refusals, kept };
       };
       const commit = async (prepared: Prepared, delivery: Sent, recorded: Recorded) => {
         const { page, quarantine, seen, consents, consentChanged, changeLog, pins, maxUpdated } = prepared;
-        const { removal, suppression, provenance } = recorded;
+        const { removal, suppression, provenance, refusals, kept } = recorded;
 
         // The source's own position (a bulk export's transactionTime) wins; else the later of the
         // source's (when a complete search was answered; not if it is further ahead of the local clock
@@ -866,6 +947,8 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
             ...(suppression?.ledgerDeletes ?? []),
             ...(delivery.retraction?.ledgerDeletes ?? []),
           ],
+          ...(refusals.length > 0 ? { refusedRemovals: refusals } : {}),
+          ...(kept.length > 0 ? { keptTargets: kept } : {}),
           consents,
           batches: delivery.manifests,
           provenance,
@@ -889,6 +972,8 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
             : {}),
         });
         gate?.committed(pins);
+        for (const k of kept) refusedKeys.delete(`${k.object}\u0000${k.externalId}`);
+        for (const r of refusals) refusedKeys.add(`${r.object}\u0000${r.externalId}`);
         for (const [ref, sentBy] of uncommittedSends)
           if (sentBy === prepared.pageNumber) uncommittedSends.delete(ref);
         for (const [key, by] of uncommittedRemovals)
@@ -989,7 +1074,14 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     error === undefined &&
     runStartWritten === undefined &&
     total.read === skipped &&
-    deleted + suppressed + retracted + reconsidered === 0;
+    deleted + suppressed + retracted + reconsidered + removalsRefused === 0;
+  // What still waits for the target to allow a removal (read even after a failure: it is state).
+  let removalsPending = 0;
+  try {
+    removalsPending = (await store.countRefusedRemovals(flow)).count;
+  } catch (err) {
+    log.warn({ code: toSluiceError(err).code }, 'refused removals could not be counted');
+  }
   const summary: RunSummary = {
     flow,
     runId,
@@ -1006,6 +1098,9 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     suppressed,
     retracted,
     ...(reconsidered > 0 ? { reconsidered } : {}),
+    ...(removalsRefused + removalsCompleted + removalsPending > 0
+      ? { removals: { refused: removalsRefused, completed: removalsCompleted, pending: removalsPending } }
+      : {}),
     batches,
     byStream,
     quarantineReasons,

@@ -43,6 +43,12 @@ export interface RunSummary {
    * an earlier run delivered, where the rule says so (`delivered: delete`).
    */
   readonly retracted: number;
+  /**
+   * Removals the target refused (e.g. a locked record): `refused` in this run, `completed` of earlier
+   * refusals this run managed, `pending` still waiting after it (tried again by later runs; see
+   * `sluice status`). Absent when all three are zero.
+   */
+  readonly removals?: { readonly refused: number; readonly completed: number; readonly pending: number };
   /** Records read again because a policy event (a consent now permitting) made them eligible. */
   readonly reconsidered?: number;
   /** Source records quarantined in this run. */

@@ -172,4 +172,23 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     engaged_at TEXT NOT NULL
   ) STRICT;
   `,
+  // 14: removals the target refused (a locked record): kept, retried, shown, until done or re-sent
+  `
+  CREATE TABLE refused_removals (
+    flow TEXT NOT NULL,
+    object TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    target_id TEXT NOT NULL,
+    source_ref TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    because TEXT,
+    codes TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    first_refused_at TEXT NOT NULL,
+    last_attempt_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_at TEXT NOT NULL,
+    PRIMARY KEY (flow, object, external_id)
+  ) STRICT;
+  `,
 ];

@@ -181,6 +181,64 @@ describe('SqliteStateStore', () => {
     await store.close();
   });
 
+  it('keeps refused removals with their attempts, and drops them when removed or delivered again', async () => {
+    const store = SqliteStateStore.open(path());
+    const refusal = (externalId: string, attemptedAt: string) => ({
+      flow: 'f',
+      object: 'Account',
+      externalId,
+      targetId: `id-${externalId}`,
+      sourceRef: `Organization/${externalId}`,
+      cause: 'source-deletion' as const,
+      codes: ['DELETE_FAILED'],
+      runId: 'r1',
+      attemptedAt,
+      nextAttemptAt: new Date(Date.parse(attemptedAt) + 60_000).toISOString(),
+    });
+    const t0 = '2026-12-07T00:00:00.000Z';
+    const t1 = '2026-12-07T01:00:00.000Z';
+    await store.commitPage({
+      flow: 'f',
+      stream: 'Organization',
+      ledger: ['a', 'b', 'c'].map((id) => ledgerEntry(id)),
+      quarantine: [],
+      refusedRemovals: [refusal('a', t0), refusal('b', t0), refusal('c', t0)],
+    });
+    // Refused again: one more attempt, first refusal kept.
+    await store.settleRefusedRemovals('f', { removed: [], refused: [{ ...refusal('a', t1), codes: ['X'] }] });
+    expect(await store.countRefusedRemovals('f')).toEqual({ count: 3, oldest: t0 });
+    expect(await store.listRefusedRemovals('f', { dueBy: '2026-12-07T00:30:00.000Z' })).toMatchObject([
+      { externalId: 'b' },
+      { externalId: 'c' },
+    ]);
+    const [a] = await store.listRefusedRemovals('f');
+    expect(a).toMatchObject({
+      externalId: 'a',
+      attempts: 2,
+      firstRefusedAt: t0,
+      lastAttemptAt: t1,
+      codes: ['X'],
+    });
+    // b is deleted by a later page, c delivered again: neither is to be removed any more.
+    await store.commitPage({
+      flow: 'f',
+      stream: 'Organization',
+      ledger: [],
+      quarantine: [],
+      ledgerDeletes: [{ object: 'Account', externalId: 'b' }],
+      keptTargets: [{ object: 'Account', externalId: 'c' }],
+    });
+    expect((await store.listRefusedRemovals('f')).map((r) => r.externalId)).toEqual(['a']);
+    // a is removed at last: its ledger row goes with it; another flow's rows are untouched.
+    await store.settleRefusedRemovals('f', {
+      removed: [{ object: 'Account', externalId: 'a' }],
+      refused: [],
+    });
+    expect(await store.countRefusedRemovals('f')).toEqual({ count: 0 });
+    expect((await store.getLedger('f', 'Account', ['a', 'b', 'c'])).size).toBe(1);
+    await store.close();
+  });
+
   it('rolls a failing page back entirely', async () => {
     const store = SqliteStateStore.open(path());
     const bad = { ...ledgerEntry('z'), payloadHash: null as unknown as string };

@@ -15,10 +15,13 @@ import type {
   ConsentLookup,
   Halt,
   LedgerEntry,
+  NewRefusedRemoval,
   PageCommit,
   QuarantineEntry,
   QuarantineFilter,
   QuarantineStatus,
+  RefusedRemoval,
+  RemovalCause,
   RunRecord,
   SeenVersion,
   StateStore,
@@ -35,6 +38,8 @@ type StoredFacts = Omit<ProvenanceFacts, 'flow' | 'entity' | 'runId' | 'recorded
  * The embedded state store on `node:sqlite`: WAL for concurrent readers, `synchronous=FULL` so a
  * committed page survives a crash, one transaction per page of work.
  */
+const DROP_REFUSED_REMOVAL = 'DELETE FROM refused_removals WHERE flow = ? AND object = ? AND external_id = ?';
+
 export class SqliteStateStore implements StateStore {
   readonly kind = 'sqlite';
   readonly #db: DatabaseSync;
@@ -437,6 +442,13 @@ export class SqliteStateStore implements StateStore {
       for (const c of commit.consents ?? [])
         upsertConsent.run(flow as string, c.key, c.subject, c.state, createdAt);
       for (const d of commit.ledgerDeletes ?? []) deleteLedger.run(flow as string, d.object, d.externalId);
+      if (commit.keptTargets?.length || commit.ledgerDeletes?.length || commit.refusedRemovals?.length) {
+        // A record removed, or wanted again, has nothing left to remove; then this page's refusals.
+        const drop = this.#statement(DROP_REFUSED_REMOVAL);
+        for (const d of [...(commit.ledgerDeletes ?? []), ...(commit.keptTargets ?? [])])
+          drop.run(flow as string, d.object, d.externalId);
+        for (const r of commit.refusedRemovals ?? []) this.#keepRefusedRemoval(r);
+      }
       for (const v of commit.seen ?? [])
         upsertSeen.run(
           flow as string,
@@ -497,6 +509,96 @@ export class SqliteStateStore implements StateStore {
       throw new SluiceError(
         'STORE_WRITE_FAILED',
         'A page of work could not be committed to the state store.',
+        {
+          cause: err,
+        },
+      );
+    }
+  }
+
+  #keepRefusedRemoval(r: NewRefusedRemoval): void {
+    this.#statement(`
+      INSERT INTO refused_removals (flow, object, external_id, target_id, source_ref, cause, because, codes,
+        run_id, first_refused_at, last_attempt_at, attempts, next_attempt_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)
+      ON CONFLICT (flow, object, external_id) DO UPDATE SET target_id = excluded.target_id,
+        source_ref = excluded.source_ref, cause = excluded.cause, because = excluded.because,
+        codes = excluded.codes, run_id = excluded.run_id, last_attempt_at = excluded.last_attempt_at,
+        attempts = refused_removals.attempts + 1, next_attempt_at = excluded.next_attempt_at`).run(
+      r.flow,
+      r.object,
+      r.externalId,
+      r.targetId,
+      r.sourceRef,
+      r.cause,
+      r.because ?? null,
+      JSON.stringify(r.codes),
+      r.runId,
+      r.attemptedAt,
+      r.attemptedAt,
+      r.nextAttemptAt,
+    );
+  }
+
+  async listRefusedRemovals(
+    flow: string,
+    options: { readonly dueBy?: string; readonly limit?: number } = {},
+  ): Promise<RefusedRemoval[]> {
+    const rows = this.#db
+      .prepare(
+        `SELECT * FROM refused_removals WHERE flow = ? ${options.dueBy === undefined ? '' : 'AND next_attempt_at <= ?'}
+         ORDER BY first_refused_at, object, external_id LIMIT ?`,
+      )
+      .all(flow, ...(options.dueBy === undefined ? [] : [options.dueBy]), options.limit ?? 10_000) as Row[];
+    return rows.map((r) => ({
+      flow: String(r.flow),
+      object: String(r.object),
+      externalId: String(r.external_id),
+      targetId: String(r.target_id),
+      sourceRef: String(r.source_ref),
+      cause: String(r.cause) as RemovalCause,
+      ...(r.because == null ? {} : { because: String(r.because) }),
+      codes: JSON.parse(String(r.codes)) as string[],
+      runId: String(r.run_id),
+      firstRefusedAt: String(r.first_refused_at),
+      lastAttemptAt: String(r.last_attempt_at),
+      attempts: Number(r.attempts),
+      nextAttemptAt: String(r.next_attempt_at),
+    }));
+  }
+
+  async countRefusedRemovals(flow: string): Promise<{ readonly count: number; readonly oldest?: string }> {
+    const row = this.#statement(
+      'SELECT count(*) AS n, min(first_refused_at) AS oldest FROM refused_removals WHERE flow = ?',
+    ).get(flow) as Row;
+    return { count: Number(row.n), ...(row.oldest == null ? {} : { oldest: String(row.oldest) }) };
+  }
+
+  async settleRefusedRemovals(
+    flow: string,
+    outcome: {
+      readonly removed: readonly { readonly object: string; readonly externalId: string }[];
+      readonly refused: readonly NewRefusedRemoval[];
+    },
+  ): Promise<void> {
+    const db = this.#db;
+    const deleteLedger = this.#statement(
+      'DELETE FROM ledger WHERE flow = ? AND object = ? AND external_id = ?',
+    );
+    const drop = this.#statement(DROP_REFUSED_REMOVAL);
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      for (const d of outcome.removed) {
+        deleteLedger.run(flow, d.object, d.externalId);
+        drop.run(flow, d.object, d.externalId);
+      }
+      for (const r of outcome.refused) this.#keepRefusedRemoval(r);
+      db.exec('COMMIT');
+    } catch (err) {
+      db.exec('ROLLBACK');
+      throw new SluiceError(
+        'STORE_WRITE_FAILED',
+        'Retried removals could not be recorded in the state store.',
         {
           cause: err,
         },

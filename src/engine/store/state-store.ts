@@ -162,6 +162,16 @@ export interface PageCommit {
    * above stay open).
    */
   readonly supersedes?: readonly string[];
+  /**
+   * Removals the target refused in this page (kept, and tried again by later runs); a row already kept
+   * for the same target record counts one more attempt.
+   */
+  readonly refusedRemovals?: readonly NewRefusedRemoval[];
+  /**
+   * Target records this page delivered (or found unchanged) that have a refused removal waiting: the
+   * record is wanted again, so the removal is dropped. Rows in `ledgerDeletes` are dropped as well.
+   */
+  readonly keptTargets?: readonly { readonly object: string; readonly externalId: string }[];
   /** The checkpoint to move to, when the page lets it advance. */
   readonly checkpoint?: Checkpoint;
   /** When the page is recorded (ISO instant), stamped on its rows; the store's clock when absent. */
@@ -192,6 +202,36 @@ export interface ConsentLookup {
   subjectOf(key: string): string | undefined;
   /** How many consents are stored. */
   count(): number;
+}
+
+/** Why Sluice removes a record at the target: named as the audit trail names the removal. */
+export type RemovalCause = 'source-deletion' | 'consent-revoked-suppression' | 'withheld-retraction';
+
+/** A removal the target refused (e.g. a locked record), as a page records it. */
+export interface NewRefusedRemoval {
+  readonly flow: string;
+  readonly object: string;
+  readonly externalId: string;
+  readonly targetId: string;
+  /** The ledger's source ref: `Type/id` of provider data, the pseudonym of patient data. */
+  readonly sourceRef: string;
+  readonly cause: RemovalCause;
+  /** The withhold reason of a retraction. */
+  readonly because?: string;
+  /** The target's error codes. */
+  readonly codes: readonly string[];
+  readonly runId: string;
+  /** When this attempt was made (ISO instant). */
+  readonly attemptedAt: string;
+  /** When a loop should try again (ISO instant); a run started by hand tries every one. */
+  readonly nextAttemptAt: string;
+}
+
+/** A refused removal waiting: the record is still at the target, its ledger row kept. */
+export interface RefusedRemoval extends Omit<NewRefusedRemoval, 'attemptedAt'> {
+  readonly firstRefusedAt: string;
+  readonly lastAttemptAt: string;
+  readonly attempts: number;
 }
 
 /** A flow's engaged kill switch: why (a short code) and since when. */
@@ -263,6 +303,27 @@ export interface StateStore {
    * that state (an engaged switch keeps its first reason and time).
    */
   setHalt(flow: string, halt: Halt | undefined): Promise<boolean>;
+  /**
+   * Refused removals of a flow waiting to be tried again, oldest first: all of them, or those due by
+   * `dueBy` (ISO instant).
+   */
+  listRefusedRemovals(
+    flow: string,
+    options?: { readonly dueBy?: string; readonly limit?: number },
+  ): Promise<RefusedRemoval[]>;
+  /** How many refused removals a flow has waiting, and since when the oldest. */
+  countRefusedRemovals(flow: string): Promise<{ readonly count: number; readonly oldest?: string }>;
+  /**
+   * Records a retry of refused removals in one transaction: those `removed` lose their ledger row and
+   * their refused row; those refused again count one more attempt.
+   */
+  settleRefusedRemovals(
+    flow: string,
+    outcome: {
+      readonly removed: readonly { readonly object: string; readonly externalId: string }[];
+      readonly refused: readonly NewRefusedRemoval[];
+    },
+  ): Promise<void>;
   /** Removes a run from the history (a loop cycle that found nothing to do). */
   forgetRun(runId: string): Promise<void>;
   listRuns(flow: string, limit?: number): Promise<RunRecord[]>;

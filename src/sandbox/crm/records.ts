@@ -225,7 +225,7 @@ export class CrmRecords {
     const object = this.schema.object(existing.object);
     if (!object) return rejected(404, [sfError('NOT_FOUND', 'The requested resource does not exist')]);
     if (existing.isDeleted) return rejected(404, [sfError('ENTITY_IS_DELETED', 'entity is deleted')]);
-    const locked = this.#locked(object, existing);
+    const locked = this.#locked(object, existing) ?? this.#lockedReferrer(object, existing);
     if (locked) return rejected(400, [locked]);
     const ms = this.#now().getTime();
     this.#store.transaction(() => this.#cascadeDelete(object, existing.id, ms));
@@ -321,6 +321,26 @@ export class CrmRecords {
           `duplicate value found: ${field.name} duplicates value on record with id: ${other}`,
           [],
         );
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * A record a locked one refers to (an account with a submitted call) cannot be deleted, as Veeva CRM
+   * protects submitted calls: DELETE_FAILED.
+   */
+  #lockedReferrer(object: ObjectSpec, existing: StoredRecord): SfError | undefined {
+    for (const { object: other, field } of this.schema.lockingReferencesTo(object)) {
+      for (const id of this.#store.idsByKey(other.name, field.name, existing.id)) {
+        const referrer = this.#store.get(id);
+        if (referrer && !referrer.isDeleted && this.#locked(other, referrer)) {
+          return sfError(
+            'DELETE_FAILED',
+            `Your attempt to delete this ${object.label} could not be completed because it is associated with a locked ${other.label}.`,
+            [],
+          );
+        }
       }
     }
     return undefined;

@@ -317,6 +317,10 @@ export interface Schema {
   keyFields(object: ObjectSpec): readonly FieldSpec[];
   /** Master-detail references to `object`: the children deleted with it. */
   detailsOf(object: ObjectSpec): readonly { readonly object: ObjectSpec; readonly field: FieldSpec }[];
+  /** References to `object` from lockable objects: a locked record there keeps it from deletion. */
+  lockingReferencesTo(
+    object: ObjectSpec,
+  ): readonly { readonly object: ObjectSpec; readonly field: FieldSpec }[];
 }
 
 export function createSchema(objects: readonly ObjectSpec[] = OBJECTS): Schema {
@@ -336,8 +340,13 @@ export function createSchema(objects: readonly ObjectSpec[] = OBJECTS): Schema {
   const keys = new Map(
     objects.map((o) => [
       o,
+      // Master-detail references (cascading deletes) and every reference of a lockable object (a
+      // record a locked one points at cannot be deleted).
       o.fields.filter(
-        (f) => f.externalId || f.unique || (f.type.kind === 'reference' && f.type.masterDetail),
+        (f) =>
+          f.externalId ||
+          f.unique ||
+          (f.type.kind === 'reference' && (f.type.masterDetail || o.lock !== undefined)),
       ),
     ]),
   );
@@ -353,6 +362,14 @@ export function createSchema(objects: readonly ObjectSpec[] = OBJECTS): Schema {
         child.fields
           .filter((f) => f.type.kind === 'reference' && f.type.masterDetail && f.type.to === object.name)
           .map((field) => ({ object: child, field })),
+      ),
+    lockingReferencesTo: (object) =>
+      objects.flatMap((other) =>
+        other.lock === undefined
+          ? []
+          : other.fields
+              .filter((f) => f.type.kind === 'reference' && f.type.to === object.name)
+              .map((field) => ({ object: other, field })),
       ),
   };
 }

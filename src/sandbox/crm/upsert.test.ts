@@ -607,6 +607,34 @@ describe('locked calls', () => {
     expect(sandbox.records('Call2_vod__c')).toEqual(submitted);
     expect(submitted[0]?.Name).toMatch(/^C-\d{7}$/);
   });
+
+  it('refuses to delete an account a submitted call refers to (DELETE_FAILED), not one with saved calls only', async () => {
+    const submittedTo = await accountId('CALL-SUB');
+    const savedTo = await accountId('CALL-SAVED');
+    const call = (account: string, status: string) => ({
+      Account_vod__c: account,
+      Call_Date_vod__c: '2025-01-15',
+      Status_vod__c: status,
+    });
+    await upsert(
+      sandbox,
+      token,
+      'Call2_vod__c',
+      'Mobile_ID_vod__c',
+      'MOB-S',
+      call(submittedTo, 'Submitted_vod'),
+    );
+    await upsert(sandbox, token, 'Call2_vod__c', 'Mobile_ID_vod__c', 'MOB-V', call(savedTo, 'Saved_vod'));
+    const refused = await crmFetch<{ success: boolean; errors: { statusCode: string }[] }[]>(
+      sandbox,
+      token,
+      'DELETE',
+      apiPath(`/composite/sobjects?ids=${submittedTo},${savedTo}&allOrNone=false`),
+    );
+    expect(refused.body.map((r) => r.success)).toEqual([false, true]);
+    expect(refused.body[0]?.errors[0]?.statusCode).toBe('DELETE_FAILED');
+    expect(sandbox.records('Account').map((a) => a.Id)).toEqual([submittedTo]);
+  });
 });
 
 describe('sObject rows by Id', () => {
