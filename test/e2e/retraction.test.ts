@@ -169,7 +169,8 @@ describe('a removal the CRM refuses (example flow, sandboxes)', () => {
       expect(liveAccounts().has(heldAccount)).toBe(true);
       expect(liveAccounts().has(freeAccount)).toBe(false);
 
-      // The operator sees what the CRM keeps, why, and what it said.
+      // The dry run says a run would try it again; the operator sees what the CRM keeps, why, and what it said.
+      expect((await planFlow(flow, runtime, new AbortController().signal)).refusedRemovals).toBe(1);
       const status = await runSluice(['status', join(dir, 'flow.yaml'), '--json'], env);
       expect(lastJson(status.stdout).refusedRemovals).toMatchObject({
         count: 1,
@@ -201,6 +202,7 @@ describe('a removal the CRM refuses (example flow, sandboxes)', () => {
         expect.arrayContaining(['removal-refused', 'withheld-retraction']),
       );
       expect((await runtime.audit.verify()).ok).toBe(true);
+      expect((await planFlow(flow, runtime, new AbortController().signal)).refusedRemovals).toBeUndefined();
       const after = await runSluice(['status', join(dir, 'flow.yaml'), '--json'], env);
       expect(lastJson(after.stdout).refusedRemovals).toEqual({ count: 0, items: [] });
     } finally {

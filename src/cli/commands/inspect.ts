@@ -67,14 +67,15 @@ export function registerInspect(program: Command): void {
             `--status is one of ${QUARANTINE_STATUSES.join(', ')}; --limit a whole number from 1.`,
           );
         }
-        const matching = await store.listQuarantine({
+        const selection = {
           flow: flow.file.flow,
           status,
           ...(options.code === undefined ? {} : { code: options.code }),
           ...(options.stream === undefined ? {} : { stream: options.stream }),
-          limit: Number.MAX_SAFE_INTEGER,
-        });
-        const shown = matching.slice(0, limit);
+        };
+        // Only the entries shown are read; the others are counted.
+        const shown = await store.listQuarantine({ ...selection, limit });
+        const total = await store.countQuarantineMatching(selection);
         for (const e of shown) {
           if (options.json) printJson(e);
           else
@@ -82,10 +83,10 @@ export function registerInspect(program: Command): void {
               `${e.id}  ${e.code.padEnd(24)} ${e.stage.padEnd(8)} ${e.sourceRef ?? '-'}  ${e.origin}`,
             );
         }
-        const more = matching.length - shown.length;
+        const more = total - shown.length;
         if (!options.json)
           printLine(
-            `${matching.length} ${status} entr${matching.length === 1 ? 'y' : 'ies'}${more > 0 ? `, the first ${shown.length} shown (--limit)` : ''}`,
+            `${total} ${status} entr${total === 1 ? 'y' : 'ies'}${more > 0 ? `, the first ${shown.length} shown (--limit)` : ''}`,
           );
         else if (more > 0) process.stderr.write(`note: ${more} more entries not shown (--limit)\n`);
         return EXIT.ok;

@@ -57,6 +57,10 @@ export function registerPlan(program: Command): void {
               `  ${stream.padEnd(14)} read ${s.read}, would send ${s.wouldSend}${withheld ? `, withheld: ${withheld}` : ''}${quarantined ? `, quarantined: ${quarantined}` : ''}${retract ? `, would remove what earlier runs delivered: ${retract}` : ''}`,
             );
           }
+          if (plan.refusedRemovals)
+            printLine(
+              `  removals the CRM refused earlier, tried again by the run: ${plan.refusedRemovals} (\`sluice status\` lists them)`,
+            );
           for (const [object, o] of Object.entries(plan.objects)) {
             printLine(
               `  ${object}: ${o.records} records; fields: ${Object.entries(o.fields)

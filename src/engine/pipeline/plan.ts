@@ -28,6 +28,8 @@ export interface FlowPlan {
   >;
   /** Target object → records and, per field, how many records would carry a value. */
   readonly objects: Record<string, { records: number; fields: Record<string, number> }>;
+  /** Removals the CRM refused earlier (still at the target), which the run would try again. */
+  refusedRemovals?: number;
 }
 
 /**
@@ -69,6 +71,8 @@ export async function planFlow(
     streams: {},
     objects: {},
   };
+  const refused = (await runtime.store.countRefusedRemovals(flow.file.flow)).count;
+  if (refused > 0) plan.refusedRemovals = refused;
   for (const stream of runtime.source.streams) {
     const s = {
       read: 0,

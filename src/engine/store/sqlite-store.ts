@@ -38,6 +38,27 @@ type StoredFacts = Omit<ProvenanceFacts, 'flow' | 'entity' | 'runId' | 'recorded
  * The embedded state store on `node:sqlite`: WAL for concurrent readers, `synchronous=FULL` so a
  * committed page survives a crash, one transaction per page of work.
  */
+/** The WHERE clause of a quarantine selection (empty when nothing is selected), with its arguments. */
+function quarantineWhere(filter: Omit<QuarantineFilter, 'limit'>): { where: string; args: SQLInputValue[] } {
+  const columns = {
+    flow: 'flow',
+    status: 'status',
+    code: 'code',
+    stream: 'stream',
+    sourceRef: 'source_ref',
+    runId: 'run_id',
+  } as const;
+  const where: string[] = [];
+  const args: SQLInputValue[] = [];
+  for (const [key, column] of Object.entries(columns)) {
+    const value = filter[key as keyof typeof columns];
+    if (value === undefined) continue;
+    where.push(`${column} = ?`);
+    args.push(value);
+  }
+  return { where: where.length ? `WHERE ${where.join(' AND ')}` : '', args };
+}
+
 const DROP_REFUSED_REMOVAL = 'DELETE FROM refused_removals WHERE flow = ? AND object = ? AND external_id = ?';
 
 export class SqliteStateStore implements StateStore {
@@ -607,25 +628,14 @@ export class SqliteStateStore implements StateStore {
   }
 
   async listQuarantine(filter: QuarantineFilter = {}): Promise<QuarantineEntry[]> {
-    const columns = {
-      flow: 'flow',
-      status: 'status',
-      code: 'code',
-      stream: 'stream',
-      sourceRef: 'source_ref',
-      runId: 'run_id',
-    } as const;
-    const where: string[] = [];
-    const args: SQLInputValue[] = [];
-    for (const [key, column] of Object.entries(columns)) {
-      const value = filter[key as keyof typeof columns];
-      if (value === undefined) continue;
-      where.push(`${column} = ?`);
-      args.push(value);
-    }
-    const sql = `SELECT ${QUARANTINE_COLUMNS} FROM quarantine ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, rowid LIMIT ?`;
-    args.push(filter.limit ?? 1000);
-    return (this.#db.prepare(sql).all(...args) as Row[]).map(toQuarantine);
+    const { where, args } = quarantineWhere(filter);
+    const sql = `SELECT ${QUARANTINE_COLUMNS} FROM quarantine ${where} ORDER BY created_at, rowid LIMIT ?`;
+    return (this.#db.prepare(sql).all(...args, filter.limit ?? 1000) as Row[]).map(toQuarantine);
+  }
+
+  async countQuarantineMatching(filter: Omit<QuarantineFilter, 'limit'>): Promise<number> {
+    const { where, args } = quarantineWhere(filter);
+    return Number((this.#db.prepare(`SELECT count(*) AS n FROM quarantine ${where}`).get(...args) as Row).n);
   }
 
   async getQuarantine(id: string): Promise<QuarantineEntry | undefined> {

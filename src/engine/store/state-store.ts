@@ -287,6 +287,8 @@ export interface StateStore {
    */
   setQuarantineStatus(id: string, status: 'released' | 'discarded'): Promise<boolean>;
   countQuarantine(flow: string, status?: QuarantineStatus): Promise<number>;
+  /** How many entries a selection holds (as `listQuarantine` selects them, without its limit). */
+  countQuarantineMatching(filter: Omit<QuarantineFilter, 'limit'>): Promise<number>;
   /** How many entries of one status each code holds, most first. */
   countQuarantineByCode(flow: string, status: QuarantineStatus): Promise<Record<string, number>>;
   startRun(run: { runId: string; flow: string; startedAt: string }): Promise<void>;
