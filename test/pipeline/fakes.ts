@@ -1,7 +1,11 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { afterEach, beforeAll } from 'vitest';
 import { readResourceFile } from '../../src/adapters/files/resource-files.ts';
 import { SluiceError } from '../../src/core/errors/index.ts';
+import { loadR4Definitions } from '../../src/core/fhir/definitions.ts';
 import type { JsonObject } from '../../src/core/fhir/resource.ts';
 import type { TargetWrite } from '../../src/core/mapping/canonical-to-veeva.ts';
 import { asCrmRecordId, type SystemName } from '../../src/core/model/ids.ts';
@@ -38,6 +42,42 @@ export function stamp(
     ...r,
     meta: { versionId: '1', lastUpdated: new Date(startMs + i * 1000).toISOString() },
   }));
+}
+
+/**
+ * Sample patients (stamped from 2026-11-03) and practitioners (from 2026-11-02), loaded with the R4
+ * definitions before the file's tests run.
+ */
+export function stampedSamples(counts: { readonly patients: number; readonly practitioners: number }): {
+  patients: JsonObject[];
+  practitioners: JsonObject[];
+} {
+  const samples = { patients: [] as JsonObject[], practitioners: [] as JsonObject[] };
+  beforeAll(async () => {
+    loadR4Definitions();
+    samples.patients = stamp(
+      await sampleResources('Patient', counts.patients),
+      Date.parse('2026-11-03T00:00:00Z'),
+    );
+    samples.practitioners = stamp(
+      await sampleResources('Practitioner', counts.practitioners),
+      Date.parse('2026-11-02T00:00:00Z'),
+    );
+  });
+  return samples;
+}
+
+/** Makes a fresh temporary directory per call; every one is removed after each test. */
+export function tempDirs(prefix: string): () => string {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+  return () => {
+    const dir = mkdtempSync(join(tmpdir(), prefix));
+    dirs.push(dir);
+    return dir;
+  };
 }
 
 /** A patient who is alive (no deceased element), under another id. */
@@ -163,12 +203,27 @@ export class MemoryTarget implements Target {
       const existing = this.records.get(key);
       if (existing) {
         existing.fields = w.fields;
+        this.lastModified.set(existing.id, new Date().toISOString());
         return { status: 'updated', id: asCrmRecordId(existing.id) };
       }
       const id = `a0${String(this.#next++).padStart(16, '0')}`;
       this.records.set(key, { id, fields: w.fields });
+      this.lastModified.set(id, new Date().toISOString());
       return { status: 'created', id: asCrmRecordId(id) };
     });
+  }
+
+  /** When each record was last written (by an upsert, or as a test sets it: an edit in the CRM). */
+  readonly lastModified = new Map<string, string>();
+
+  async inspect(object: string, ids: readonly string[]): Promise<Map<string, { lastModified: string }>> {
+    this.requests.push({ object: `inspect ${object}`, count: ids.length });
+    const live = new Map<string, { lastModified: string }>();
+    for (const [key, record] of this.records) {
+      if (key.startsWith(`${object}|`) && ids.includes(record.id))
+        live.set(record.id, { lastModified: this.lastModified.get(record.id) ?? '' });
+    }
+    return live;
   }
 
   /** Target ids whose deletion is refused (a locked record), as a CRM answers it. */

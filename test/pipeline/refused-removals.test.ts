@@ -1,9 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { pseudonymize } from '../../src/core/anonymize/pseudonym.ts';
-import { loadR4Definitions } from '../../src/core/fhir/definitions.ts';
 import type { JsonObject } from '../../src/core/fhir/resource.ts';
 import { compileWithholdPolicy, type WithholdRuleSpec } from '../../src/core/policy/withhold.ts';
 import { AuditLog } from '../../src/engine/audit/index.ts';
@@ -14,10 +11,10 @@ import {
   living,
   MemorySource,
   MemoryTarget,
-  sampleResources,
   silentLogger,
   stageContext,
-  stamp,
+  stampedSamples,
+  tempDirs,
   version,
 } from './fakes.ts';
 
@@ -25,26 +22,9 @@ import {
 // flow: it is kept with its cause and codes, the record's ledger row stays, later runs try again, and
 // a record wanted again drops it.
 
-let patients: JsonObject[];
-let practitioners: JsonObject[];
-const dirs: string[] = [];
+const samples = stampedSamples({ patients: 1, practitioners: 2 });
+const tempDir = tempDirs('sluice-refused-');
 const FLOW = 'refusal-flow';
-
-beforeAll(async () => {
-  loadR4Definitions();
-  patients = stamp(await sampleResources('Patient', 1), Date.parse('2026-11-03T00:00:00Z'));
-  practitioners = stamp(await sampleResources('Practitioner', 2), Date.parse('2026-11-02T00:00:00Z'));
-});
-
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-refused-'));
-  dirs.push(dir);
-  return dir;
-}
 
 const RULES: WithholdRuleSpec[] = [
   {
@@ -79,7 +59,7 @@ const deletes = (target: MemoryTarget) => target.requests.filter((r) => r.object
 
 describe('removals the CRM refuses', () => {
   it('are kept and audited while the rest of the run goes on, and done by a later run once allowed', async () => {
-    const [p] = patients as [JsonObject];
+    const [p] = samples.patients as [JsonObject];
     const keptBack = living(p, 'rr-1');
     const other = living(p, 'rr-2');
     const store = SqliteStateStore.open(join(tempDir(), 'state.sqlite'));
@@ -168,7 +148,7 @@ describe('removals the CRM refuses', () => {
   });
 
   it('a loop cycle tries only those due (backing off); a run started by hand tries them all', async () => {
-    const [p] = patients as [JsonObject];
+    const [p] = samples.patients as [JsonObject];
     const alive = living(p, 'rd-1');
     const store = SqliteStateStore.open(join(tempDir(), 'state.sqlite'));
     const target = new MemoryTarget();
@@ -207,7 +187,7 @@ describe('removals the CRM refuses', () => {
   });
 
   it('a record delivered again drops its refused removal', async () => {
-    const [a] = practitioners as [JsonObject];
+    const [a] = samples.practitioners as [JsonObject];
     const store = SqliteStateStore.open(join(tempDir(), 'state.sqlite'));
     const target = new MemoryTarget();
     await runFlow(options(new MemorySource({ Practitioner: [a] }), target, store));
@@ -236,8 +216,33 @@ describe('removals the CRM refuses', () => {
     await store.close();
   });
 
+  it('within one run, a record refused removal on one page and delivered again on the next is kept', async () => {
+    const [a] = samples.practitioners as [JsonObject];
+    // Commits on their own thread, as `sluice run` makes them: a page's commit may end after the next
+    // page's record step.
+    const store = SqliteStateStore.open(join(tempDir(), 'state.sqlite'), { commitThread: true });
+    const target = new MemoryTarget();
+    await runFlow(options(new MemorySource({ Practitioner: [a] }), target, store));
+    for (const r of target.records.values()) target.locked.add(r.id);
+    // One record per page: the inactive version (its removal refused), then the active one again.
+    const inactive = version(a, 2, 5, { active: false });
+    const active = version(a, 3, 10, { active: true });
+    const run = await runFlow(
+      options(new MemorySource({ Practitioner: [inactive, active] }, 1), target, store),
+    );
+    expect(run.status).toBe('succeeded');
+    expect(run.removals).toMatchObject({ refused: 2, pending: 0 });
+    expect(await store.listRefusedRemovals(FLOW)).toEqual([]);
+    target.locked.clear();
+    const before = deletes(target);
+    await runFlow(options(new MemorySource({ Practitioner: [active] }), target, store));
+    expect(deletes(target)).toBe(before);
+    expect(target.records.size).toBe(2);
+    await store.close();
+  });
+
   it('a source deletion the CRM refuses in part removes the rest and keeps the refused part', async () => {
-    const [a, b] = practitioners as [JsonObject, JsonObject];
+    const [a, b] = samples.practitioners as [JsonObject, JsonObject];
     const store = SqliteStateStore.open(join(tempDir(), 'state.sqlite'));
     const target = new MemoryTarget();
     const audit = await AuditLog.open({
@@ -280,7 +285,7 @@ describe('removals the CRM refuses', () => {
   });
 
   it('an answer the CRM marks as transient still fails the page, which the next run repeats', async () => {
-    const [p] = patients as [JsonObject];
+    const [p] = samples.patients as [JsonObject];
     const alive = living(p, 'rt-1');
     const store = SqliteStateStore.open(join(tempDir(), 'state.sqlite'));
     const target = new MemoryTarget();
@@ -301,7 +306,7 @@ describe('removals the CRM refuses', () => {
   });
 
   it('a transient answer to the retry of a refused removal leaves it waiting, and the run goes on', async () => {
-    const [p] = patients as [JsonObject];
+    const [p] = samples.patients as [JsonObject];
     const alive = living(p, 'rw-1');
     const newcomer = living(p, 'rw-2');
     const store = SqliteStateStore.open(join(tempDir(), 'state.sqlite'));

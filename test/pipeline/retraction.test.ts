@@ -1,9 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { pseudonymize } from '../../src/core/anonymize/pseudonym.ts';
-import { loadR4Definitions } from '../../src/core/fhir/definitions.ts';
 import type { JsonObject } from '../../src/core/fhir/resource.ts';
 import { compileWithholdPolicy, type WithholdRuleSpec } from '../../src/core/policy/withhold.ts';
 import { AuditLog } from '../../src/engine/audit/index.ts';
@@ -14,35 +11,18 @@ import {
   living,
   MemorySource,
   MemoryTarget,
-  sampleResources,
   silentLogger,
   stageContext,
-  stamp,
+  stampedSamples,
+  tempDirs,
   version,
 } from './fakes.ts';
 
 // Retraction: a record a withhold rule (or the provenance policy) now keeps back had been delivered by
 // an earlier run; the rule decides whether that copy stays at the target or is removed there.
 
-let patients: JsonObject[];
-let practitioners: JsonObject[];
-const dirs: string[] = [];
-
-beforeAll(async () => {
-  loadR4Definitions();
-  patients = stamp(await sampleResources('Patient', 1), Date.parse('2026-11-03T00:00:00Z'));
-  practitioners = stamp(await sampleResources('Practitioner', 3), Date.parse('2026-11-02T00:00:00Z'));
-});
-
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-retract-'));
-  dirs.push(dir);
-  return dir;
-}
+const samples = stampedSamples({ patients: 1, practitioners: 3 });
+const tempDir = tempDirs('sluice-retract-');
 
 const deceasedRule = (delivered?: 'keep' | 'delete'): WithholdRuleSpec => ({
   resourceType: 'Patient',
@@ -73,7 +53,7 @@ function options(
 
 describe('withheld after delivery', () => {
   it('`delivered: delete` removes the profile an earlier run sent once the patient is recorded as deceased, and only once', async () => {
-    const [p] = patients as [JsonObject];
+    const [p] = samples.patients as [JsonObject];
     const alive = living(p, 'r-1');
     const dead = version(alive, 2, 10, { deceasedDateTime: '2026-11-02T08:00:00Z' });
     const store = SqliteStateStore.open(join(tempDir(), 'state.sqlite'));
@@ -126,7 +106,7 @@ describe('withheld after delivery', () => {
   });
 
   it('keeps what was delivered when the rule says `keep` or says nothing', async () => {
-    const [p] = patients as [JsonObject];
+    const [p] = samples.patients as [JsonObject];
     for (const rule of [deceasedRule('keep'), deceasedRule()]) {
       const alive = living(p, 'k-1');
       const store = SqliteStateStore.open(join(tempDir(), 'state.sqlite'));
@@ -149,7 +129,7 @@ describe('withheld after delivery', () => {
       reason: 'inactive',
       delivered: 'delete',
     };
-    const [a, b] = practitioners as [JsonObject, JsonObject];
+    const [a, b] = samples.practitioners as [JsonObject, JsonObject];
     const store = SqliteStateStore.open(join(tempDir(), 'state.sqlite'));
     const target = new MemoryTarget();
     await runFlow(options(new MemorySource({ Practitioner: [a, b] }), target, store, [rule]));
@@ -183,7 +163,7 @@ describe('withheld after delivery', () => {
   });
 
   it('a record newly labelled sensitive is removed at the target unless the flow keeps deliveries', async () => {
-    const [a] = practitioners as [JsonObject];
+    const [a] = samples.practitioners as [JsonObject];
     const next = version(a, 2, 5);
     const labelled = {
       ...next,
@@ -216,7 +196,7 @@ describe('withheld after delivery', () => {
   });
 
   it('within one run, a later version decides: delivered then withheld is removed, withheld then delivered stays', async () => {
-    const [p] = patients as [JsonObject];
+    const [p] = samples.patients as [JsonObject];
     const alive = living(p, 'o-1');
     const dead = version(alive, 2, 10, { deceasedDateTime: '2026-11-02T08:00:00Z' });
     const revived = version(alive, 3, 20);

@@ -7,6 +7,7 @@ import type { DeliveryGate } from '../../delivery/flow-control/gate.ts';
 import { HttpStatusError, NetworkError } from '../http/http-error.ts';
 import { type JsonResponse, requestJson } from '../http/request.ts';
 import type { CrmAuth } from './crm-auth.ts';
+import { salesforceInstant } from './veeva-change-source.ts';
 
 export interface VeevaTargetConfig {
   readonly system: string;
@@ -33,6 +34,10 @@ const TRANSIENT_ENTRY_CODES = new Set([
 ]);
 /** Per-entry codes for an external id that matched several records. */
 const AMBIGUOUS_ENTRY_CODES = new Set(['DUPLICATE_EXTERNAL_ID', 'MULTIPLE_CHOICES']);
+
+/** Salesforce object names and record ids, as they may appear in a query. */
+const SOBJECT_NAME = /^[A-Za-z][A-Za-z0-9_]{0,79}$/;
+const RECORD_ID = /^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$/;
 
 /** The Salesforce sObject Collections limit. */
 export const SOBJECT_COLLECTION_LIMIT = 200;
@@ -114,6 +119,45 @@ export class VeevaTarget implements Target {
       );
     }
     return response.body.map(toDeleteResult);
+  }
+
+  async inspect(
+    object: string,
+    ids: readonly CrmRecordId[],
+    signal: AbortSignal,
+  ): Promise<Map<string, { readonly lastModified: string }>> {
+    const live = new Map<string, { readonly lastModified: string }>();
+    if (ids.length === 0) return live;
+    if (!SOBJECT_NAME.test(object) || ids.some((id) => !RECORD_ID.test(id))) {
+      throw new SluiceError('INTERNAL', `Not a Salesforce object name or record id list (${object}).`);
+    }
+    // Deleted records are not returned by `query` (only by `queryAll`): absent means not live.
+    const soql = `SELECT Id, LastModifiedDate FROM ${object} WHERE Id IN (${ids.map((id) => `'${id}'`).join(', ')})`;
+    let path: string | undefined =
+      `/services/data/${this.#config.apiVersion}/query?q=${encodeURIComponent(soql)}`;
+    // Ids come back in 18-character form whatever form was asked: keyed as asked (the first 15 agree).
+    const asked = new Map(ids.map((id) => [id.slice(0, 15), id as string]));
+    while (path !== undefined) {
+      const current: string = path;
+      let response: JsonResponse;
+      try {
+        response = await this.#call(() => this.#send('GET', current, undefined, signal), signal);
+      } catch (err) {
+        throw translateError(err, `query of ${object}`);
+      }
+      const body = response.body as { records?: unknown; done?: unknown; nextRecordsUrl?: unknown } | null;
+      if (body === null || typeof body !== 'object' || !Array.isArray(body.records)) {
+        throw new SluiceError('TGT_BAD_RESPONSE', `The CRM answered a query of ${object} without records.`);
+      }
+      for (const row of body.records as { Id?: unknown; LastModifiedDate?: unknown }[]) {
+        if (typeof row?.Id !== 'string') continue;
+        const at =
+          typeof row.LastModifiedDate === 'string' ? salesforceInstant(row.LastModifiedDate) : undefined;
+        live.set(asked.get(row.Id.slice(0, 15)) ?? row.Id, { lastModified: at ?? '' });
+      }
+      path = body.done === false && typeof body.nextRecordsUrl === 'string' ? body.nextRecordsUrl : undefined;
+    }
+    return live;
   }
 
   /** One API call through the flow-control gate when there is one, else through the retry policy. */

@@ -49,4 +49,13 @@ export interface Target {
   ): Promise<WriteResult[]>;
   /** Deletes records by target id (at most `maxBatchSize`), one result per id, in order. */
   delete(ids: readonly CrmRecordId[], signal: AbortSignal): Promise<DeleteResult[]>;
+  /**
+   * Which of these records of `object` (at most `maxBatchSize` ids) are live at the target, with when
+   * each was last modified there (ISO instant): for reconciliation. Absent ids are not live.
+   */
+  inspect?(
+    object: string,
+    ids: readonly CrmRecordId[],
+    signal: AbortSignal,
+  ): Promise<Map<string, { readonly lastModified: string }>>;
 }

@@ -857,6 +857,8 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           ...refusalsOf(suppression, 'consent-revoked-suppression', { flow, runId, at: refusedAt }),
         ];
         removalsRefused += refusals.length;
+        // Known to the next page's record step before this page commits (steps run in page order).
+        for (const r of refusals) refusedKeys.add(`${r.object}\u0000${r.externalId}`);
         // Records delivered (or unchanged) whose removal a run could not make: wanted again, kept.
         const kept: { object: string; externalId: string }[] = [];
         if (refusedKeys.size > 0) {
@@ -973,7 +975,6 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
         });
         gate?.committed(pins);
         for (const k of kept) refusedKeys.delete(`${k.object}\u0000${k.externalId}`);
-        for (const r of refusals) refusedKeys.add(`${r.object}\u0000${r.externalId}`);
         for (const [ref, sentBy] of uncommittedSends)
           if (sentBy === prepared.pageNumber) uncommittedSends.delete(ref);
         for (const [key, by] of uncommittedRemovals)

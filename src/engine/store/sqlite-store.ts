@@ -197,6 +197,25 @@ export class SqliteStateStore implements StateStore {
     return Number(row.n);
   }
 
+  async listLedger(
+    flow: string,
+    after: { readonly object: string; readonly externalId: string } | undefined,
+    limit: number,
+  ): Promise<LedgerEntry[]> {
+    // The primary key's order, resumed after the last row seen (a row value comparison).
+    const rows = (
+      after === undefined
+        ? this.#statement('SELECT * FROM ledger WHERE flow = ? ORDER BY object, external_id LIMIT ?').all(
+            flow,
+            limit,
+          )
+        : this.#statement(
+            'SELECT * FROM ledger WHERE flow = ? AND (object, external_id) > (?, ?) ORDER BY object, external_id LIMIT ?',
+          ).all(flow, after.object, after.externalId, limit)
+    ) as Row[];
+    return rows.map(toLedger);
+  }
+
   async ledgerBySource(flow: string, sourceRef: string): Promise<LedgerEntry[]> {
     // By the source index, named: without statistics the planner prefers scanning the flow's whole
     // primary key, which already has the order wanted (milliseconds per call at 30,000 rows).

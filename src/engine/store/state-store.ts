@@ -248,6 +248,15 @@ export interface StateStore {
   /** Ledger entries for the given external ids of one object (absent ids are missing from the map). */
   getLedger(flow: string, object: string, externalIds: readonly string[]): Promise<Map<string, LedgerEntry>>;
   countLedger(flow: string): Promise<number>;
+  /**
+   * The flow's ledger a page at a time, by object and external id, after the given row (reconciliation
+   * walks it whole without holding it).
+   */
+  listLedger(
+    flow: string,
+    after: { readonly object: string; readonly externalId: string } | undefined,
+    limit: number,
+  ): Promise<LedgerEntry[]>;
   /** Ledger entries written for one source record (`Type/id`, or a pseudonym). */
   ledgerBySource(flow: string, sourceRef: string): Promise<LedgerEntry[]>;
   /** The versions already processed, for the refs given. */

@@ -1,0 +1,106 @@
+import type { Command } from 'commander';
+import { SluiceError } from '../../core/errors/index.ts';
+import { loadFlow } from '../../engine/config/load-flow.ts';
+import { type ReconcileReport, reconcileFlow } from '../../engine/reconcile/reconcile.ts';
+import { buildFlowRuntime } from '../../engine/runtime/build-flow.ts';
+import { EXIT, printJson, printLine, reportError } from '../output.ts';
+import { terminalProgress } from '../progress-bar.ts';
+
+const MISSING_ACTION =
+  'Deleted or merged away in the CRM after Sluice delivered them: to send them again, replay their window with `sluice replay FLOW --from TIME --resend` (the change log must still hold it); otherwise take them out of the flow (a withhold rule).';
+const CHANGED_ACTION =
+  "Edited in the CRM after Sluice's last write: the next change of the source record overwrites the fields Sluice sends; a field the CRM must own should leave the allowlist.";
+
+/**
+ * `sluice reconcile`: the flow's delivery ledger against the CRM — what is missing there and what was
+ * changed there since Sluice wrote it. Reads only.
+ */
+export function registerReconcile(program: Command): void {
+  program
+    .command('reconcile')
+    .description(
+      'compare what the flow delivered (its ledger) with what the CRM holds now: missing and changed records',
+    )
+    .argument('<flow>', 'flow file')
+    .option('--sample <n>', 'how many missing and changed records to list', '20')
+    .option(
+      '--tolerance-seconds <s>',
+      "a CRM modification this soon after Sluice's write is that write",
+      '60',
+    )
+    .option('--json', 'the report as one JSON line')
+    .action(async (file: string, options: { sample: string; toleranceSeconds: string; json?: boolean }) => {
+      const json = options.json === true;
+      const sample = Number(options.sample);
+      const toleranceSeconds = Number(options.toleranceSeconds);
+      try {
+        if (
+          !Number.isInteger(sample) ||
+          sample < 0 ||
+          !Number.isFinite(toleranceSeconds) ||
+          toleranceSeconds < 0
+        ) {
+          throw new SluiceError(
+            'CFG_ARGUMENTS_INVALID',
+            '--sample is a whole number from 0; --tolerance-seconds a number of seconds from 0.',
+          );
+        }
+        const flow = loadFlow(file);
+        const runtime = await buildFlowRuntime(flow);
+        const controller = new AbortController();
+        const stop = (): void => controller.abort();
+        process.once('SIGINT', stop);
+        try {
+          const report = await reconcileFlow({
+            flow: flow.file.flow,
+            store: runtime.store,
+            target: runtime.target,
+            signal: controller.signal,
+            sample,
+            toleranceSeconds,
+            ...(json ? {} : { progress: terminalProgress() }),
+          });
+          if (json)
+            printJson({
+              ...report,
+              ...(report.missing.length > 0 ? { missingAction: MISSING_ACTION } : {}),
+              ...(report.changed.length > 0 ? { changedAction: CHANGED_ACTION } : {}),
+            });
+          else printReport(report);
+        } finally {
+          process.off('SIGINT', stop);
+          await runtime.close();
+        }
+        process.exitCode = EXIT.ok;
+      } catch (err) {
+        process.exitCode = reportError(err, json);
+      }
+    });
+}
+
+function printReport(r: ReconcileReport): void {
+  const missing = Object.values(r.objects).reduce((n, o) => n + o.missing, 0);
+  const changed = Object.values(r.objects).reduce((n, o) => n + o.changed, 0);
+  printLine(
+    `flow ${r.flow}: ${r.checked} delivered record${r.checked === 1 ? '' : 's'} checked against the CRM at ${r.checkedAt}: ${r.clean ? 'all as written' : `${missing} missing, ${changed} changed there since`}`,
+  );
+  for (const [object, o] of Object.entries(r.objects)) {
+    printLine(
+      `  ${object.padEnd(20)} checked ${o.checked}, as written ${o.asWritten}, missing ${o.missing}, changed ${o.changed}`,
+    );
+  }
+  if (r.missing.length > 0) {
+    printLine(`missing at the CRM${missing > r.missing.length ? ` (the first ${r.missing.length})` : ''}:`);
+    for (const f of r.missing)
+      printLine(`  ${f.object} ${f.targetId} (${f.sourceRef}), delivered ${f.deliveredAt}`);
+    printLine(`  what to do: ${MISSING_ACTION}`);
+  }
+  if (r.changed.length > 0) {
+    printLine(`changed at the CRM${changed > r.changed.length ? ` (the first ${r.changed.length})` : ''}:`);
+    for (const f of r.changed)
+      printLine(
+        `  ${f.object} ${f.targetId} (${f.sourceRef}), delivered ${f.deliveredAt}, modified ${f.lastModified}`,
+      );
+    printLine(`  what to do: ${CHANGED_ACTION}`);
+  }
+}
