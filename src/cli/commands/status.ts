@@ -4,21 +4,22 @@ import { openFlowState } from '../../engine/runtime/build-flow.ts';
 import { loadFlowOrReport } from '../load-flow-or-report.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
 
-/**
- * Where a flow stands, from its state alone (nothing is contacted): checkpoints, open quarantine,
- * removals the CRM refused, and
- * the recent runs with their counts and the re-identification risk trend (the smallest k per run), so
- * low-cardinality drift shows before a threshold holds a page.
- */
 /** How many refused removals status lists one by one. */
 const REFUSED_SHOWN = 20;
 const REFUSED_ACTION =
   'Unlock each record, or remove what holds it, in the CRM: every run tries again (loop cycles back off to hourly).';
 
+/**
+ * Where a flow stands, from its state alone (nothing is contacted): checkpoints, open quarantine,
+ * removals the CRM refused, and the recent runs with their counts and the re-identification risk trend
+ * (the smallest k per run), so low-cardinality drift shows before a threshold holds a page.
+ */
 export function registerStatus(program: Command): void {
   program
     .command('status')
-    .description('checkpoints, open quarantine and recent runs of a flow, with the risk (k) trend')
+    .description(
+      'checkpoints, open quarantine, removals the CRM refused and recent runs of a flow, with the risk (k) trend',
+    )
     .argument('<flow>', 'flow file')
     .option('--runs <n>', 'how many recent runs', '10')
     .option('--json', 'as one JSON line')

@@ -171,8 +171,9 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
   // this one completed.
   let removalsRefused = 0;
   let removalsCompleted = 0;
-  // Target records (`object` NUL `externalId`) with a refused removal waiting: delivered again, the
-  // removal is dropped.
+  // Target records (`object` NUL `externalId`) that had a refused removal waiting at some point of the
+  // run: delivered again, the removal (if still kept) is dropped. Never shrunk: a later page may refuse
+  // again before an earlier one's commit.
   const refusedKeys = new Set<string>();
   const reconsider = new Set<string>();
   const droppedFields: Record<string, number> = {};
@@ -974,7 +975,6 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
             : {}),
         });
         gate?.committed(pins);
-        for (const k of kept) refusedKeys.delete(`${k.object}\u0000${k.externalId}`);
         for (const [ref, sentBy] of uncommittedSends)
           if (sentBy === prepared.pageNumber) uncommittedSends.delete(ref);
         for (const [key, by] of uncommittedRemovals)

@@ -34,10 +34,6 @@ type Row = Record<string, SQLInputValue>;
 /** A provenance row's facts; flow, entity, run and time are its columns. */
 type StoredFacts = Omit<ProvenanceFacts, 'flow' | 'entity' | 'runId' | 'recorded'>;
 
-/**
- * The embedded state store on `node:sqlite`: WAL for concurrent readers, `synchronous=FULL` so a
- * committed page survives a crash, one transaction per page of work.
- */
 /** The WHERE clause of a quarantine selection (empty when nothing is selected), with its arguments. */
 function quarantineWhere(filter: Omit<QuarantineFilter, 'limit'>): { where: string; args: SQLInputValue[] } {
   const columns = {
@@ -61,6 +57,10 @@ function quarantineWhere(filter: Omit<QuarantineFilter, 'limit'>): { where: stri
 
 const DROP_REFUSED_REMOVAL = 'DELETE FROM refused_removals WHERE flow = ? AND object = ? AND external_id = ?';
 
+/**
+ * The embedded state store on `node:sqlite`: WAL for concurrent readers, `synchronous=FULL` so a
+ * committed page survives a crash, one transaction per page of work.
+ */
 export class SqliteStateStore implements StateStore {
   readonly kind = 'sqlite';
   readonly #db: DatabaseSync;
