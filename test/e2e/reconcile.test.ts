@@ -89,12 +89,32 @@ describe('sluice reconcile (example flow, sandboxes)', () => {
     expect(report.missing.every((f) => /^(Organization|Practitioner)\//.test(f.sourceRef))).toBe(true);
     expect(report.objects.Account?.changed).toBe(1);
     expect(report.changed).toEqual([expect.objectContaining({ object: 'Account', targetId: edited })]);
-    expect(report.missingAction).toContain('--resend');
+    expect(report.missingAction).toContain('--repair');
 
     // As a person reads it, with what to do.
     const textReport = await runSluice(['reconcile', flowFile, '--tolerance-seconds', '0'], env);
     expect(textReport.stdout).toContain(`${1 + addressCount} missing, 1 changed there since`);
     expect(textReport.stdout).toContain(`Account ${withAddresses}`);
     expect(textReport.stdout).toContain('what to do:');
+
+    // Repair: the deleted account's source record is read again and sent through the pipeline; the
+    // account and its addresses are back, under new CRM ids, and nothing is missing any more.
+    const repairRun = await runSluice(
+      ['reconcile', flowFile, '--json', '--repair', '--tolerance-seconds', '0'],
+      env,
+    );
+    expect(repairRun.code).toBe(0);
+    const repaired = lastJson(repairRun.stdout) as {
+      repair?: { refetched: number; goneAtSource: number; unresolved: number; run?: { status: string } };
+    };
+    expect(repaired.repair).toMatchObject({ refetched: 1, goneAtSource: 0, unresolved: 0 });
+    expect(repaired.repair?.run).toMatchObject({ status: 'succeeded' });
+    expect(crm.records('Account')).toHaveLength(accounts.length);
+    expect(crm.records('Address_vod__c')).toHaveLength(addresses.length);
+    const after = lastJson(
+      (await runSluice(['reconcile', flowFile, '--json', '--tolerance-seconds', '0'], env)).stdout,
+    );
+    expect(after).toMatchObject({ checked: ledger, missing: [] });
+    expect((after as { objects: Record<string, { missing: number }> }).objects.Account?.missing).toBe(0);
   });
 });

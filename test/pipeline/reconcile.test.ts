@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { pseudonymize } from '../../src/core/anonymize/pseudonym.ts';
 import type { JsonObject } from '../../src/core/fhir/resource.ts';
 import { runFlow } from '../../src/engine/pipeline/run-flow.ts';
-import { reconcileFlow } from '../../src/engine/reconcile/reconcile.ts';
+import { type ReconcileFinding, reconcileFlow } from '../../src/engine/reconcile/reconcile.ts';
+import { repairMissing } from '../../src/engine/reconcile/repair.ts';
 import { SqliteStateStore } from '../../src/engine/store/sqlite-store.ts';
 import {
   living,
@@ -31,7 +32,13 @@ async function delivered(): Promise<{ store: SqliteStateStore; target: MemoryTar
     Practitioner: samples.practitioners,
     Patient: [living(p, 'rc-1'), living(p, 'rc-2')],
   });
-  const summary = await runFlow({
+  const summary = await runFlow({ ...runOptions(source, target, store), logger: silentLogger });
+  expect(summary.status).toBe('succeeded');
+  return { store, target };
+}
+
+function runOptions(source: MemorySource, target: MemoryTarget, store: SqliteStateStore) {
+  return {
     flow: FLOW,
     definitionHash: 'hash-1',
     source,
@@ -39,10 +46,7 @@ async function delivered(): Promise<{ store: SqliteStateStore; target: MemoryTar
     store,
     stages: stageContext(),
     maxBatch: 200,
-    logger: silentLogger,
-  });
-  expect(summary.status).toBe('succeeded');
-  return { store, target };
+  };
 }
 
 const reconcile = (store: SqliteStateStore, target: MemoryTarget, extra = {}) =>
@@ -114,6 +118,43 @@ describe('reconcileFlow', () => {
     // Never more ids per request than the target takes; every row looked up exactly once.
     expect(small.requests.every((r) => r.count <= 2)).toBe(true);
     expect(small.requests.reduce((n, r) => n + r.count, 0)).toBe(paged.checked);
+    await store.close();
+  });
+
+  it('repairs by reading the source records of missing ones again; a record gone at the source is forgotten', async () => {
+    const { store, target } = await delivered();
+    const key = stageContext().pseudonymKey;
+    const [p] = samples.patients as [JsonObject];
+    // In the CRM: both profiles and one provider account are deleted. At the source rc-2 is gone too.
+    for (const id of ['rc-1', 'rc-2'])
+      target.records.delete(`Patient_Profile__c|${pseudonymize(key, 'epic', 'Patient', id)}`);
+    const [accountKey] = [...target.records.keys()].filter((k) => k.startsWith('Account|'));
+    target.records.delete(accountKey as string);
+    const source = new MemorySource({ Practitioner: samples.practitioners, Patient: [living(p, 'rc-1')] });
+
+    const missing: ReconcileFinding[] = [];
+    const found = await reconcile(store, target, { onMissing: (f: ReconcileFinding) => missing.push(f) });
+    expect(found.objects.Patient_Profile__c?.missing).toBe(2);
+    expect(missing).toHaveLength(3);
+    const outcome = await repairMissing({
+      missing,
+      fetcher: source,
+      runOptions: runOptions(source, target, store),
+      store,
+      logger: silentLogger,
+      signal: new AbortController().signal,
+    });
+    expect(outcome).toMatchObject({ refetched: 2, goneAtSource: 1, unresolved: 0 });
+    expect(outcome.run?.status).toBe('succeeded');
+    // Re-sent whatever the ledger said: the profile and the account are back; checkpoints did not move.
+    expect(target.records.has(`Patient_Profile__c|${pseudonymize(key, 'epic', 'Patient', 'rc-1')}`)).toBe(
+      true,
+    );
+    expect(target.records.has(accountKey as string)).toBe(true);
+    expect(outcome.run?.checkpoints).toEqual({});
+    const after = await reconcile(store, target);
+    expect(after.clean).toBe(true);
+    expect(after.checked).toBe(target.records.size);
     await store.close();
   });
 });

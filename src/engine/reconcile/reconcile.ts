@@ -13,6 +13,8 @@ import type { LedgerEntry, StateStore } from '../store/state-store.ts';
 
 export interface ReconcileFinding {
   readonly object: string;
+  /** The external id Sluice writes it by. */
+  readonly externalId: string;
   readonly targetId: string;
   /** `Type/id` of provider data, the pseudonym of patient data. */
   readonly sourceRef: string;
@@ -62,6 +64,8 @@ export interface ReconcileOptions {
   readonly now?: () => Date;
   /** Ledger rows read at a time (default 2,000). */
   readonly ledgerPage?: number;
+  /** Called with every missing record (not only the sample), e.g. to repair them. */
+  readonly onMissing?: (finding: ReconcileFinding) => void;
 }
 
 export async function reconcileFlow(options: ReconcileOptions): Promise<ReconcileReport> {
@@ -97,6 +101,7 @@ export async function reconcileFlow(options: ReconcileOptions): Promise<Reconcil
       checked++;
       const finding = {
         object,
+        externalId: row.externalId,
         targetId: row.targetId,
         sourceRef: row.sourceRef,
         deliveredAt: row.deliveredAt,
@@ -105,6 +110,7 @@ export async function reconcileFlow(options: ReconcileOptions): Promise<Reconcil
       if (at === undefined) {
         counts.missing++;
         if (missing.length < sample) missing.push(finding);
+        options.onMissing?.(finding);
       } else if (
         at.lastModified !== '' &&
         Date.parse(at.lastModified) > Date.parse(row.deliveredAt) + toleranceSeconds * 1000

@@ -252,6 +252,15 @@ export class SqliteStateStore implements StateStore {
     );
   }
 
+  async refsOfSubjects(flow: string, stream: string, subjects: readonly string[]): Promise<string[]> {
+    const select = this.#statement(
+      'SELECT ref FROM source_versions WHERE flow = ? AND stream = ? AND subject = ?',
+    );
+    return this.snapshot(() =>
+      subjects.flatMap((s) => (select.all(flow, stream, s) as Row[]).map((r) => String(r.ref))),
+    );
+  }
+
   async forgetSeen(flow: string, stream: string, refs: readonly string[]): Promise<void> {
     const del = this.#db.prepare('DELETE FROM source_versions WHERE flow = ? AND stream = ? AND ref = ?');
     for (const ref of refs) del.run(flow, stream, ref);

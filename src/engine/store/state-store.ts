@@ -263,6 +263,8 @@ export interface StateStore {
   getSeen(flow: string, stream: string, refs: readonly string[]): Promise<Map<string, SeenVersion>>;
   /** Refs of a stream withheld for these people (pseudonyms), e.g. by consent. */
   withheldRefsOf(flow: string, stream: string, subjects: readonly string[]): Promise<string[]>;
+  /** Refs of a stream last processed for these people (pseudonyms), whatever the outcome. */
+  refsOfSubjects(flow: string, stream: string, subjects: readonly string[]): Promise<string[]>;
   /** Forgets processed versions, so the records are processed again when read. */
   forgetSeen(flow: string, stream: string, refs: readonly string[]): Promise<void>;
   /** Change log entries of a stream from a time (by `meta.lastUpdated`), in order, a page at a time. */
