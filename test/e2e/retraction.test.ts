@@ -186,6 +186,22 @@ describe('a removal the CRM refuses (example flow, sandboxes)', () => {
           },
         ],
       });
+      // The record's lineage says its account is still at the CRM, and why.
+      const lineage = lastJson(
+        (await runSluice(['explain', join(dir, 'flow.yaml'), `Practitioner/${held}`, '--json'], env)).stdout,
+      ) as { target: { object: string; targetId: string; removalRefused?: unknown }[] };
+      expect(lineage.target).toEqual([
+        expect.objectContaining({
+          object: 'Account',
+          targetId: heldAccount,
+          removalRefused: expect.objectContaining({
+            cause: 'withheld-retraction',
+            because: 'inactive',
+            codes: ['DELETE_FAILED'],
+            attempts: 1,
+          }),
+        }),
+      ]);
       const text = await runSluice(['status', join(dir, 'flow.yaml')], env);
       expect(text.stdout).toContain('1 removal the CRM refused');
       expect(text.stdout).toContain(

@@ -348,17 +348,38 @@ export function registerInspect(program: Command): void {
             limit: Number.MAX_SAFE_INTEGER,
           });
           const provenance = await store.provenanceOf(flow.file.flow, ref);
+          // A removal the CRM refused keeps the record there: said beside the record it concerns.
+          const refused = new Map(
+            (await store.listRefusedRemovals(flow.file.flow, { sourceRef: ref })).map((r) => [
+              `${r.object}\u0000${r.externalId}`,
+              r,
+            ]),
+          );
           const lineage = {
             record: ref === record ? record : `${record} (pseudonym ${ref})`,
             provenance,
-            target: ledger.map((l) => ({
-              object: l.object,
-              externalId: l.externalId,
-              targetId: l.targetId,
-              mappingVersion: l.mappingVersion,
-              deliveredAt: l.deliveredAt,
-              runId: l.runId,
-            })),
+            target: ledger.map((l) => {
+              const r = refused.get(`${l.object}\u0000${l.externalId}`);
+              return {
+                object: l.object,
+                externalId: l.externalId,
+                targetId: l.targetId,
+                mappingVersion: l.mappingVersion,
+                deliveredAt: l.deliveredAt,
+                runId: l.runId,
+                ...(r
+                  ? {
+                      removalRefused: {
+                        cause: r.cause,
+                        ...(r.because === undefined ? {} : { because: r.because }),
+                        codes: r.codes,
+                        since: r.firstRefusedAt,
+                        attempts: r.attempts,
+                      },
+                    }
+                  : {}),
+              };
+            }),
             batches: [
               ...new Set([...batchIds, ...bySource.map((e) => e.batchId).filter((b): b is string => !!b)]),
             ],

@@ -591,14 +591,23 @@ export class SqliteStateStore implements StateStore {
 
   async listRefusedRemovals(
     flow: string,
-    options: { readonly dueBy?: string; readonly limit?: number } = {},
+    options: { readonly dueBy?: string; readonly sourceRef?: string; readonly limit?: number } = {},
   ): Promise<RefusedRemoval[]> {
+    const where = ['flow = ?'];
+    const args: SQLInputValue[] = [flow];
+    if (options.dueBy !== undefined) {
+      where.push('next_attempt_at <= ?');
+      args.push(options.dueBy);
+    }
+    if (options.sourceRef !== undefined) {
+      where.push('source_ref = ?');
+      args.push(options.sourceRef);
+    }
     const rows = this.#db
       .prepare(
-        `SELECT * FROM refused_removals WHERE flow = ? ${options.dueBy === undefined ? '' : 'AND next_attempt_at <= ?'}
-         ORDER BY first_refused_at, object, external_id LIMIT ?`,
+        `SELECT * FROM refused_removals WHERE ${where.join(' AND ')} ORDER BY first_refused_at, object, external_id LIMIT ?`,
       )
-      .all(flow, ...(options.dueBy === undefined ? [] : [options.dueBy]), options.limit ?? 10_000) as Row[];
+      .all(...args, options.limit ?? 10_000) as Row[];
     return rows.map((r) => ({
       flow: String(r.flow),
       object: String(r.object),

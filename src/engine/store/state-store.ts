@@ -317,12 +317,12 @@ export interface StateStore {
    */
   setHalt(flow: string, halt: Halt | undefined): Promise<boolean>;
   /**
-   * Refused removals of a flow waiting to be tried again, oldest first: all of them, or those due by
-   * `dueBy` (ISO instant).
+   * Refused removals of a flow waiting to be tried again, oldest first: all of them, those due by
+   * `dueBy` (ISO instant), or those of one source record (its ledger ref).
    */
   listRefusedRemovals(
     flow: string,
-    options?: { readonly dueBy?: string; readonly limit?: number },
+    options?: { readonly dueBy?: string; readonly sourceRef?: string; readonly limit?: number },
   ): Promise<RefusedRemoval[]>;
   /** How many refused removals a flow has waiting, and since when the oldest. */
   countRefusedRemovals(flow: string): Promise<{ readonly count: number; readonly oldest?: string }>;
