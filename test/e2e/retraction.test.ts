@@ -168,6 +168,14 @@ describe('a removal the CRM refuses (example flow, sandboxes)', () => {
       expect(second.removals).toEqual({ refused: 1, completed: 0, pending: 1 });
       expect(liveAccounts().has(heldAccount)).toBe(true);
       expect(liveAccounts().has(freeAccount)).toBe(false);
+      // Audited as what happened: its addresses went (a retraction), its account stayed (refused).
+      const heldEntries = (await runtime.audit.query({ runId: second.runId, source: `Practitioner/${held}` }))
+        .entries;
+      expect(heldEntries.map((e) => e.reason).sort()).toEqual([
+        'inactive',
+        'removal-refused',
+        'withheld-retraction',
+      ]);
 
       // The dry run says a run would try it again; the operator sees what the CRM keeps, why, and what it said.
       expect((await planFlow(flow, runtime, new AbortController().signal)).refusedRemovals).toBe(1);

@@ -18,7 +18,7 @@ export interface DeletionResult {
   readonly ledgerDeletes: { object: string; externalId: string }[];
   /** Target records deleted (or found already gone). */
   readonly deleted: number;
-  /** The source refs that had target records, all of them deleted. */
+  /** The source refs at least one of whose target records was deleted (or found gone). */
   readonly refs: string[];
   /**
    * Target records the target refused to delete (e.g. locked): still there, their ledger rows kept,
@@ -89,6 +89,7 @@ export async function deleteDelivered(
   );
   const ledgerDeletes: { object: string; externalId: string }[] = [];
   const refused: DeletionResult['refused'] = [];
+  const removedRefs = new Set<string>();
   let batches = 0;
   for (let start = 0; start < ordered.length; start += ctx.target.maxBatchSize) {
     const chunk = ordered.slice(start, start + ctx.target.maxBatchSize);
@@ -104,6 +105,7 @@ export async function deleteDelivered(
         case 'deleted':
         case 'missing':
           ledgerDeletes.push({ object: entry.object, externalId: entry.externalId });
+          removedRefs.add(entry.sourceRef);
           break;
         case 'rejected':
           refused.push({ ...entry, codes: r.codes });
@@ -122,12 +124,11 @@ export async function deleteDelivered(
       }
     });
   }
-  const refusedRefs = new Set(refused.map((r) => r.sourceRef));
   return {
     ledgerDeletes,
     deleted: ledgerDeletes.length,
     batches,
-    refs: [...new Set(records.map((r) => r.sourceRef))].filter((ref) => !refusedRefs.has(ref)),
+    refs: [...removedRefs],
     refused,
   };
 }
