@@ -106,6 +106,17 @@ describe('retraction of withheld records (example flow, sandboxes)', () => {
       const third = await run();
       expect(third.retracted).toBe(0);
       expect(profiles().size).toBe(delivered.length - 2);
+
+      // The survivor revokes consent: the dry run says a run would remove the profile, and one does.
+      await ehr.repo.updateResource(privacyConsent(survivor, 'deny', { id: `c-${survivor}` }));
+      const revoked = await planFlow(flow, runtime, new AbortController().signal);
+      expect(revoked.streams.Patient?.wouldSuppress).toEqual({ 'consent-deny': 1 });
+      const fourth = await run();
+      expect(fourth.suppressed).toBe(1);
+      expect(profiles().has(pseudonymOf(survivor))).toBe(false);
+      expect(
+        (await planFlow(flow, runtime, new AbortController().signal)).streams.Patient?.wouldSuppress,
+      ).toEqual({});
     } finally {
       await runtime.close();
     }

@@ -53,8 +53,11 @@ export function registerPlan(program: Command): void {
             const retract = Object.entries(s.wouldRetract)
               .map(([k, v]) => `${k} ${v}`)
               .join(', ');
+            const suppress = Object.entries(s.wouldSuppress)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', ');
             printLine(
-              `  ${stream.padEnd(14)} read ${s.read}, would send ${s.wouldSend}${withheld ? `, withheld: ${withheld}` : ''}${quarantined ? `, quarantined: ${quarantined}` : ''}${retract ? `, would remove what earlier runs delivered: ${retract}` : ''}`,
+              `  ${stream.padEnd(14)} read ${s.read}, would send ${s.wouldSend}${withheld ? `, withheld: ${withheld}` : ''}${quarantined ? `, quarantined: ${quarantined}` : ''}${retract ? `, would remove what earlier runs delivered: ${retract}` : ''}${suppress ? `, consent no longer permits what earlier runs delivered: ${suppress}` : ''}`,
             );
           }
           if (plan.refusedRemovals)

@@ -24,6 +24,12 @@ export interface FlowPlan {
        * target (`delivered: delete`): the flow's delivery ledger holds their target records.
        */
       wouldRetract: Record<string, number>;
+      /**
+       * Patients withheld by consent now, by reason, whose profiles earlier runs delivered: a run removes
+       * them at the target (consent suppression) when it reads the consent change, unless the flow keeps
+       * deliveries (`stages.consent.onRevoke: ignore`).
+       */
+      wouldSuppress: Record<string, number>;
     }
   >;
   /** Target object → records and, per field, how many records would carry a value. */
@@ -80,6 +86,7 @@ export async function planFlow(
       withheld: {} as Record<string, number>,
       quarantined: {} as Record<string, number>,
       wouldRetract: {} as Record<string, number>,
+      wouldSuppress: {} as Record<string, number>,
     };
     plan.streams[stream] = s;
     for await (const page of runtime.source.read(stream, undefined, signal)) {
@@ -99,6 +106,12 @@ export async function planFlow(
             verdict.retractRef !== undefined &&
             (await runtime.store.ledgerBySource(flow.file.flow, verdict.retractRef)).length > 0;
           if (delivered) s.wouldRetract[verdict.reason] = (s.wouldRetract[verdict.reason] ?? 0) + 1;
+          const suppressed =
+            verdict.decision !== undefined &&
+            verdict.subject !== undefined &&
+            settings?.onRevoke !== 'ignore' &&
+            (await runtime.store.ledgerBySource(flow.file.flow, verdict.subject)).length > 0;
+          if (suppressed) s.wouldSuppress[verdict.reason] = (s.wouldSuppress[verdict.reason] ?? 0) + 1;
         } else {
           s.wouldSend++;
           for (const w of verdict.writes) {
@@ -138,6 +151,7 @@ export function diffPlans(
       for (const [r, n] of Object.entries(s.withheld)) m.set(`${stream}.withheld.${r}`, n);
       for (const [c, n] of Object.entries(s.quarantined)) m.set(`${stream}.quarantined.${c}`, n);
       for (const [r, n] of Object.entries(s.wouldRetract ?? {})) m.set(`${stream}.wouldRetract.${r}`, n);
+      for (const [r, n] of Object.entries(s.wouldSuppress ?? {})) m.set(`${stream}.wouldSuppress.${r}`, n);
     }
     return m;
   };
