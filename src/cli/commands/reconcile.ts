@@ -19,7 +19,7 @@ const CHANGED_ACTION =
 
 /**
  * `sluice reconcile`: the flow's delivery ledger against the CRM — what is missing there and what was
- * changed there since Sluice wrote it. Reads only.
+ * changed there since Sluice wrote it. Reads only, unless `--repair` sends the missing ones again.
  */
 export function registerReconcile(program: Command): void {
   program
