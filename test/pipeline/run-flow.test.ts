@@ -549,9 +549,11 @@ describe('differential sync', () => {
       };
       return source;
     };
+    // One instant for both sides (two clock readings may fall in different milliseconds).
+    const answered = new Date(Date.now() - 60_000).toISOString();
     const cases: [string, string][] = [
       // The server answered after the newest record: its time wins.
-      [new Date(Date.now() - 60_000).toISOString(), new Date(Date.now() - 60_000).toISOString()],
+      [answered, answered],
       // An answer time older than the newest record does not move the checkpoint back.
       ['2001-01-01T00:00:00.000Z', newest],
       // One further ahead of the local clock than the skew allowed (300 s) is not believed.
