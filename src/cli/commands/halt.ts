@@ -1,11 +1,10 @@
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { SluiceError } from '../../core/errors/index.ts';
-import { REASON_CODE_PATTERN } from '../../engine/config/flow-schema.ts';
 import type { ResolvedFlow } from '../../engine/config/load-flow.ts';
 import { openFlowAudit, openFlowState } from '../../engine/runtime/build-flow.ts';
 import { loadFlowOrReport } from '../load-flow-or-report.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
+import { invalidReasonCode } from '../reason-code.ts';
 
 /**
  * The kill switch of a flow: `sluice halt` stops everything the flow sends — a running `sluice run`
@@ -46,15 +45,8 @@ async function toggle(
   // Only the state and the audit trail are touched: neither the source nor the target is contacted.
   const flow = loadFlowOrReport(file, json, { offline: true });
   if (typeof flow === 'number') return flow;
-  if (!REASON_CODE_PATTERN.test(reason)) {
-    return reportError(
-      new SluiceError(
-        'CFG_ARGUMENTS_INVALID',
-        '--reason must be a short lower-case code (letters, digits, dashes).',
-      ),
-      json,
-    );
-  }
+  const badReason = invalidReasonCode(reason);
+  if (badReason) return reportError(badReason, json);
   const name = flow.file.flow;
   const store = openFlowState(flow);
   try {

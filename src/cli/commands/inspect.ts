@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import { pseudonymize } from '../../core/anonymize/pseudonym.ts';
 import { SluiceError } from '../../core/errors/index.ts';
 import type { AuditKind } from '../../engine/audit/entry.ts';
-import { REASON_CODE_PATTERN } from '../../engine/config/flow-schema.ts';
 import type { ResolvedFlow } from '../../engine/config/load-flow.ts';
 import { parseOrRaw, type ReleaseOutcome, releaseQuarantined } from '../../engine/pipeline/release.ts';
 import type { RunSummary } from '../../engine/pipeline/summary.ts';
@@ -16,6 +15,7 @@ import {
 } from '../../engine/store/state-store.ts';
 import { loadFlowOrReport } from '../load-flow-or-report.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
+import { invalidReasonCode } from '../reason-code.ts';
 
 interface JsonOption {
   json?: boolean;
@@ -551,15 +551,8 @@ async function discard(
 ): Promise<number> {
   const flow = loadFlowOrReport(file, json);
   if (typeof flow === 'number') return flow;
-  if (!REASON_CODE_PATTERN.test(reason)) {
-    return reportError(
-      new SluiceError(
-        'CFG_ARGUMENTS_INVALID',
-        '--reason must be a short lower-case code (letters, digits, dashes).',
-      ),
-      json,
-    );
-  }
+  const badReason = invalidReasonCode(reason);
+  if (badReason) return reportError(badReason, json);
   const runtime = await buildFlowRuntime(flow);
   try {
     const entries = await selectEntries(runtime.store, flow.file.flow, id, selection);

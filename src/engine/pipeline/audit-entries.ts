@@ -162,16 +162,15 @@ export function pageAuditEntries(input: {
     });
   }
   for (const { ref, reason } of input.retracted ?? []) {
-    const subject = PSEUDONYM.test(ref) ? ref : undefined;
-    // A ledger ref is a pseudonym or a provider/organisation `Type/id`, never a clear patient id.
-    if (subject === undefined && ref.startsWith('Patient/')) continue;
+    const { source, ...who } = removalWho(ref);
+    if (who.subject === undefined && source === undefined) continue;
     entries.push({
       ...base,
+      ...who,
       kind: 'withhold',
-      ...(subject === undefined ? {} : { subject: subject as AuditEventInput['subject'] }),
       outcome: 'success',
       reason: 'withheld-retraction',
-      details: { stream: input.stream, because: reason, ...(subject === undefined ? { source: ref } : {}) },
+      details: { stream: input.stream, because: reason, ...(source === undefined ? {} : { source }) },
     });
   }
   entries.push(...removalAuditEntries(ctx, { refused: input.refusedRemovals ?? [] }));

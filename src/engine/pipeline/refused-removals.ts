@@ -61,6 +61,8 @@ export interface RetryOutcome {
   readonly completed: RefusedRemoval[];
   /** Those refused again. */
   readonly refused: NewRefusedRemoval[];
+  /** Every removal still waiting after this attempt (tried or not yet due), as `object` NUL `externalId`. */
+  readonly waiting: string[];
   readonly batches: number;
 }
 
@@ -78,23 +80,25 @@ export async function retryRefusedRemovals(ctx: {
   readonly now: Date;
   readonly which: 'all' | 'due';
 }): Promise<RetryOutcome> {
-  const waiting = await ctx.store.listRefusedRemovals(
-    ctx.flow,
-    ctx.which === 'due' ? { dueBy: ctx.now.toISOString() } : {},
-  );
-  if (waiting.length === 0) return { completed: [], refused: [], batches: 0 };
+  // One read of what waits: those due are tried, the others stay known to the run.
+  const all = await ctx.store.listRefusedRemovals(ctx.flow);
+  const dueBy = ctx.now.toISOString();
+  const waiting = ctx.which === 'due' ? all.filter((r) => r.nextAttemptAt <= dueBy) : all;
+  const keyOf = (r: { object: string; externalId: string }) => `${r.object}\u0000${r.externalId}`;
+  if (waiting.length === 0) return { completed: [], refused: [], waiting: all.map(keyOf), batches: 0 };
   // A transient answer leaves the removal waiting for the next attempt instead of failing the run.
   const result = await deleteDelivered(waiting, { ...ctx, transient: 'refuse' });
-  const removed = new Set(result.ledgerDeletes.map((d) => `${d.object}\u0000${d.externalId}`));
-  const byKey = new Map(waiting.map((w) => [`${w.object}\u0000${w.externalId}`, w]));
+  const removed = new Set(result.ledgerDeletes.map(keyOf));
+  const byKey = new Map(waiting.map((w) => [keyOf(w), w]));
   const refused = result.refused.map((r) => {
-    const before = byKey.get(`${r.object}\u0000${r.externalId}`) as RefusedRemoval;
+    const before = byKey.get(keyOf(r)) as RefusedRemoval;
     return refusalRow(r, before.cause, before.because, { ...ctx, at: ctx.now }, before.attempts + 1);
   });
   await ctx.store.settleRefusedRemovals(ctx.flow, { removed: result.ledgerDeletes, refused });
   return {
-    completed: waiting.filter((w) => removed.has(`${w.object}\u0000${w.externalId}`)),
+    completed: waiting.filter((w) => removed.has(keyOf(w))),
     refused,
+    waiting: all.map(keyOf).filter((k) => !removed.has(k)),
     batches: result.batches,
   };
 }

@@ -276,8 +276,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
     }
     if (retried.refused.length > 0)
       log.warn({ refused: retried.refused.length }, 'removals the target refused before were refused again');
-    for (const r of await store.listRefusedRemovals(flow))
-      refusedKeys.add(`${r.object}\u0000${r.externalId}`);
+    for (const key of retried.waiting) refusedKeys.add(key);
     if (gate) {
       const loaded = await gate.load(store, flow);
       log.info({ consents: loaded }, 'consent directives loaded');
