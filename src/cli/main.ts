@@ -4,6 +4,7 @@ import { registerConsent } from './commands/consent.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerFlow } from './commands/flow-check.ts';
 import { registerHalt } from './commands/halt.ts';
+import { registerIngest } from './commands/ingest.ts';
 import { registerInspect } from './commands/inspect.ts';
 import { registerMapping } from './commands/mapping.ts';
 import { registerPlan } from './commands/plan.ts';
@@ -13,7 +14,7 @@ import { registerRun } from './commands/run.ts';
 import { registerSandbox } from './commands/sandbox.ts';
 import { registerStatus } from './commands/status.ts';
 import { registerValidate } from './commands/validate.ts';
-import { EXIT } from './output.ts';
+import { EXIT, reportError } from './output.ts';
 
 // A reader that goes away (`sluice … --json | head -1`) ends the output, not the work: a run or a
 // release carries on to its commit, and the exit code still says how it went.
@@ -36,6 +37,7 @@ const program = new Command()
   });
 
 registerRun(program);
+registerIngest(program);
 registerDemo(program);
 registerSandbox(program);
 registerFlow(program);
@@ -50,4 +52,10 @@ registerMapping(program);
 registerStatus(program);
 registerHalt(program);
 
-await program.parseAsync(process.argv);
+// A command that fails before it can report for itself (e.g. the state store is unreachable) still
+// ends with the error's code and what to do, never a stack trace.
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.exitCode = reportError(err, process.argv.includes('--json'));
+}

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,9 +20,12 @@ export interface LoopSetup {
 /**
  * An EHR sandbox seeded with the sample provider directory, a CRM sandbox, and the example flow reduced
  * to Organizations (no consent stage or allowlist: no patient data moves), every second, at a rate the
- * sandbox takes without pacing.
+ * sandbox takes without pacing. With `postgres`, the flow keeps its state and audit trail there
+ * (cluster mode; the URL comes from `SLUICE_PG_URL` in `env`, sealed under a fresh `SLUICE_STATE_KEY`).
  */
-export async function startLoopSetup(): Promise<LoopSetup> {
+export async function startLoopSetup(
+  options: { readonly postgres?: { readonly url: string; readonly schema: string } } = {},
+): Promise<LoopSetup> {
   const ehr = await startEhrSandbox({ seed: [join(SAMPLE_DATA_DIR, 'directory')] });
   const crm = await startCrmSandbox();
   const dir = mkdtempSync(join(tmpdir(), 'sluice-loop-'));
@@ -31,12 +35,24 @@ export async function startLoopSetup(): Promise<LoopSetup> {
     .replace(/ {2}consent:\n(?: {4}.*\n)+/, '')
     .replace(/ {2}policy:\n(?: {4}.*\n)+/, '')
     .replace('rate: 20\n    burst: 20', 'rate: 1000\n    burst: 1000');
-  writeFileSync(flowFile, `${text}\nschedule:\n  intervalSeconds: 1\n`);
+  // Cluster mode: state and audit trail in PostgreSQL (the flow file's `state` section goes on).
+  const state = options.postgres
+    ? text.replace(
+        /^state:\n/m,
+        `state:\n  postgres:\n    url: \${SLUICE_PG_URL}\n    schema: ${options.postgres.schema}\n  encryption:\n    key: \${SLUICE_STATE_KEY}\n    keyId: cluster-test\n`,
+      )
+    : text;
+  writeFileSync(flowFile, `${state}\nschedule:\n  intervalSeconds: 1\n`);
   return {
     ehr,
     crm,
     flowFile,
-    env: sandboxEnv(dir, { ehr: ehr.url, crm: crm.url }),
+    env: {
+      ...sandboxEnv(dir, { ehr: ehr.url, crm: crm.url }),
+      ...(options.postgres
+        ? { SLUICE_PG_URL: options.postgres.url, SLUICE_STATE_KEY: randomBytes(32).toString('base64') }
+        : {}),
+    },
     async close() {
       await Promise.all([ehr.close(), crm.close()]);
       rmSync(dir, { recursive: true, force: true });

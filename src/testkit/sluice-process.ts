@@ -61,6 +61,10 @@ export interface RunningSluice {
   until(check: () => boolean, what: string): Promise<void>;
   /** SIGTERM, then the exit code. */
   stop(): Promise<number | null>;
+  /** The process id (what another process's message names). */
+  readonly pid: number | undefined;
+  /** Sends a signal (e.g. SIGKILL: a machine that dies), then resolves with the exit code (null when killed). */
+  kill(signal: NodeJS.Signals): Promise<number | null>;
 }
 
 /** Starts `sluice ARGS…` as its own process (as `runSluice` does) without waiting for it to end. */
@@ -95,6 +99,11 @@ export function startSluice(args: readonly string[], env: Record<string, string>
     },
     async stop() {
       child.kill('SIGTERM');
+      return exited;
+    },
+    pid: child.pid,
+    async kill(signal) {
+      child.kill(signal);
       return exited;
     },
   };

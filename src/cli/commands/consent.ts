@@ -64,7 +64,7 @@ async function explain(file: string, person: string, options: ExplainOptions): P
     flow.file.source.system,
     flow.pseudonymKey,
   );
-  const store = openFlowState(flow);
+  const store = await openFlowState(flow);
   try {
     const loaded = await gate.load(store, flow.file.flow);
     const at = options.at ? new Date(options.at) : new Date();

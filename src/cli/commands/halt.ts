@@ -48,7 +48,7 @@ async function toggle(
   const badReason = invalidReasonCode(reason);
   if (badReason) return reportError(badReason, json);
   const name = flow.file.flow;
-  const store = openFlowState(flow);
+  const store = await openFlowState(flow);
   try {
     const current = await store.getHalt(name);
     if (action === 'engage' && current !== undefined) {

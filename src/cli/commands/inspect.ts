@@ -29,7 +29,7 @@ async function withState<T>(
 ): Promise<T | number> {
   const flow = loadFlowOrReport(file, json, { offline: true });
   if (typeof flow === 'number') return flow;
-  const store = openFlowState(flow);
+  const store = await openFlowState(flow);
   try {
     return await body(flow, store);
   } catch (err) {

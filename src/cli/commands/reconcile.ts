@@ -8,6 +8,7 @@ import {
 } from '../../engine/reconcile/reconcile.ts';
 import { type RepairOutcome, repairMissing } from '../../engine/reconcile/repair.ts';
 import { buildFlowRuntime, flowRunOptions } from '../../engine/runtime/build-flow.ts';
+import { eitherSignal, withFlowLease } from '../../engine/runtime/flow-lease.ts';
 import { createLogger } from '../../engine/runtime/logger.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
 import { terminalProgress } from '../progress-bar.ts';
@@ -87,14 +88,16 @@ export function registerReconcile(program: Command): void {
                   "This flow's source cannot read records by id, which --repair needs.",
                 );
               }
-              repair = await repairMissing({
-                missing,
-                fetcher: { fetch: fetch.bind(fetcher) },
-                runOptions: flowRunOptions(flow, runtime),
-                store: runtime.store,
-                logger: createLogger(),
-                signal: controller.signal,
-              });
+              repair = await withFlowLease(runtime, flow.file.flow, (leaseSignal) =>
+                repairMissing({
+                  missing,
+                  fetcher: { fetch: fetch.bind(fetcher) },
+                  runOptions: flowRunOptions(flow, runtime),
+                  store: runtime.store,
+                  logger: createLogger(),
+                  signal: eitherSignal(controller.signal, leaseSignal) ?? controller.signal,
+                }),
+              );
             }
             if (json)
               printJson({

@@ -1,11 +1,13 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type Command, InvalidArgumentError } from 'commander';
 import { loadFlow } from '../../engine/config/load-flow.ts';
 import { ChangeLogSource } from '../../engine/pipeline/change-log-source.ts';
 import { runFlow } from '../../engine/pipeline/run-flow.ts';
 import type { RunSummary } from '../../engine/pipeline/summary.ts';
 import { buildFlowRuntime, flowRunOptions } from '../../engine/runtime/build-flow.ts';
+import { eitherSignal, withFlowLease } from '../../engine/runtime/flow-lease.ts';
 import { createLogger } from '../../engine/runtime/logger.ts';
+import { leaseKeeper } from '../lease-keeper.ts';
+import { loopControl } from '../loop.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
 import { terminalProgress } from '../progress-bar.ts';
 import { formatSummary } from '../summary-text.ts';
@@ -71,7 +73,12 @@ async function replayCommand(
   } catch (err) {
     return reportError(err, json);
   }
-  const runtime = await buildFlowRuntime(flow);
+  let runtime: Awaited<ReturnType<typeof buildFlowRuntime>>;
+  try {
+    runtime = await buildFlowRuntime(flow);
+  } catch (err) {
+    return reportError(err, json);
+  }
   try {
     const source = new ChangeLogSource({
       system: runtime.source.system,
@@ -80,18 +87,23 @@ async function replayCommand(
       flow: flow.file.flow,
       pageSize: flow.file.source.pageSize,
     });
-    const summary = await runFlow({
-      ...flowRunOptions(flow, runtime),
-      source,
-      changeLogDays: 0,
-      replay: true,
-      from: options.from,
-      resend: options.resend === true,
-      logger: createLogger(),
-      progress: options.progress ? terminalProgress() : undefined,
-    });
+    const summary = await withFlowLease(runtime, flow.file.flow, (leaseSignal) =>
+      runFlow({
+        ...flowRunOptions(flow, runtime),
+        source,
+        changeLogDays: 0,
+        replay: true,
+        from: options.from,
+        resend: options.resend === true,
+        logger: createLogger(),
+        progress: options.progress ? terminalProgress() : undefined,
+        ...(leaseSignal ? { signal: leaseSignal } : {}),
+      }),
+    );
     report(summary, json);
     return summary.status === 'succeeded' ? EXIT.ok : EXIT.failed;
+  } catch (err) {
+    return reportError(err, json);
   } finally {
     await runtime.close();
   }
@@ -105,7 +117,12 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
   } catch (err) {
     return reportError(err, json);
   }
-  const runtime = await buildFlowRuntime(flow);
+  let runtime: Awaited<ReturnType<typeof buildFlowRuntime>>;
+  try {
+    runtime = await buildFlowRuntime(flow);
+  } catch (err) {
+    return reportError(err, json);
+  }
   if (flow.payloadKey === undefined) {
     // Quarantined records and change-log copies are whole source resources: say where they lie in clear.
     createLogger().warn(
@@ -113,10 +130,14 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
       'state.encryption is not set: quarantined records and the change log are stored unencrypted; set it, or keep state.dir on an encrypted volume',
     );
   }
-  const controller = new AbortController();
-  const stop = (): void => controller.abort();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  // Cluster mode: the lease this process holds while it runs the flow (kept from cycle to cycle).
+  const keeper = leaseKeeper({
+    acquire: runtime.lease,
+    name: flow.file.flow,
+    json,
+    once: options.once === true,
+  });
+  const loop = loopControl(flow.file.schedule.intervalSeconds);
   try {
     let reset = options.reset === true;
     let from = options.from;
@@ -124,14 +145,6 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
     let wasIdle = false;
     let haltSeen: string | undefined;
     const logger = createLogger();
-    const pause = async (): Promise<boolean> => {
-      try {
-        await sleep(flow.file.schedule.intervalSeconds * 1000, undefined, { signal: controller.signal });
-        return true;
-      } catch {
-        return false;
-      }
-    };
     while (true) {
       // Loop mode waits while the kill switch is engaged, saying so once, and starts no run.
       if (!options.once) {
@@ -145,10 +158,16 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
                 `flow ${flow.file.flow} is halted since ${halt.engagedAt} (${halt.reason}): waiting for \`sluice resume\``,
               );
           }
-          if (!(await pause())) return EXIT.ok;
+          if (!(await loop.pause())) return EXIT.ok;
           continue;
         }
         haltSeen = undefined;
+      }
+      const turn = await keeper.take();
+      if (typeof turn === 'number') return turn;
+      if (turn === 'wait') {
+        if (!(await loop.pause())) return EXIT.ok;
+        continue;
       }
       // In loop mode every cycle after the first is quiet when it finds nothing to do: it is not
       // recorded in the audit trail or the run history, nor printed as text.
@@ -160,7 +179,7 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
         retryRemovals: !options.once && cycle > 0 ? 'due' : 'all',
         logger,
         progress: options.progress ? terminalProgress() : undefined,
-        signal: controller.signal,
+        signal: eitherSignal(loop.signal, keeper.signal) ?? loop.signal,
       });
       cycle++;
       reset = false;
@@ -179,12 +198,12 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
       }
       // A loop stopped by a signal ends as asked: a cycle it interrupted is reported and repeated by the
       // next start (nothing of it was committed past what was sent).
-      if (controller.signal.aborted) return EXIT.ok;
-      if (!(await pause())) return EXIT.ok;
+      if (loop.signal.aborted) return EXIT.ok;
+      if (!(await loop.pause())) return EXIT.ok;
     }
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    loop.dispose();
+    await keeper.release();
     await runtime.close();
   }
 }

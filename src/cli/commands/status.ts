@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
+import { ingestStateKey } from '../../engine/bus/ingest.ts';
 import type { RunSummary } from '../../engine/pipeline/summary.ts';
 import { openFlowState } from '../../engine/runtime/build-flow.ts';
+import { flowLeaseHolder, serverOf } from '../../engine/store/pg-lease.ts';
 import { loadFlowOrReport } from '../load-flow-or-report.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
 
@@ -30,11 +32,13 @@ export function registerStatus(program: Command): void {
         process.exitCode = flow;
         return;
       }
-      const store = openFlowState(flow);
+      const store = await openFlowState(flow);
       try {
         const name = flow.file.flow;
         const halt = await store.getHalt(name);
         const checkpoints = await store.listCheckpoints(name);
+        // With an event bus: where `sluice ingest` stands in the EHR (the checkpoints above are in the bus).
+        const ingest = flow.file.bus ? await store.listCheckpoints(ingestStateKey(name)) : undefined;
         const openQuarantine = await store.countQuarantine(name, 'open');
         // What kinds of problem wait for an operator: open entries by code, most first.
         const openByCode = await store.countQuarantineByCode(name, 'open');
@@ -62,15 +66,33 @@ export function registerStatus(program: Command): void {
               : {}),
           };
         });
+        // Cluster mode: where the state lives and which process runs the flow now.
+        const postgres = flow.file.state.postgres;
+        const cluster = postgres
+          ? {
+              state: { engine: 'postgres', server: serverOf(postgres.url), schema: postgres.schema },
+              lease: await flowLeaseHolder({ url: postgres.url, schema: postgres.schema, flow: name }),
+            }
+          : {};
         const status = {
           flow: name,
           halted: halt !== undefined,
           ...(halt ? { halt } : {}),
+          ...cluster,
           checkpoints: checkpoints.map((c) => ({
             stream: c.stream,
             position: c.position,
             updatedAt: c.updatedAt,
           })),
+          ...(ingest
+            ? {
+                ingestCheckpoints: ingest.map((c) => ({
+                  stream: c.stream,
+                  position: c.position,
+                  updatedAt: c.updatedAt,
+                })),
+              }
+            : {}),
           openQuarantine,
           openQuarantineByCode: openByCode,
           refusedRemovals: {
@@ -99,6 +121,12 @@ export function registerStatus(program: Command): void {
             printLine(
               `flow ${name} is HALTED since ${halt.engagedAt} (${halt.reason}): nothing is sent until \`sluice resume\``,
             );
+          if (cluster.lease) {
+            const { running, holder } = cluster.lease;
+            printLine(
+              `flow ${name}: state in PostgreSQL at ${cluster.state.server} (schema ${cluster.state.schema}); ${running ? `run now by ${holder ? `host ${holder.host}, pid ${holder.pid}, since ${holder.since}` : 'another process'}` : 'no process runs it now'}`,
+            );
+          }
           const codes = Object.entries(openByCode).map(([code, n]) => `${code} ${n}`);
           printLine(
             `flow ${name}: ${openQuarantine} open quarantine entr${openQuarantine === 1 ? 'y' : 'ies'}${codes.length ? ` (${codes.join(', ')})` : ''}`,
@@ -113,6 +141,11 @@ export function registerStatus(program: Command): void {
               );
             if (refused.count > refusedList.length)
               printLine(`  … and ${refused.count - refusedList.length} more`);
+          }
+          if (ingest) {
+            printLine(`flow ${name}: ingest (EHR → bus) at`);
+            for (const c of ingest) printLine(`  ${c.stream.padEnd(14)} at ${c.position}`);
+            printLine(`flow ${name}: run (bus → CRM) at`);
           }
           for (const c of status.checkpoints) printLine(`  ${c.stream.padEnd(14)} at ${c.position}`);
           for (const r of runs) {

@@ -148,7 +148,7 @@ export const ERROR_CATALOG = {
   STORE_OPEN_FAILED: {
     title: 'The state store could not be opened.',
     action:
-      'Check that the state directory exists and is writable, and that no other process holds the database.',
+      'Check that the state directory exists and is writable, and that no other process holds the database; with `state.postgres`, that the server in the message is up and reachable from this machine and that the URL (user, password, database) is right.',
   },
   STORE_MIGRATION_FAILED: {
     title: 'A state store migration failed; the store was left at its previous version.',
@@ -195,6 +195,28 @@ export const ERROR_CATALOG = {
       "The flow's kill switch is engaged (`sluice halt`): nothing more of it is sent; what was read and not sent stays behind its checkpoint.",
     action:
       'See why and since when with `sluice status FLOW` (who engaged it is in the audit trail); once it is safe, `sluice resume FLOW --reason CODE`. Nothing is lost: the next run sends what this one held back.',
+  },
+  BUS_UNAVAILABLE: {
+    title: 'The event bus (NATS JetStream, `bus.nats`) could not be reached or refused a request.',
+    action:
+      'Check that the NATS servers in the message are up with JetStream enabled and reachable from this machine, and the credentials in `bus.nats.url`. Nothing is lost: events not acknowledged are published again by the next `sluice ingest`, and `sluice run` reads on from its checkpoints.',
+  },
+  BUS_STREAM_MISMATCH: {
+    title: "A JetStream stream of the flow's name exists but holds other subjects than `<STREAM>.>`.",
+    action:
+      'Name another stream in `bus.nats.stream`, or remove the one in the way if nothing needs it (`nats stream rm`).',
+  },
+  FLOW_BUSY: {
+    title:
+      'Another Sluice process holds the lease of this flow (cluster mode, `state.postgres`): one process runs a flow at a time.',
+    action:
+      'Nothing to repair: the message names the host and process that runs it. A `sluice run` loop waits and takes over when that process ends or its machine dies; stop the other process first if this one should run now.',
+  },
+  FLOW_LEASE_LOST: {
+    title:
+      "The connection holding the flow's lease failed (PostgreSQL restarted or unreachable); the run stopped sending so that another process may take over.",
+    action:
+      'Check the PostgreSQL server and the network to it. Nothing is lost: what the run read and did not commit stays behind its checkpoint; a `sluice run` loop takes the lease again when it can.',
   },
   FLOW_CIRCUIT_OPEN: {
     title:
@@ -297,7 +319,8 @@ export const ERROR_CATALOG = {
   },
   AUDIT_CONCURRENT_APPEND: {
     title: 'Another writer appended to the same audit log at the same time; the batch was not written.',
-    action: 'Run a single writer per audit database; the entries can be appended again safely.',
+    action:
+      'Nothing is lost: the entries can be appended again safely (Sluice retries once under the trail lock on PostgreSQL). On SQLite, run a single writer per audit database.',
   },
   AUDIT_INTEGRITY: {
     title: 'Stored audit data does not match its hashes or signed checkpoints.',

@@ -49,6 +49,7 @@ export {
 } from './entry.ts';
 export { auditEventsNdjson, type FhirExportOptions, toAuditEvent } from './fhir-export.ts';
 export { verifyConsistency, verifyInclusion } from './merkle.ts';
+export { PostgresAuditStore, type PostgresAuditStoreOptions } from './pg-audit-store.ts';
 export type { ConsistencyProof, InclusionProof } from './proofs.ts';
 export type { AuditPage, AuditQuery } from './query.ts';
 export type { PruneResult, RetentionPolicy } from './retention.ts';
@@ -65,6 +66,8 @@ export const DEFAULT_CHECKPOINT_EVERY = 1000;
 export interface OpenAuditLogOptions {
   /** A SQLite file path (or `:memory:`), an open `DatabaseSync` (stays yours to close), or any AuditStore. */
   readonly store: string | DatabaseSync | AuditStore;
+  /** With an AuditStore: the log closes it when it is closed (or fails to open). */
+  readonly ownsStore?: boolean;
   /** Signs checkpoints; without it the log is read-only (query, verify, proofs, export). */
   readonly signer?: CheckpointSigner;
   /** Verification keys (all kids ever used); default: the signer's public key. */
@@ -89,7 +92,9 @@ export interface SignedInclusionProof extends InclusionProof {
 /**
  * The audit trail of Sluice: append entries, seal them with signed checkpoints, prove and verify,
  * search, export as FHIR, prune by retention policy. Writes go through one queue per instance; run one
- * writing instance per database (a second writer is detected and its batch retried once).
+ * writing instance per SQLite database (a second writer is detected and its batch retried once). On a
+ * store with a write lock (PostgreSQL), several instances may append to one trail: the one that lost a
+ * race rebuilds its batch under the lock.
  */
 export class AuditLog {
   readonly #store: AuditStore;
@@ -125,7 +130,10 @@ export class AuditLog {
    * checked against the stored tree (a cheap check; `verify()` walks everything).
    */
   static async open(options: OpenAuditLogOptions): Promise<AuditLog> {
-    const own = typeof options.store === 'string' || options.store instanceof DatabaseSync;
+    const own =
+      typeof options.store === 'string' ||
+      options.store instanceof DatabaseSync ||
+      options.ownsStore === true;
     const store =
       typeof options.store === 'string' || options.store instanceof DatabaseSync
         ? SqliteAuditStore.open(options.store, {
@@ -175,11 +183,17 @@ export class AuditLog {
         await this.#store.append(built.batch);
       } catch (err) {
         // The store rolled the batch back and the head here was not advanced: only a second writer
-        // makes it stale. Rebuild on the new head once; a second clash is reported.
+        // makes it stale. Rebuild on the new head once, holding the log's write lock where the store
+        // has one (several processes on one trail), so the rebuilt batch cannot be stale; without
+        // it, a second clash is reported.
         if (!isSluiceError(err) || err.code !== 'AUDIT_CONCURRENT_APPEND') throw err;
-        this.#head = await loadHead(this.#store);
-        built = buildBatch(this.#head, entries, now);
-        await this.#store.append(built.batch);
+        const rebuild = async (store: AuditStore): Promise<void> => {
+          this.#head = await loadHead(store);
+          built = buildBatch(this.#head, entries, now);
+          await store.append(built.batch);
+        };
+        if (this.#store.exclusive) await this.#store.exclusive(rebuild);
+        else await rebuild(this.#store);
       }
       this.#head = built.next;
       const seal =

@@ -103,5 +103,11 @@ export interface AuditStore {
   firstSeqAtOrAfter(at: string, fromSeq: number): Promise<number | undefined>;
   prune(plan: PrunePlan): Promise<PruneCounts>;
   search(criteria: EntrySearch): Promise<StoredEntryRow[]>;
+  /**
+   * Optional, for stores that several processes append to (PostgreSQL): runs `fn` holding the log's
+   * write lock, with a store bound to it, so a writer whose batch was refused as stale can reload the
+   * head and append again without another writer slipping in between. What `fn` writes commits together.
+   */
+  exclusive?<T>(fn: (locked: AuditStore) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }

@@ -493,12 +493,58 @@ export const FlowFileSchema = z
       .strict()
       .default({ intervalSeconds: 60 })
       .describe('Loop mode: `sluice run` without `--once` runs the flow again and again.'),
+    bus: z
+      .object({
+        nats: z
+          .object({
+            url: nonEmpty
+              .regex(
+                /^(nats|tls):\/\/[^,\s]+(,(nats|tls):\/\/[^,\s]+)*$/,
+                'nats:// or tls:// server URLs, comma-separated',
+              )
+              .describe(
+                'The NATS servers (JetStream enabled), comma-separated. Credentials in the URL are never printed.',
+              ),
+            stream: z
+              .string()
+              .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, dash, underscore (at most 64)')
+              .optional()
+              .describe(
+                'The JetStream stream of the flow (created when missing); default `SLUICE_` and the flow name.',
+              ),
+            maxAgeDays: z
+              .number()
+              .int()
+              .min(1)
+              .max(3650)
+              .default(7)
+              .describe(
+                'How long the stream keeps a change event: the window `sluice run` can fall behind, and re-read, within.',
+              ),
+            replicas: z
+              .number()
+              .int()
+              .min(1)
+              .max(5)
+              .default(1)
+              .describe('Copies the JetStream cluster keeps of the stream (1 on a single server).'),
+          })
+          .strict()
+          .describe(
+            'NATS JetStream between reading the EHR and the rest of the pipeline: `sluice ingest` reads the source from its own checkpoints and publishes each record as a change event (sealed under `state.encryption`), ordered per resource type; `sluice run` reads the events instead of the EHR. The EHR keeps being read while the CRM is down or slow, nothing read is lost while the events are kept (`maxAgeDays`), and reading and sending can run on different machines (with `state.postgres`).',
+          ),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'The event bus between source and pipeline. Absent: `sluice run` reads the source itself (embedded).',
+      ),
     state: z
       .object({
         dir: nonEmpty
           .default('.sluice')
           .describe(
-            "Folder of the flow's SQLite files (state, audit trail, breaker), relative to the working directory.",
+            "Folder of the flow's SQLite files (state, audit trail, breaker; only the breaker with `state.postgres`), relative to the working directory.",
           ),
         changeLogDays: z
           .number()
@@ -542,6 +588,33 @@ export const FlowFileSchema = z
           .describe(
             'Encrypts the record copies the state keeps — quarantined records and the change log, whole source resources — with AES-256-GCM. Without it they are stored as read: keep `state.dir` on an encrypted volume.',
           ),
+        postgres: z
+          .object({
+            url: nonEmpty
+              .regex(/^postgres(ql)?:\/\//, 'a postgres:// or postgresql:// connection URL')
+              .describe(
+                'The PostgreSQL server, as a connection URL. Prefer `${ENV}`: a password in it is a secret (it is never printed).',
+              ),
+            schema: z
+              .string()
+              .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'lower-case letters, digits and underscores, at most 63')
+              .default('sluice')
+              .describe(
+                "The schema that holds Sluice's tables (created when missing); flows sharing it keep apart by name.",
+              ),
+            poolSize: z
+              .number()
+              .int()
+              .min(1)
+              .max(64)
+              .default(4)
+              .describe('Connections each Sluice process keeps to the server.'),
+          })
+          .strict()
+          .optional()
+          .describe(
+            "Cluster mode: the flow's state (checkpoints, ledger, quarantine, change log, runs, kill switch) and its audit trail live in PostgreSQL instead of SQLite files, so any machine can run the flow. One process runs a flow at a time (a lease held in the server): another one started for the same flow waits (`sluice run` loops) or is refused (`--once`, `FLOW_BUSY`) until it ends — or until its machine dies, which releases the lease. The circuit breaker stays in `state.dir` on each machine.",
+          ),
       })
       .strict()
       .default({ dir: '.sluice', changeLogDays: 7 })
@@ -549,6 +622,25 @@ export const FlowFileSchema = z
   })
   .strict()
   .superRefine((flow, ctx) => {
+    // A row PostgreSQL deletes lingers (dead tuples, WAL, archives, replicas) where SQLite zeroes it:
+    // whole source records go to a server only sealed.
+    if (flow.state.postgres && !flow.state.encryption) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['state', 'encryption'],
+        message:
+          'cluster mode (state.postgres) keeps quarantined records and the change log in a server, where erased rows stay in its write-ahead log, backups and replicas: set state.encryption',
+      });
+    }
+    // Change events are whole source records: on a bus only sealed, so that it neither reads nor forges them.
+    if (flow.bus?.nats && !flow.state.encryption) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['state', 'encryption'],
+        message:
+          'the event bus (bus.nats) carries whole source records: set state.encryption, which seals each event and lets only holders of the key publish one',
+      });
+    }
     // Fail closed: patient data never moves on the purpose alone without someone having said why.
     const patientData = flow.source.resources.filter((t) => !PROVIDER_DIRECTORY_TYPES.has(t));
     if (patientData.length > 0 && !flow.stages.consent && !flow.stages.withoutConsent) {

@@ -223,6 +223,47 @@ describe('loadFlow: state encryption', () => {
   });
 });
 
+describe('loadFlow: cluster mode (state.postgres)', () => {
+  const withPostgres = (name: string, state: string) =>
+    writeFlow(
+      name,
+      exampleText()
+        .replace('privateKeyFile: ../keys/', `privateKeyFile: ${KEYS}/`)
+        .replace(/^state:\n/m, `state:\n${state}`),
+    );
+  const sealed = '  encryption:\n    key: ${SLUICE_STATE_KEY}\n    keyId: state-2026-12\n';
+
+  it('takes the server from the environment, with the default schema and pool', () => {
+    const file = withPostgres('pg.yaml', `  postgres:\n    url: \${SLUICE_PG_URL}\n${sealed}`);
+    const flow = loadFlow(file, {
+      env: env({
+        SLUICE_PG_URL: 'postgres://sluice:pw@db.internal:5432/sluice',
+        SLUICE_STATE_KEY: randomBytes(32).toString('base64'),
+      }),
+      cwd: dir,
+    });
+    expect(flow.file.state.postgres).toEqual({
+      url: 'postgres://sluice:pw@db.internal:5432/sluice',
+      schema: 'sluice',
+      poolSize: 4,
+    });
+  });
+
+  it('refuses record copies in a server unsealed, a URL of another kind and a schema name that needs quoting', () => {
+    const err = thrown(() =>
+      loadFlow(withPostgres('pg-bad.yaml', '  postgres:\n    url: mysql://db/x\n    schema: Sluice-Prod\n'), {
+        env: env(),
+        cwd: dir,
+      }),
+    );
+    expect(issuesOf(err).sort()).toEqual([
+      'state.encryption: cluster mode (state.postgres) keeps quarantined records and the change log in a server, where erased rows stay in its write-ahead log, backups and replicas: set state.encryption',
+      'state.postgres.schema: lower-case letters, digits and underscores, at most 63',
+      'state.postgres.url: a postgres:// or postgresql:// connection URL',
+    ]);
+  });
+});
+
 describe('loadFlow: patient data without a consent stage', () => {
   /** The example flow with its stages changed by `edit` (the policy goes too: it names the consent recipient). */
   function variant(

@@ -5,6 +5,7 @@ import type { Source, SourcePage, SourceRecord } from '../../core/ports/source.t
 import type { ResolvedFlow } from '../config/load-flow.ts';
 import { CONSENT_STREAM } from '../consent/consent-gate.ts';
 import { type FlowRuntime, flowRunOptions } from '../runtime/build-flow.ts';
+import { withFlowLease } from '../runtime/flow-lease.ts';
 import type { QuarantineEntry } from '../store/state-store.ts';
 import { processRecord } from './record-stages.ts';
 import { runFlow } from './run-flow.ts';
@@ -103,13 +104,17 @@ export async function releaseQuarantined(
   candidates.splice(0, candidates.length, ...candidates.filter((c) => !outcomes.has(c.entry.id)));
   let run: RunSummary | undefined;
   if (candidates.length > 0) {
-    run = await runFlow({
-      ...flowRunOptions(flow, runtime),
-      source: new QuarantinedRecordSource(runtime.source.system, runtime.source.streams, candidates),
-      replay: true,
-      changeLogDays: 0,
-      logger,
-    });
+    // In cluster mode the release runs the flow: it holds the flow's lease like any run.
+    run = await withFlowLease(runtime, name, (signal) =>
+      runFlow({
+        ...flowRunOptions(flow, runtime),
+        source: new QuarantinedRecordSource(runtime.source.system, runtime.source.streams, candidates),
+        replay: true,
+        changeLogDays: 0,
+        logger,
+        ...(signal ? { signal } : {}),
+      }),
+    );
     const again = new Map<string, string>();
     if (run.status === 'succeeded') {
       const fresh = await store.listQuarantine({

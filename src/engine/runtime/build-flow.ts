@@ -7,6 +7,7 @@ import { FhirClient } from '../../adapters/epic-fhir/fhir-client.ts';
 import { FhirSearchSource } from '../../adapters/epic-fhir/fhir-source.ts';
 import { BackendServicesAuth } from '../../adapters/epic-fhir/smart-auth.ts';
 import { createRetryPolicy } from '../../adapters/http/retry-policy.ts';
+import { EventBus } from '../../adapters/nats-bus/event-bus.ts';
 import { CrmAuth } from '../../adapters/veeva-crm/crm-auth.ts';
 import { VeevaTarget } from '../../adapters/veeva-crm/veeva-target.ts';
 import { SluiceError } from '../../core/errors/index.ts';
@@ -19,11 +20,15 @@ import { createDeliveryGate, type DeliveryGate } from '../../delivery/flow-contr
 import { DEFAULT_THROTTLE_POLICY } from '../../delivery/flow-control/policy.ts';
 import { createCheckpointSigner } from '../audit/checkpoint.ts';
 import { AuditLog } from '../audit/index.ts';
+import { PostgresAuditStore } from '../audit/pg-audit-store.ts';
+import { BusSource } from '../bus/bus-source.ts';
 import type { ResolvedFlow } from '../config/load-flow.ts';
 import { CONSENT_STREAM, ConsentGate } from '../consent/consent-gate.ts';
 import type { BatchSealing } from '../pipeline/deliver.ts';
 import type { RecordStageContext } from '../pipeline/record-stages.ts';
 import type { RunFlowOptions } from '../pipeline/run-flow.ts';
+import { type LeaseAttempt, tryFlowLease } from '../store/pg-lease.ts';
+import { PostgresStateStore } from '../store/pg-store.ts';
 import { SqliteStateStore } from '../store/sqlite-store.ts';
 import type { StateStore } from '../store/state-store.ts';
 
@@ -53,6 +58,16 @@ export interface FlowRuntime {
     readonly onItemFailure: 'quarantine-item' | 'reject-batch';
     readonly onRevoke: 'delete' | 'ignore';
   };
+  /**
+   * Cluster mode (`state.postgres`): tries to take the flow's lease, which a process must hold while it
+   * runs the flow (see `withFlowLease`), or another of its leases by name (`flow@ingest`). Absent for the embedded store (one machine, one state file).
+   */
+  readonly lease?: (name?: string) => Promise<LeaseAttempt>;
+  /**
+   * With an event bus (`bus.nats`): the bus, and the EHR source `sluice ingest` reads into it (`source`
+   * above then reads the bus).
+   */
+  readonly bus?: { readonly events: EventBus; readonly ehr: Source };
   close(): Promise<void>;
 }
 
@@ -76,12 +91,19 @@ export async function openFlowAudit(
     options.readOnly || flow.auditSigningKey === undefined
       ? undefined
       : await createCheckpointSigner(flow.auditSigningKey);
+  const postgres = flow.file.state.postgres;
+  const store = postgres
+    ? await PostgresAuditStore.open({ url: postgres.url, schema: postgres.schema, log: flow.file.flow })
+    : auditDbPath(flow);
   return AuditLog.open({
-    store: auditDbPath(flow),
+    store,
+    ...(typeof store === 'string' ? {} : { ownsStore: true }),
     ...(signer ? { signer } : {}),
     ...(flow.auditVerifyKeys ? { jwks: { keys: [...flow.auditVerifyKeys.keys] } } : {}),
     checkpointEvery: flow.file.audit.checkpointEvery,
-    ...(options.readOnly ? {} : { backgroundCheckpoints: true, appendThread: true }),
+    ...(options.readOnly || typeof store !== 'string'
+      ? {}
+      : { backgroundCheckpoints: true, appendThread: true }),
   });
 }
 
@@ -90,15 +112,26 @@ export function stateDbPath(flow: ResolvedFlow): string {
   return join(flow.stateDir, `${flow.file.flow}.sqlite`);
 }
 
-/** Opens the flow's state store, sealing and opening record copies under its `state.encryption` key. */
-export function openFlowState(
+/**
+ * Opens the flow's state store — its SQLite file, or PostgreSQL in cluster mode (`state.postgres`) —
+ * sealing and opening record copies under its `state.encryption` key. The SQLite options (background
+ * checkpoints, a commit thread) do not apply to PostgreSQL.
+ */
+export async function openFlowState(
   flow: ResolvedFlow,
   options: { backgroundCheckpoints?: boolean; commitThread?: boolean } = {},
-): SqliteStateStore {
-  return SqliteStateStore.open(stateDbPath(flow), {
-    ...options,
-    ...(flow.payloadKey ? { payloadKey: flow.payloadKey } : {}),
-  });
+): Promise<StateStore> {
+  const key = flow.payloadKey ? { payloadKey: flow.payloadKey } : {};
+  const postgres = flow.file.state.postgres;
+  if (postgres) {
+    return PostgresStateStore.open({
+      url: postgres.url,
+      schema: postgres.schema,
+      poolSize: postgres.poolSize,
+      ...key,
+    });
+  }
+  return SqliteStateStore.open(stateDbPath(flow), { ...options, ...key });
 }
 
 /** Composition root: adapters, store and stage context for a resolved flow. */
@@ -140,7 +173,7 @@ export async function buildFlowRuntime(
     pageSize: src.pageSize,
     serverTimeCheckpoints: src.serverTimeCheckpoints,
   });
-  const source: Source =
+  const ehr: Source =
     src.mode === 'bulk'
       ? new BulkExportSource({
           system: src.system as SystemName,
@@ -161,6 +194,36 @@ export async function buildFlowRuntime(
           exportsAhead: src.bulk.exportsAhead,
         })
       : search;
+
+  // With a bus, the pipeline reads the change events `sluice ingest` published from the EHR; records
+  // read by id (consent changes, repair) still come from the EHR.
+  const busConfig = flow.file.bus?.nats;
+  let events: EventBus | undefined;
+  if (busConfig) {
+    if (flow.payloadKey === undefined) {
+      throw new SluiceError(
+        'CFG_FLOW_INVALID',
+        'An event bus needs state.encryption: its events are sealed under it.',
+      );
+    }
+    events = await EventBus.open({
+      url: busConfig.url,
+      flow: flow.file.flow,
+      ...(busConfig.stream === undefined ? {} : { stream: busConfig.stream }),
+      maxAgeDays: busConfig.maxAgeDays,
+      replicas: busConfig.replicas,
+    });
+  }
+  const source: Source = events
+    ? new BusSource({
+        system: src.system as SystemName,
+        streams,
+        bus: events,
+        key: flow.payloadKey as NonNullable<typeof flow.payloadKey>,
+        pageSize: src.pageSize,
+        fetcher: search,
+      })
+    : ehr;
 
   // One gate per target endpoint; its breaker state lives beside the flow state, so a restart
   // does not hammer a target that was failing.
@@ -183,12 +246,31 @@ export async function buildFlowRuntime(
     timeoutMs: tgt.timeoutSeconds * 1000,
   });
 
-  const store = options.store ?? openFlowState(flow, { backgroundCheckpoints: true, commitThread: true });
-  const audit = await openFlowAudit(flow);
+  let store: StateStore | undefined;
+  let audit: AuditLog;
+  try {
+    store = options.store ?? (await openFlowState(flow, { backgroundCheckpoints: true, commitThread: true }));
+    audit = await openFlowAudit(flow);
+  } catch (err) {
+    gate.close();
+    breakerStore.close();
+    if (options.store === undefined) await store?.close();
+    await events?.close();
+    throw err;
+  }
+  const state = store;
+  const postgres = flow.file.state.postgres;
   return {
+    ...(postgres
+      ? {
+          lease: (name = flow.file.flow) =>
+            tryFlowLease({ url: postgres.url, schema: postgres.schema, flow: name }),
+        }
+      : {}),
     source,
     target,
-    store,
+    store: state,
+    ...(events ? { bus: { events, ehr } } : {}),
     maxBatch: stages.batch.maxRecords,
     consentSource: search,
     sealing: {
@@ -252,7 +334,8 @@ export async function buildFlowRuntime(
       gate.close();
       breakerStore.close();
       await audit.close();
-      await store.close();
+      await state.close();
+      await events?.close();
     },
   };
 }

@@ -4,7 +4,6 @@ import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { SluiceError } from '../../core/errors/index.ts';
 import { utcInstant } from '../../core/fhir/instant.ts';
-import { buildProvenance, type ProvenanceFacts } from '../../core/fhir/provenance.ts';
 import { checkpointInBackground, deferAutocheckpoint } from './background-checkpoints.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
 import { openPayload, type PayloadKey, sealPayload } from './payload-cipher.ts';
@@ -21,38 +20,36 @@ import type {
   QuarantineFilter,
   QuarantineStatus,
   RefusedRemoval,
-  RemovalCause,
   RunRecord,
   SeenVersion,
   StateStore,
   StoredConsent,
 } from './state-store.ts';
+import {
+  changeLogAad,
+  provenanceResource,
+  provenanceRow,
+  QUARANTINE_COLUMNS,
+  quarantineAad,
+  quarantineConditions,
+  toBatch,
+  toCheckpoint,
+  toLedger,
+  toQuarantine,
+  toRefusedRemoval,
+  toRun,
+} from './store-rows.ts';
 import { WriterThread } from './writer-thread.ts';
 
 type Row = Record<string, SQLInputValue>;
 
-/** A provenance row's facts; flow, entity, run and time are its columns. */
-type StoredFacts = Omit<ProvenanceFacts, 'flow' | 'entity' | 'runId' | 'recorded'>;
-
 /** The WHERE clause of a quarantine selection (empty when nothing is selected), with its arguments. */
 function quarantineWhere(filter: Omit<QuarantineFilter, 'limit'>): { where: string; args: SQLInputValue[] } {
-  const columns = {
-    flow: 'flow',
-    status: 'status',
-    code: 'code',
-    stream: 'stream',
-    sourceRef: 'source_ref',
-    runId: 'run_id',
-  } as const;
-  const where: string[] = [];
-  const args: SQLInputValue[] = [];
-  for (const [key, column] of Object.entries(columns)) {
-    const value = filter[key as keyof typeof columns];
-    if (value === undefined) continue;
-    where.push(`${column} = ?`);
-    args.push(value);
-  }
-  return { where: where.length ? `WHERE ${where.join(' AND ')}` : '', args };
+  const conditions = quarantineConditions(filter);
+  return {
+    where: conditions.length ? `WHERE ${conditions.map((c) => `${c.column} = ?`).join(' AND ')}` : '',
+    args: conditions.map((c) => c.value),
+  };
 }
 
 const DROP_REFUSED_REMOVAL = 'DELETE FROM refused_removals WHERE flow = ? AND object = ? AND external_id = ?';
@@ -220,7 +217,7 @@ export class SqliteStateStore implements StateStore {
     // By the source index, named: without statistics the planner prefers scanning the flow's whole
     // primary key, which already has the order wanted (milliseconds per call at 30,000 rows).
     const rows = this.#statement(
-      'SELECT * FROM ledger INDEXED BY ledger_source WHERE flow = ? AND source_ref = ? ORDER BY object DESC',
+      'SELECT * FROM ledger INDEXED BY ledger_source WHERE flow = ? AND source_ref = ? ORDER BY object DESC, external_id',
     ).all(flow, sourceRef) as Row[];
     return rows.map(toLedger);
   }
@@ -245,7 +242,7 @@ export class SqliteStateStore implements StateStore {
 
   async withheldRefsOf(flow: string, stream: string, subjects: readonly string[]): Promise<string[]> {
     const select = this.#statement(
-      "SELECT ref FROM source_versions WHERE flow = ? AND stream = ? AND subject = ? AND outcome = 'withheld'",
+      "SELECT ref FROM source_versions WHERE flow = ? AND stream = ? AND subject = ? AND outcome = 'withheld' ORDER BY ref",
     );
     return this.snapshot(() =>
       subjects.flatMap((s) => (select.all(flow, stream, s) as Row[]).map((r) => String(r.ref))),
@@ -254,7 +251,7 @@ export class SqliteStateStore implements StateStore {
 
   async refsOfSubjects(flow: string, stream: string, subjects: readonly string[]): Promise<string[]> {
     const select = this.#statement(
-      'SELECT ref FROM source_versions WHERE flow = ? AND stream = ? AND subject = ?',
+      'SELECT ref FROM source_versions WHERE flow = ? AND stream = ? AND subject = ? ORDER BY ref',
     );
     return this.snapshot(() =>
       subjects.flatMap((s) => (select.all(flow, stream, s) as Row[]).map((r) => String(r.ref))),
@@ -297,7 +294,7 @@ export class SqliteStateStore implements StateStore {
 
   async listConsents(flow: string): Promise<StoredConsent[]> {
     const rows = this.#db
-      .prepare('SELECT consent_key, subject, state FROM consent_states WHERE flow = ?')
+      .prepare('SELECT consent_key, subject, state FROM consent_states WHERE flow = ? ORDER BY consent_key')
       .all(flow) as Row[];
     return rows.map((r) => ({
       key: String(r.consent_key),
@@ -339,17 +336,7 @@ export class SqliteStateStore implements StateStore {
           WHERE flow = ? AND entity = ?
         ORDER BY recorded_at, form, n`)
       .all(flow, entity, flow, entity) as Row[];
-    return rows.map((r) => {
-      const body = JSON.parse(String(r.body)) as Record<string, unknown>;
-      if (Number(r.form) === 0) return body;
-      return buildProvenance({
-        ...(body as unknown as StoredFacts),
-        flow,
-        entity,
-        runId: String(r.run_id),
-        recorded: String(r.recorded_at),
-      });
-    });
+    return rows.map((r) => provenanceResource(flow, entity, r));
   }
 
   async getBatch(batchId: string): Promise<BatchManifest | undefined> {
@@ -488,6 +475,7 @@ export class SqliteStateStore implements StateStore {
       ) {
         if (flow === undefined || stream === undefined) throw new Error('commitPage needs flow and stream');
       }
+      if (commit.keptTargets?.length && flow === undefined) throw new Error('commitPage needs flow');
       for (const c of commit.consents ?? [])
         upsertConsent.run(flow as string, c.key, c.subject, c.state, createdAt);
       for (const d of commit.ledgerDeletes ?? []) deleteLedger.run(flow as string, d.object, d.externalId);
@@ -521,8 +509,8 @@ export class SqliteStateStore implements StateStore {
         );
       }
       for (const p of commit.provenance ?? []) {
-        const { flow: pf, entity, runId, recorded, ...facts } = p;
-        insertProvenance.run(pf, entity, runId, recorded, JSON.stringify(facts satisfies StoredFacts));
+        const row = provenanceRow(p);
+        insertProvenance.run(row.flow, row.entity, row.runId, row.recorded, row.facts);
       }
       for (const b of commit.batches ?? []) {
         insertBatch.run(
@@ -608,21 +596,7 @@ export class SqliteStateStore implements StateStore {
         `SELECT * FROM refused_removals WHERE ${where.join(' AND ')} ORDER BY first_refused_at, object, external_id LIMIT ?`,
       )
       .all(...args, options.limit ?? 10_000) as Row[];
-    return rows.map((r) => ({
-      flow: String(r.flow),
-      object: String(r.object),
-      externalId: String(r.external_id),
-      targetId: String(r.target_id),
-      sourceRef: String(r.source_ref),
-      cause: String(r.cause) as RemovalCause,
-      ...(r.because == null ? {} : { because: String(r.because) }),
-      codes: JSON.parse(String(r.codes)) as string[],
-      runId: String(r.run_id),
-      firstRefusedAt: String(r.first_refused_at),
-      lastAttemptAt: String(r.last_attempt_at),
-      attempts: Number(r.attempts),
-      nextAttemptAt: String(r.next_attempt_at),
-    }));
+    return rows.map(toRefusedRemoval);
   }
 
   async countRefusedRemovals(flow: string): Promise<{ readonly count: number; readonly oldest?: string }> {
@@ -778,16 +752,9 @@ export class SqliteStateStore implements StateStore {
 
   async listRuns(flow: string, limit = 20): Promise<RunRecord[]> {
     const rows = this.#db
-      .prepare('SELECT * FROM runs WHERE flow = ? ORDER BY started_at DESC LIMIT ?')
+      .prepare('SELECT * FROM runs WHERE flow = ? ORDER BY started_at DESC, rowid DESC LIMIT ?')
       .all(flow, limit) as Row[];
-    return rows.map((r) => ({
-      runId: String(r.run_id),
-      flow: String(r.flow),
-      startedAt: String(r.started_at),
-      ...(r.finished_at == null ? {} : { finishedAt: String(r.finished_at) }),
-      status: String(r.status) as RunRecord['status'],
-      ...(r.summary == null ? {} : { summary: String(r.summary) }),
-    }));
+    return rows.map(toRun);
   }
 
   #seal(payload: string, aad: string): string {
@@ -830,76 +797,4 @@ function migrate(db: DatabaseSync, path: string): void {
       );
     }
   }
-}
-
-function toBatch(r: Row): BatchManifest {
-  return {
-    batchId: String(r.batch_id),
-    flow: String(r.flow),
-    runId: String(r.run_id),
-    object: String(r.object),
-    createdAt: String(r.created_at),
-    purpose: String(r.purpose),
-    policyVersion: String(r.policy_version),
-    recordCount: Number(r.record_count),
-    envelope: String(r.envelope),
-    ...(r.jws == null ? {} : { jws: String(r.jws) }),
-    ...(r.batch_key == null ? {} : { batchKey: String(r.batch_key) }),
-    results: JSON.parse(String(r.results)) as Record<string, number>,
-  };
-}
-
-function toCheckpoint(r: Row): Checkpoint {
-  return {
-    flow: String(r.flow),
-    stream: String(r.stream),
-    position: String(r.position),
-    definitionHash: String(r.definition_hash),
-    environment: String(r.environment ?? ''),
-    runId: String(r.run_id),
-    updatedAt: String(r.updated_at),
-  };
-}
-
-function toLedger(r: Row): LedgerEntry {
-  return {
-    flow: String(r.flow),
-    object: String(r.object),
-    externalId: String(r.external_id),
-    payloadHash: String(r.payload_hash),
-    targetId: String(r.target_id),
-    sourceRef: String(r.source_ref),
-    mappingVersion: String(r.mapping_version),
-    runId: String(r.run_id),
-    deliveredAt: String(r.delivered_at),
-  };
-}
-
-/** A quarantine row without the record (which only `readQuarantinePayload` opens). */
-const QUARANTINE_COLUMNS =
-  "id, flow, run_id, stream, stage, code, issues, origin, source_ref, policy_version, created_at, status, closed_at, payload_sha256, payload <> '' AS payload_kept";
-
-/** What a sealed payload is bound to: its table, flow and row. */
-const quarantineAad = (flow: string, id: string): string => `quarantine\u0000${flow}\u0000${id}`;
-const changeLogAad = (flow: string, stream: string, ref: string, versionKey: string): string =>
-  `change_log\u0000${flow}\u0000${stream}\u0000${ref}\u0000${versionKey}`;
-
-function toQuarantine(r: Row): QuarantineEntry {
-  return {
-    id: String(r.id),
-    flow: String(r.flow),
-    runId: String(r.run_id),
-    stream: String(r.stream),
-    stage: String(r.stage) as QuarantineEntry['stage'],
-    code: String(r.code),
-    issues: JSON.parse(String(r.issues)) as QuarantineEntry['issues'],
-    origin: String(r.origin),
-    ...(r.source_ref == null ? {} : { sourceRef: String(r.source_ref) }),
-    ...(r.policy_version == null ? {} : { policyVersion: String(r.policy_version) }),
-    createdAt: String(r.created_at),
-    status: String(r.status) as QuarantineStatus,
-    ...(r.closed_at == null ? {} : { closedAt: String(r.closed_at) }),
-    ...(r.payload_sha256 == null ? {} : { payloadSha256: String(r.payload_sha256) }),
-    payloadKept: Number(r.payload_kept) === 1,
-  };
 }

@@ -1,0 +1,219 @@
+import { randomBytes } from 'node:crypto';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { afterAll, describe, expect, it } from 'vitest';
+import { EventBus } from '../../adapters/nats-bus/event-bus.ts';
+import { syntheaPatients } from '../../core/matrix/testing.ts';
+import type { SystemName } from '../../core/model/ids.ts';
+import type { SourcePage, SourceRecord } from '../../core/ports/source.ts';
+import { deleteStreams, NATS_SKIP, TEST_NATS_URL, testStream } from '../../testkit/nats.ts';
+import { payloadKey } from '../store/payload-cipher.ts';
+import { BusSource } from './bus-source.ts';
+import { deletionEvent, openEvent, recordEvent } from './events.ts';
+import { nextPosition } from './ingest.ts';
+
+const key = payloadKey(randomBytes(32), 'k1');
+const patients = (await syntheaPatients()).slice(0, 5);
+const record = (resource: unknown, stream = 'Patient'): SourceRecord => ({
+  stream,
+  resource,
+  origin: 'GET /Patient page 1',
+});
+const stored = (seq: number, e: { headers: Record<string, string>; data: string; id: string }) => ({
+  seq,
+  storedAt: '2026-12-07T00:00:00.000Z',
+  headers: { ...e.headers, 'Nats-Msg-Id': e.id },
+  data: e.data,
+});
+
+describe('change events', () => {
+  it('seal a record and where it was read, and name it by a keyed hash of record and version', () => {
+    const patient = patients[0];
+    const event = recordEvent(key, 'f', record(patient));
+    expect(event.data.startsWith('sluice-enc1:k1:')).toBe(true);
+    expect(JSON.stringify(event)).not.toContain((patient as { id: string }).id);
+    // The same version, the same id (the bus stores it once); another version, another id.
+    expect(recordEvent(key, 'f', record(patient)).id).toBe(event.id);
+    const edited = { ...(patient as object), meta: { versionId: '9', lastUpdated: '2026-12-01T00:00:00Z' } };
+    expect(recordEvent(key, 'f', record(edited)).id).not.toBe(event.id);
+    // Another key names it otherwise: ids say nothing to whoever lacks the key.
+    expect(recordEvent(payloadKey(randomBytes(32), 'k2'), 'f', record(patient)).id).not.toBe(event.id);
+    const opened = openEvent(key, 'f', 'Patient', 'S', stored(7, event));
+    expect(opened).toEqual({
+      kind: 'record',
+      record: { stream: 'Patient', resource: patient, origin: 'GET /Patient page 1 via bus S #7' },
+    });
+  });
+
+  it('do not open moved, altered, unsealed or foreign events: those become records to quarantine', () => {
+    const event = recordEvent(key, 'f', record(patients[0]));
+    const untrusted = (e: ReturnType<typeof stored>, flow = 'f', stream = 'Patient') => {
+      const opened = openEvent(key, flow, stream, 'S', e);
+      expect(opened.kind).toBe('record');
+      if (opened.kind !== 'record') return '';
+      expect(opened.record.resource).toBe(e.data);
+      return opened.record.origin;
+    };
+    // Moved to another subject or flow: bound to them.
+    expect(untrusted(stored(1, event), 'f', 'Practitioner')).toBe('bus S #1 (STATE_PAYLOAD_TAMPERED)');
+    expect(untrusted(stored(1, event), 'g')).toContain('STATE_PAYLOAD_TAMPERED');
+    // Altered.
+    const flipped = `${event.data.slice(0, -3)}${event.data.endsWith('A') ? 'B' : 'A'}${event.data.slice(-2)}`;
+    expect(untrusted({ ...stored(2, event), data: flipped })).toContain('STATE_PAYLOAD_TAMPERED');
+    // Sealed under a key the flow does not have.
+    const foreign = recordEvent(payloadKey(randomBytes(32), 'k9'), 'f', record(patients[0]));
+    expect(untrusted(stored(3, foreign))).toContain('STATE_PAYLOAD_KEY_MISMATCH');
+    // Plain JSON, with or without the headers.
+    const plain = JSON.stringify(patients[0]);
+    expect(untrusted({ ...stored(4, event), data: plain })).toContain('not sealed under the flow key');
+    const bare = {
+      seq: 5,
+      storedAt: '2026-12-07T00:00:00.000Z',
+      headers: { 'Nats-Msg-Id': 'x' },
+      data: plain,
+    };
+    expect(untrusted(bare)).toContain('not a Sluice change event');
+  });
+
+  it('carry a deletion the source reported', () => {
+    const deletion = {
+      resourceType: 'Patient',
+      id: 'p1',
+      at: '2026-12-01T00:00:00Z',
+      origin: 'bulk manifest',
+    };
+    const event = deletionEvent(key, 'f', 'Patient', deletion);
+    expect(openEvent(key, 'f', 'Patient', 'S', stored(3, event))).toEqual({
+      kind: 'deletion',
+      deletion: { ...deletion, origin: 'bulk manifest via bus S #3' },
+    });
+  });
+});
+
+describe('the ingest checkpoint of a page', () => {
+  const page = (stamps: (string | undefined)[], checkpoint?: string): SourcePage => ({
+    records: stamps.map((s) =>
+      record({ resourceType: 'Patient', id: 'x', ...(s ? { meta: { lastUpdated: s } } : {}) }),
+    ),
+    ...(checkpoint ? { checkpoint } : {}),
+  });
+  const latest = Date.parse('2026-12-07T00:05:00Z');
+
+  it('is the newest stamp or source position, as UTC, never one beyond the clock-skew allowance', () => {
+    expect(nextPosition(page(['2026-12-07T01:00:00+02:00', '2026-12-06T22:30:00Z']), false, latest)).toBe(
+      '2026-12-06T23:00:00.000Z',
+    );
+    expect(nextPosition(page(['2026-12-06T10:00:00Z'], '2026-12-07T00:00:00Z'), false, latest)).toBe(
+      '2026-12-07T00:00:00.000Z',
+    );
+    // A stamp from the future is clock skew: published, never a checkpoint.
+    expect(nextPosition(page(['2027-01-01T00:00:00Z', '2026-12-06T10:00:00Z']), false, latest)).toBe(
+      '2026-12-06T10:00:00.000Z',
+    );
+    expect(nextPosition(page([undefined, 'not a time']), false, latest)).toBeUndefined();
+    // A bulk export: only its transaction time moves it.
+    expect(nextPosition(page(['2026-12-06T10:00:00Z'], '2026-12-05T00:00:00Z'), true, latest)).toBe(
+      '2026-12-05T00:00:00Z',
+    );
+  });
+});
+
+describe.skipIf(NATS_SKIP !== undefined)('the bus source (NATS JetStream)', () => {
+  const streams: string[] = [];
+  afterAll(() => deleteStreams(streams));
+  const open = async (stream: string) => {
+    streams.push(stream);
+    return EventBus.open({ url: TEST_NATS_URL, flow: 'bus-test', stream, maxAgeDays: 1, replicas: 1 });
+  };
+
+  it('reads each type in order from a checkpoint, stores a repeated event once, and carries deletions', async () => {
+    const bus = await open(testStream());
+    try {
+      const first = patients.slice(0, 3).map((p) => recordEvent(key, 'bus-test', record(p)));
+      expect(await bus.publish('Patient', first)).toEqual({ stored: 3, duplicates: 0 });
+      expect(await bus.publish('Patient', first.slice(0, 1))).toEqual({ stored: 0, duplicates: 1 });
+      await bus.publish('Practitioner', [
+        recordEvent(key, 'bus-test', record({ resourceType: 'Practitioner', id: 'd1' }, 'Practitioner')),
+      ]);
+      const source = new BusSource({
+        system: 'epic' as SystemName,
+        streams: ['Patient', 'Practitioner'],
+        bus,
+        key,
+        pageSize: 2,
+        fetcher: {},
+      });
+      const read = async (stream: string, since?: string) => {
+        const pages: SourcePage[] = [];
+        for await (const p of source.read(stream, since, new AbortController().signal)) pages.push(p);
+        return pages;
+      };
+      const pages = await read('Patient');
+      expect(pages.map((p) => p.records.length)).toEqual([2, 1]);
+      expect(pages.flatMap((p) => p.records.map((r) => (r.resource as { id: string }).id))).toEqual(
+        patients.slice(0, 3).map((p) => (p as { id: string }).id),
+      );
+      expect(source.explicitCheckpoints).toBe(true);
+      const checkpoint = pages.at(-1)?.checkpoint as string;
+      expect(Date.parse(checkpoint)).not.toBeNaN();
+      expect((await read('Practitioner')).flatMap((p) => p.records)).toHaveLength(1);
+
+      // From the checkpoint: at most the events of that instant again, then what came after.
+      await bus.publish('Patient', [
+        recordEvent(key, 'bus-test', record(patients[3])),
+        deletionEvent(key, 'bus-test', 'Patient', {
+          resourceType: 'Patient',
+          id: 'gone',
+          origin: 'manifest',
+        }),
+      ]);
+      const later = await read('Patient', checkpoint);
+      const ids = later.flatMap((p) => p.records.map((r) => (r.resource as { id: string }).id));
+      expect(ids.at(-1)).toBe((patients[3] as { id: string }).id);
+      const earlier = patients.slice(0, 3).map((p) => (p as { id: string }).id);
+      expect(ids.slice(0, -1).every((id) => earlier.includes(id))).toBe(true);
+      expect(later.flatMap((p) => p.deletions ?? []).map((d) => d.id)).toEqual(['gone']);
+      // Nothing after the last event: no page, and no wait.
+      const lastCheckpoint = later.at(-1)?.checkpoint as string;
+      const future = new Date(Date.parse(lastCheckpoint) + 60_000).toISOString();
+      const started = Date.now();
+      expect(await read('Patient', future)).toEqual([]);
+      expect(Date.now() - started).toBeLessThan(1000);
+    } finally {
+      await bus.close();
+    }
+  });
+
+  it('refuses a stream of the same name that holds other subjects', async () => {
+    // A stream made by something else under that name.
+    const name = testStream();
+    streams.push(name);
+    const nc = await connect({ servers: TEST_NATS_URL });
+    try {
+      await (await jetstreamManager(nc)).streams.add({ name, subjects: [`elsewhere.${name}`] });
+    } finally {
+      await nc.close();
+    }
+    const err = await EventBus.open({
+      url: TEST_NATS_URL,
+      flow: 'other-flow',
+      stream: name,
+      maxAgeDays: 1,
+      replicas: 1,
+    }).catch((e: unknown) => e);
+    expect((err as { code?: string }).code).toBe('BUS_STREAM_MISMATCH');
+  });
+
+  it('reports an unreachable bus by its servers, without credentials', async () => {
+    const err = await EventBus.open({
+      url: 'nats://sluice:s3cret@127.0.0.1:1',
+      flow: 'f',
+      maxAgeDays: 1,
+      replicas: 1,
+    }).catch((e: unknown) => e);
+    expect((err as { code?: string }).code).toBe('BUS_UNAVAILABLE');
+    expect(
+      JSON.stringify({ m: (err as Error).message, d: (err as { details?: unknown }).details }),
+    ).not.toContain('s3cret');
+  });
+});

@@ -1,0 +1,207 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Organization } from '@medplum/fhirtypes';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { headers } from '@nats-io/nats-core';
+import { connect } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CrmSandbox, startCrmSandbox } from '../../src/sandbox/crm/index.ts';
+import { type EhrSandbox, startEhrSandbox } from '../../src/sandbox/ehr/index.ts';
+import { SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
+import { exampleFlowText, sandboxEnv } from '../../src/testkit/example-flow.ts';
+import { deleteStreams, NATS_SKIP, TEST_NATS_URL, testStream } from '../../src/testkit/nats.ts';
+import { lastJson, runSluice } from '../../src/testkit/sluice-process.ts';
+import { patientPhi } from './phi-scan.ts';
+
+// The event bus as operators run it: `sluice ingest` reads the EHR into NATS JetStream, `sluice run`
+// reads the events into the CRM — against the sandboxes seeded with the bundled sample and a real
+// NATS server. The same flow without a bus, into a second CRM, is the reference.
+
+/** Every event the stream holds, as stored: its headers and its body. */
+async function storedEvents(stream: string): Promise<{ headers: string; body: string }[]> {
+  const nc = await connect({ servers: TEST_NATS_URL });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info(stream);
+    const out: { headers: string; body: string }[] = [];
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+      const m = await jsm.streams.getMessage(stream, { seq });
+      if (!m) continue;
+      const headers = [...(m.header ?? [])].map(([name]) => `${name}: ${m.header.get(name)}`).join('\n');
+      out.push({ headers: `${m.subject}\n${headers}`, body: m.string() });
+    }
+    return out;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** What a CRM holds, without the ids and times it gave: comparable across two sandboxes. */
+function holdings(crm: CrmSandbox): string[] {
+  return crm
+    .records()
+    .map((r) => {
+      const {
+        Id: _id,
+        CreatedDate: _c,
+        LastModifiedDate: _m,
+        SystemModstamp: _s,
+        attributes: _a,
+        ...rest
+      } = r;
+      return JSON.stringify(Object.entries(rest).sort(([a], [b]) => a.localeCompare(b)));
+    })
+    .sort();
+}
+
+describe.skipIf(NATS_SKIP !== undefined)('the event bus (bus.nats)', () => {
+  const stream = testStream();
+  let ehr: EhrSandbox;
+  let crm: CrmSandbox;
+  let reference: CrmSandbox;
+  let dir: string;
+  let flowFile: string;
+  let env: Record<string, string>;
+  beforeAll(async () => {
+    ehr = await startEhrSandbox({ seed: [SAMPLE_DATA_DIR] });
+    crm = await startCrmSandbox();
+    reference = await startCrmSandbox();
+    dir = mkdtempSync(join(tmpdir(), 'sluice-bus-'));
+    const text = exampleFlowText();
+    flowFile = join(dir, 'bus.yaml');
+    writeFileSync(
+      flowFile,
+      text.replace(
+        /^state:\n/m,
+        'state:\n  encryption:\n    key: ${SLUICE_STATE_KEY}\n    keyId: bus-test\n',
+      ) + `\nbus:\n  nats:\n    url: \${SLUICE_NATS_URL}\n    stream: ${stream}\n`,
+    );
+    writeFileSync(join(dir, 'direct.yaml'), text);
+    env = {
+      ...sandboxEnv(dir, { ehr: ehr.url, crm: crm.url }),
+      SLUICE_NATS_URL: TEST_NATS_URL,
+      SLUICE_STATE_KEY: randomBytes(32).toString('base64'),
+    };
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all([ehr?.close(), crm?.close(), reference?.close()]);
+    await deleteStreams([stream]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reads the EHR into the bus while the CRM is down, sealed, and sends what a direct run sends', async () => {
+    // Nothing ingested yet: the run reads an empty bus and sends nothing.
+    const empty = await runSluice(['run', flowFile, '--once', '--json', '--no-progress'], env);
+    expect(empty.code, empty.stderr).toBe(0);
+    expect(lastJson(empty.stdout)).toMatchObject({ read: 0, delivered: 0 });
+
+    // The CRM is unreachable: reading the EHR does not need it.
+    const ingest = await runSluice(['ingest', flowFile, '--once', '--json'], {
+      ...env,
+      SLUICE_CRM_URL: 'http://127.0.0.1:1',
+    });
+    expect(ingest.code, ingest.stderr).toBe(0);
+    const ingested = lastJson(ingest.stdout) as { read: number; published: number; byStream: object };
+    expect(ingested.read).toBeGreaterThan(0);
+    expect(ingested.published).toBe(ingested.read);
+    expect(Object.keys(ingested.byStream)).toEqual(['Consent', 'Organization', 'Practitioner', 'Patient']);
+    expect(crm.records()).toHaveLength(0);
+
+    // What the bus holds names no patient: every body is ciphertext under the flow key and nothing
+    // else (record and origin sealed), and the headers carry a kind and a keyed-hash id only.
+    const events = await storedEvents(stream);
+    expect(events).toHaveLength(ingested.published);
+    const phi = await patientPhi([SAMPLE_DATA_DIR]);
+    expect(phi.length).toBeGreaterThan(0);
+    for (const event of events) {
+      expect(event.body).toMatch(/^sluice-enc1:bus-test:[A-Za-z0-9_-]+$/);
+      expect(event.headers).toMatch(
+        new RegExp(`^${stream}\\.\\w+\\nSluice-Event: (record|deletion)\\nNats-Msg-Id: [A-Za-z0-9_-]{43}$`),
+      );
+      for (const patient of phi)
+        for (const { category, value } of patient.values)
+          expect(event.headers, `${category} of ${patient.ref}`).not.toContain(value);
+    }
+
+    const run = await runSluice(['run', flowFile, '--once', '--json', '--no-progress'], env);
+    expect(run.code, run.stderr).toBe(0);
+    const summary = lastJson(run.stdout);
+    expect(Number(summary.delivered)).toBeGreaterThan(0);
+    expect(summary.delivered).toBe(crm.records().length);
+
+    // The same flow reading the EHR itself, into another CRM: the same records, field for field.
+    const direct = await runSluice(['run', join(dir, 'direct.yaml'), '--once', '--json', '--no-progress'], {
+      ...env,
+      SLUICE_CRM_URL: reference.url,
+      SLUICE_STATE_DIR: join(dir, 'direct-state'),
+    });
+    expect(direct.code, direct.stderr).toBe(0);
+    const reference_ = lastJson(direct.stdout);
+    for (const key of ['read', 'delivered', 'withheld', 'quarantined'])
+      expect(summary[key], key).toBe(reference_[key]);
+    expect(holdings(crm)).toEqual(holdings(reference));
+  }, 120_000);
+
+  it('carries a change once, repeats nothing, and quarantines an event it cannot open', async () => {
+    const again = await runSluice(['ingest', flowFile, '--once', '--json'], env);
+    expect(again.code, again.stderr).toBe(0);
+    expect(lastJson(again.stdout)).toMatchObject({ published: 0, idle: true });
+
+    const [id] = ehr.repo.recordedIds('Organization') as [string];
+    const org = await ehr.repo.readResource<Organization>('Organization', id);
+    await ehr.repo.updateResource<Organization>({ ...org, name: 'Bus Carried Renamed' });
+    const change = await runSluice(['ingest', flowFile, '--once', '--json'], env);
+    expect(lastJson(change.stdout)).toMatchObject({ published: 1 });
+
+    // Someone without the key publishes an Organization on the flow's subject: not trusted…
+    const nc = await connect({ servers: TEST_NATS_URL });
+    try {
+      const js = jetstream(nc);
+      const forged = JSON.stringify({ resourceType: 'Organization', id: 'forged', name: 'Forged Org' });
+      await js.publish(`${stream}.Organization`, forged);
+      // …and one dressed as a Sluice event, unsealed.
+      const h = headers();
+      h.set('Sluice-Event', 'record');
+      await js.publish(`${stream}.Organization`, forged, { headers: h, msgID: 'forged' });
+    } finally {
+      await nc.close();
+    }
+
+    const before = crm.records().length;
+    const run = await runSluice(['run', flowFile, '--once', '--json', '--no-progress'], env);
+    expect(run.code, run.stderr).toBe(0);
+    const summary = lastJson(run.stdout);
+    expect(summary).toMatchObject({ created: 0, quarantineReasons: { REC_UNPARSEABLE: 2 } });
+    // The renamed organisation's records, once: nothing else read from the bus was new.
+    expect(Number(summary.updated)).toBeGreaterThan(0);
+    expect((summary.byStream as Record<string, { delivered: number }>).Organization?.delivered).toBe(
+      summary.updated,
+    );
+    expect(crm.records()).toHaveLength(before);
+    expect(crm.records('Account').filter((a) => a.Name === 'Bus Carried Renamed')).toHaveLength(1);
+    expect(crm.records('Account').some((a) => a.Name === 'Forged Org')).toBe(false);
+
+    const status = await runSluice(['status', flowFile, '--json'], env);
+    const where = lastJson(status.stdout) as {
+      ingestCheckpoints?: { stream: string }[];
+      checkpoints?: unknown[];
+    };
+    expect(where.ingestCheckpoints?.map((c) => c.stream).sort()).toEqual([
+      'Consent',
+      'Organization',
+      'Patient',
+      'Practitioner',
+    ]);
+    expect(where.checkpoints).toHaveLength(4);
+
+    const quarantine = await runSluice(
+      ['quarantine', 'list', flowFile, '--json', '--code', 'REC_UNPARSEABLE'],
+      env,
+    );
+    expect(quarantine.stdout).toContain('not a Sluice change event');
+    expect(quarantine.stdout).toContain('not sealed under the flow key');
+    expect(quarantine.stdout).not.toContain('Forged Org');
+  }, 120_000);
+});
