@@ -12,6 +12,7 @@ import { type CrmSandbox, startCrmSandbox } from '../../src/sandbox/crm/index.ts
 import { type EhrSandbox, startEhrSandbox } from '../../src/sandbox/ehr/index.ts';
 import { SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
 import { exampleFlowText } from '../../src/testkit/example-flow.ts';
+import { REDIS_SKIP, TEST_REDIS_URL, testKey } from '../../src/testkit/redis.ts';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -99,6 +100,38 @@ describe('flow control on a real run', () => {
     const achieved = (steady.length - 1) / (((steady.at(-1) as number) - (steady[0] as number)) / 1000);
     expect(Math.abs(achieved - rate) / rate).toBeLessThanOrEqual(0.02);
   }, 60_000);
+
+  it.skipIf(REDIS_SKIP !== undefined)(
+    'keeps two flows sending to one org within their shared rate together (Redis)',
+    async () => {
+      const shared = 10;
+      const thread = await startCrmSandboxThread();
+      cleanup.push(() => thread.close());
+      // Each flow alone may send far faster; only the rate they share binds.
+      const throttle = `  throttle:\n    rate: 1000\n    burst: 100\n    concurrency: { min: 4, max: 16, initial: 8 }\n    shared: { redis: "${TEST_REDIS_URL}", key: "${testKey('sluice:rate:test')}", rate: ${shared}, burst: 1 }\n`;
+      const one = await (await setup(throttle, 20, thread.url)).open();
+      const two = await (await setup(throttle, 20, thread.url)).open();
+      const [a, b] = await Promise.all([one.run(), two.run()]);
+      await Promise.all([one.runtime.close(), two.runtime.close()]);
+      expect([a.status, b.status]).toEqual(['succeeded', 'succeeded']);
+      const times = (await thread.apiRequests())
+        .filter((e) => e.method === 'PATCH' && e.path.includes('/composite/sobjects/'))
+        .map((e) => e.at)
+        .sort((x, y) => x - y);
+      expect(times.length).toBeGreaterThan(30);
+      // Together, never more than the shared rate (and its burst) in any second, one interval of
+      // scheduling jitter allowed at a window's edge; and together they keep it up.
+      const slack = 1000 / shared;
+      for (const start of times) {
+        const inWindow = times.filter((t) => t >= start && t < start + 1000 - slack).length;
+        expect(inWindow).toBeLessThanOrEqual(shared + 1);
+      }
+      const achieved = (times.length - 1) / (((times.at(-1) as number) - (times[0] as number)) / 1000);
+      expect(achieved).toBeGreaterThan(shared * 0.85);
+      expect(achieved).toBeLessThanOrEqual(shared * 1.05);
+    },
+    60_000,
+  );
 
   it('completes through latency, 5xx bursts and 429s with nothing lost or duplicated', async () => {
     const { crm, ehr, open } = await setup(

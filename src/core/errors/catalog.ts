@@ -218,6 +218,12 @@ export const ERROR_CATALOG = {
     action:
       'Check the PostgreSQL server and the network to it. Nothing is lost: what the run read and did not commit stays behind its checkpoint; a `sluice run` loop takes the lease again when it can.',
   },
+  FLOW_SHARED_LIMIT_UNAVAILABLE: {
+    title:
+      'The shared rate (`target.throttle.shared`, counted in Redis) could not be asked for a turn: nothing was sent, so the processes that share it cannot overrun the org together.',
+    action:
+      'Check that the Redis server in the message is up and reachable from this machine, and the credentials in `shared.redis`. Nothing is lost: the page that was to be sent is repeated by the next run.',
+  },
   FLOW_CIRCUIT_OPEN: {
     title:
       'The circuit breaker for a target endpoint is open after repeated server failures; nothing was sent.',

@@ -6,6 +6,7 @@ import { classifyFailure, type Failure, type FailureKind, isRetryable, retryDela
 import type { ThrottlePolicy } from './policy.ts';
 import { WeightedQueue } from './priority-queue.ts';
 import { type QuotaMode, QuotaPacer } from './quota-pacer.ts';
+import type { SharedRate } from './shared-rate.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { isOpen, msUntilOpen } from './windows.ts';
 
@@ -72,6 +73,8 @@ export interface DeliveryGateDeps {
   readonly breakerStore?: BreakerStateStore;
   /** Share one pacer between the gates of one org (the daily quota is per org); default: the gate's own. */
   readonly quota?: QuotaPacer;
+  /** A rate shared with other processes (`throttle.shared`): a turn is taken after admission, before each attempt. */
+  readonly shared?: SharedRate;
   readonly onEvent?: (event: GateEvent) => void;
 }
 
@@ -344,7 +347,21 @@ export function createDeliveryGate(policy: ThrottlePolicy, deps: DeliveryGateDep
     }
     const order = seq++;
     for (let attempt = 1; ; attempt++) {
-      const { permit, waitMs } = await admit(priority, order, signal);
+      const { permit, waitMs: admitted } = await admit(priority, order, signal);
+      let waitMs = admitted;
+      if (deps.shared) {
+        // The turn all processes share: waited for holding this process's slot, counted as waiting.
+        const before = clock.now();
+        try {
+          await deps.shared.take(signal);
+        } catch (err) {
+          permit.release('ignore');
+          throw err;
+        }
+        const shared = clock.now() - before;
+        waitMs += shared;
+        waitMsTotal += shared;
+      }
       emit({ type: 'dispatch', endpoint, priority, attempt, waitMs });
       const started = clock.now();
       const ctx: AttemptContext = { attempt, priority, signal, observe: observeHeaders };

@@ -178,6 +178,28 @@ export const DEFAULT_PRIORITIES = {
   backfill: { weight: 1, interactive: false },
 } as const;
 
+const SharedRateSchema = z.strictObject({
+  redis: z
+    .string()
+    .regex(/^rediss?:\/\/\S+$/, 'a redis:// or rediss:// URL')
+    .describe('The Redis server that counts the shared rate. Credentials in the URL are never printed.'),
+  key: z
+    .string()
+    .regex(/^[A-Za-z0-9._:-]{1,128}$/, 'letters, digits and . _ : - (at most 128)')
+    .optional()
+    .describe(
+      "What the processes that share the rate have in common (e.g. the org's id); default: the target's base URL, hashed.",
+    ),
+  rate: z.number().positive().max(100_000).describe('Requests per second, all processes together.'),
+  burst: z
+    .number()
+    .int()
+    .min(1)
+    .max(100_000)
+    .default(1)
+    .describe('Requests all processes together may send at once after an idle period.'),
+});
+
 export const ThrottlePolicySchema = z
   .strictObject({
     rate: z.number().positive().max(100_000).default(10).describe('Sustained requests per second.'),
@@ -215,6 +237,9 @@ export const ThrottlePolicySchema = z
       .describe('Classes listed here run only inside one of their windows; unlisted classes run any time.'),
     quota: QuotaSchema.prefault({}).describe(
       "Pacing on the org's daily API quota, as the CRM reports it in Sforce-Limit-Info.",
+    ),
+    shared: SharedRateSchema.optional().describe(
+      "A rate every Sluice process sending to the same org keeps together (all flows, all machines), counted in Redis; on top of each process's own `rate`. Redis unreachable: nothing is sent (FLOW_SHARED_LIMIT_UNAVAILABLE), the page is repeated by the next run.",
     ),
   })
   .superRefine((policy, ctx) => {

@@ -18,6 +18,7 @@ import type { Target } from '../../core/ports/target.ts';
 import { SqliteBreakerStateStore } from '../../delivery/flow-control/breaker.ts';
 import { createDeliveryGate, type DeliveryGate } from '../../delivery/flow-control/gate.ts';
 import { DEFAULT_THROTTLE_POLICY } from '../../delivery/flow-control/policy.ts';
+import { openSharedRate, type SharedRate, sharedRateKey } from '../../delivery/flow-control/shared-rate.ts';
 import { createCheckpointSigner } from '../audit/checkpoint.ts';
 import { AuditLog } from '../audit/index.ts';
 import { PostgresAuditStore } from '../audit/pg-audit-store.ts';
@@ -227,10 +228,27 @@ export async function buildFlowRuntime(
 
   // One gate per target endpoint; its breaker state lives beside the flow state, so a restart
   // does not hammer a target that was failing.
+  // A rate kept with every other process sending to the same org (`throttle.shared`), in Redis.
+  const sharedPolicy = tgt.throttle?.shared;
+  let shared: SharedRate | undefined;
+  try {
+    shared = sharedPolicy
+      ? await openSharedRate({
+          url: sharedPolicy.redis,
+          key: sharedRateKey(sharedPolicy.key, tgt.baseUrl),
+          rate: sharedPolicy.rate,
+          burst: sharedPolicy.burst,
+        })
+      : undefined;
+  } catch (err) {
+    await events?.close();
+    throw err;
+  }
   const breakerStore = SqliteBreakerStateStore.open(join(flow.stateDir, `${flow.file.flow}.breaker.sqlite`));
   const gate = createDeliveryGate(tgt.throttle ?? DEFAULT_THROTTLE_POLICY, {
     endpoint: `${tgt.system}-api`,
     breakerStore,
+    ...(shared ? { shared } : {}),
   });
   const target = new VeevaTarget({
     system: tgt.system,
@@ -256,6 +274,7 @@ export async function buildFlowRuntime(
     breakerStore.close();
     if (options.store === undefined) await store?.close();
     await events?.close();
+    await shared?.close();
     throw err;
   }
   const state = store;
@@ -336,6 +355,7 @@ export async function buildFlowRuntime(
       await audit.close();
       await state.close();
       await events?.close();
+      await shared?.close();
     },
   };
 }
