@@ -183,6 +183,18 @@ describe.skipIf(NATS_SKIP !== undefined)('the event bus (bus.nats)', () => {
     expect(crm.records('Account').filter((a) => a.Name === 'Bus Carried Renamed')).toHaveLength(1);
     expect(crm.records('Account').some((a) => a.Name === 'Forged Org')).toBe(false);
 
+    // Each ingest that put events on the bus is in the audit trail, in counts; the idle one is not.
+    const audit = await runSluice(['audit', 'query', flowFile, '--kind', 'receive', '--json'], env);
+    const published = audit.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { reason?: string; details?: { published?: number } })
+      .filter((e) => e.reason === 'bus-ingest')
+      .map((e) => e.details?.published);
+    expect(published).toHaveLength(2);
+    expect(published.at(-1)).toBe(1);
+    expect(Number(published[0])).toBeGreaterThan(1);
+
     const status = await runSluice(['status', flowFile, '--json'], env);
     const where = lastJson(status.stdout) as {
       ingestCheckpoints?: { stream: string }[];

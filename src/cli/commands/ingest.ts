@@ -89,6 +89,8 @@ async function ingestCommand(file: string, options: IngestCommandOptions): Promi
         clockSkewSeconds: flow.file.source.clockSkewSeconds,
         reset,
         logger,
+        audit: runtime.audit,
+        purpose: flow.file.purpose,
         signal: eitherSignal(loop.signal, keeper.signal) ?? loop.signal,
       });
       reset = false;

@@ -12,6 +12,8 @@ import { isSluiceError, SluiceError, toSluiceError } from '../../core/errors/ind
 import { DEFAULT_CLOCK_SKEW_SECONDS, instantMs } from '../../core/fhir/instant.ts';
 import { isJsonObject, str } from '../../core/fhir/resource.ts';
 import type { Source, SourcePage } from '../../core/ports/source.ts';
+import type { AuditPurpose } from '../audit/entry.ts';
+import type { AuditLog } from '../audit/index.ts';
 import type { PayloadKey } from '../store/payload-cipher.ts';
 import type { StateStore } from '../store/state-store.ts';
 import { deletionEvent, recordEvent } from './events.ts';
@@ -37,6 +39,12 @@ export interface IngestOptions {
   readonly now?: () => Date;
   /** Called after each page the bus stored. */
   readonly onPage?: (stream: string, events: number) => void;
+  /**
+   * The flow's audit trail: a run that put events on the bus (or failed) is recorded as one `receive`
+   * entry — what was read from the EHR onto the bus, in counts, and the run's id.
+   */
+  readonly audit?: Pick<AuditLog, 'append'>;
+  readonly purpose?: AuditPurpose;
 }
 
 export interface IngestStreamCounts {
@@ -148,13 +156,33 @@ export async function ingestFlow(options: IngestOptions): Promise<IngestSummary>
   const total = (key: keyof IngestStreamCounts): number =>
     Object.values(byStream).reduce((n, c) => n + c[key], 0);
   const published = total('published');
+  const read = total('read');
+  if (options.audit && (published > 0 || error)) {
+    await options.audit.append([
+      {
+        kind: 'receive',
+        flow: options.flow,
+        runId,
+        ...(options.purpose ? { purpose: options.purpose } : {}),
+        outcome: error ? 'serious-failure' : 'success',
+        reason: error ? error.code : 'bus-ingest',
+        details: {
+          bus: options.bus.stream,
+          read,
+          published,
+          duplicates: total('duplicates'),
+          deletions: total('deletions'),
+        },
+      },
+    ]);
+  }
   return {
     flow: options.flow,
     runId,
     status: error ? 'failed' : 'succeeded',
     startedAt: started.toISOString(),
     finishedAt: now().toISOString(),
-    read: total('read'),
+    read,
     published,
     duplicates: total('duplicates'),
     deletions: total('deletions'),
