@@ -169,6 +169,12 @@ describe.skipIf(NATS_SKIP !== undefined)('the event bus (bus.nats)', () => {
       await nc.close();
     }
 
+    // The run has three Organization events still to read: the change and the two forged ones.
+    const behind = lastJson((await runSluice(['status', flowFile, '--json'], env)).stdout) as {
+      busWaiting?: { events?: Record<string, number> };
+    };
+    expect(behind.busWaiting?.events).toEqual({ Consent: 0, Organization: 3, Practitioner: 0, Patient: 0 });
+
     const before = crm.records().length;
     const run = await runSluice(['run', flowFile, '--once', '--json', '--no-progress'], env);
     expect(run.code, run.stderr).toBe(0);
@@ -207,6 +213,12 @@ describe.skipIf(NATS_SKIP !== undefined)('the event bus (bus.nats)', () => {
       'Practitioner',
     ]);
     expect(where.checkpoints).toHaveLength(4);
+    expect((where as { busWaiting?: { events?: Record<string, number> } }).busWaiting?.events).toEqual({
+      Consent: 0,
+      Organization: 0,
+      Practitioner: 0,
+      Patient: 0,
+    });
 
     const quarantine = await runSluice(
       ['quarantine', 'list', flowFile, '--json', '--code', 'REC_UNPARSEABLE'],

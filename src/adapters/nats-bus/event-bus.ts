@@ -5,6 +5,7 @@
  * (`Nats-Msg-Id`), so an event published twice within the duplicate window is stored once.
  */
 import {
+  AckPolicy,
   DeliverPolicy,
   type JetStreamClient,
   type JetStreamManager,
@@ -234,6 +235,24 @@ export class EventBus {
       empty = 0;
       yield page;
     }
+  }
+
+  /**
+   * How many events of a type the bus holds stored after `since` (every one when absent): what a run
+   * reading from that checkpoint has still to read. Counted by a consumer made for the question.
+   */
+  async waiting(type: string, since: string | undefined): Promise<number> {
+    const after = since === undefined ? undefined : new Date(Date.parse(since) + 1).toISOString();
+    const info = await this.jsm.consumers.add(this.stream, {
+      filter_subject: this.subjectOf(type),
+      ack_policy: AckPolicy.None,
+      inactive_threshold: 5_000_000_000,
+      ...(after === undefined
+        ? { deliver_policy: DeliverPolicy.All }
+        : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: after }),
+    });
+    await this.jsm.consumers.delete(this.stream, info.name).catch(() => false);
+    return info.num_pending;
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,12 @@
 import type { Command } from 'commander';
+import { EventBus } from '../../adapters/nats-bus/event-bus.ts';
+import { isSluiceError } from '../../core/errors/index.ts';
 import { ingestStateKey } from '../../engine/bus/ingest.ts';
+import type { ResolvedFlow } from '../../engine/config/load-flow.ts';
 import type { RunSummary } from '../../engine/pipeline/summary.ts';
 import { openFlowState } from '../../engine/runtime/build-flow.ts';
 import { flowLeaseHolder, serverOf } from '../../engine/store/pg-lease.ts';
+import type { Checkpoint } from '../../engine/store/state-store.ts';
 import { loadFlowOrReport } from '../load-flow-or-report.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
 
@@ -37,8 +41,10 @@ export function registerStatus(program: Command): void {
         const name = flow.file.flow;
         const halt = await store.getHalt(name);
         const checkpoints = await store.listCheckpoints(name);
-        // With an event bus: where `sluice ingest` stands in the EHR (the checkpoints above are in the bus).
+        // With an event bus: where `sluice ingest` stands in the EHR (the checkpoints above are in the
+        // bus), and how many events each stream's run has still to read.
         const ingest = flow.file.bus ? await store.listCheckpoints(ingestStateKey(name)) : undefined;
+        const waiting = flow.file.bus ? await busWaiting(flow, checkpoints) : undefined;
         const openQuarantine = await store.countQuarantine(name, 'open');
         // What kinds of problem wait for an operator: open entries by code, most first.
         const openByCode = await store.countQuarantineByCode(name, 'open');
@@ -84,6 +90,7 @@ export function registerStatus(program: Command): void {
             position: c.position,
             updatedAt: c.updatedAt,
           })),
+          ...(waiting ? { busWaiting: waiting } : {}),
           ...(ingest
             ? {
                 ingestCheckpoints: ingest.map((c) => ({
@@ -145,7 +152,15 @@ export function registerStatus(program: Command): void {
           if (ingest) {
             printLine(`flow ${name}: ingest (EHR → bus) at`);
             for (const c of ingest) printLine(`  ${c.stream.padEnd(14)} at ${c.position}`);
-            printLine(`flow ${name}: run (bus → CRM) at`);
+            const pending =
+              waiting === undefined
+                ? ''
+                : 'events' in waiting
+                  ? ` (events waiting: ${Object.entries(waiting.events)
+                      .map(([k, v]) => `${k} ${v}`)
+                      .join(', ')})`
+                  : ` (the bus cannot be reached: ${waiting.unreachable})`;
+            printLine(`flow ${name}: run (bus → CRM) at${pending}`);
           }
           for (const c of status.checkpoints) printLine(`  ${c.stream.padEnd(14)} at ${c.position}`);
           for (const r of runs) {
@@ -161,4 +176,36 @@ export function registerStatus(program: Command): void {
         await store.close();
       }
     });
+}
+
+/**
+ * The events of each stream stored after its run checkpoint, read from the bus; undefined when the
+ * bus cannot be reached (status reads the state; it does not fail for the bus).
+ */
+async function busWaiting(
+  flow: ResolvedFlow,
+  checkpoints: readonly Checkpoint[],
+): Promise<{ stream: string; events: Record<string, number> } | { unreachable: string } | undefined> {
+  const nats = flow.file.bus?.nats;
+  if (nats === undefined) return undefined;
+  let bus: EventBus | undefined;
+  try {
+    bus = await EventBus.open({
+      url: nats.url,
+      flow: flow.file.flow,
+      ...(nats.stream === undefined ? {} : { stream: nats.stream }),
+      maxAgeDays: nats.maxAgeDays,
+      replicas: nats.replicas,
+    });
+    const streams = [...(flow.file.stages.consent ? ['Consent'] : []), ...flow.file.source.resources];
+    const events: Record<string, number> = {};
+    for (const stream of streams) {
+      events[stream] = await bus.waiting(stream, checkpoints.find((c) => c.stream === stream)?.position);
+    }
+    return { stream: bus.stream, events };
+  } catch (err) {
+    return { unreachable: isSluiceError(err) ? err.code : 'BUS_UNAVAILABLE' };
+  } finally {
+    await bus?.close();
+  }
 }
