@@ -1,4 +1,5 @@
 import { readdirSync } from 'node:fs';
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import type { Organization } from '@medplum/fhirtypes';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -117,3 +118,83 @@ describe.skipIf(PG_SKIP !== undefined)('cluster mode (state.postgres)', () => {
     }
   }, 180_000);
 });
+
+describe.skipIf(PG_SKIP !== undefined)('cluster mode when PostgreSQL goes away', () => {
+  const schema = testSchema('sluice_outage');
+  let setup: LoopSetup;
+  let proxy: Awaited<ReturnType<typeof startProxy>>;
+  beforeAll(async () => {
+    proxy = await startProxy(new URL(TEST_PG_URL));
+    const url = new URL(TEST_PG_URL);
+    url.port = String(proxy.port);
+    setup = await startLoopSetup({ postgres: { url: url.toString(), schema } });
+  }, 60_000);
+  afterAll(async () => {
+    await setup?.close();
+    await proxy?.close();
+    await dropSchemas([schema]);
+  });
+
+  it('a loop outlives the outage: it stops sending, says why, and carries on when the server is back', async () => {
+    const { ehr, crm, flowFile, env } = setup;
+    const loop = startSluice(['run', flowFile, '--json', '--no-progress'], env);
+    try {
+      await loop.until(() => summaries(loop).length >= 1, 'the first cycle');
+      const before = summaries(loop).length;
+      proxy.cut();
+      await loop.until(
+        () => /FLOW_LEASE_LOST|STORE_OPEN_FAILED|STORE_WRITE_FAILED|ECONNREFUSED/.test(loop.stderr()),
+        'the outage reported',
+      );
+      await new Promise((r) => setTimeout(r, 2500));
+      await proxy.restore();
+      const [id] = ehr.repo.recordedIds('Organization') as [string];
+      const org = await ehr.repo.readResource<Organization>('Organization', id);
+      await ehr.repo.updateResource<Organization>({ ...org, name: 'After The Outage' });
+      await loop.until(
+        () =>
+          summaries(loop)
+            .slice(before)
+            .some((s) => Number(s?.updated) > 0),
+        'the change after the outage',
+      );
+    } finally {
+      expect(await loop.stop()).toBe(0);
+    }
+    expect(crm.records('Account').filter((a) => a.Name === 'After The Outage')).toHaveLength(1);
+  }, 120_000);
+});
+
+/** A TCP proxy to the server that can be cut (every connection dropped, new ones refused) and restored. */
+async function startProxy(target: URL) {
+  const sockets = new Set<Socket>();
+  const listen = (port: number) =>
+    new Promise<Server>((resolve) => {
+      const server = createServer((client) => {
+        const upstream = connect(Number(target.port || 5432), target.hostname);
+        for (const s of [client, upstream]) {
+          sockets.add(s);
+          s.on('close', () => sockets.delete(s));
+          s.on('error', () => undefined);
+        }
+        client.pipe(upstream).pipe(client);
+      });
+      server.listen(port, '127.0.0.1', () => resolve(server));
+    });
+  let server = await listen(0);
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    cut() {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
+    async restore() {
+      server = await listen(port);
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}

@@ -148,7 +148,15 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
     while (true) {
       // Loop mode waits while the kill switch is engaged, saying so once, and starts no run.
       if (!options.once) {
-        const halt = await runtime.store.getHalt(flow.file.flow);
+        let halt: Awaited<ReturnType<typeof runtime.store.getHalt>>;
+        try {
+          halt = await runtime.store.getHalt(flow.file.flow);
+        } catch (err) {
+          // The state store is unreachable (PostgreSQL restarting): a loop says so and tries again.
+          reportError(err, json);
+          if (!(await loop.pause())) return EXIT.ok;
+          continue;
+        }
         if (halt !== undefined) {
           if (haltSeen !== halt.engagedAt) {
             haltSeen = halt.engagedAt;
@@ -171,16 +179,26 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
       }
       // In loop mode every cycle after the first is quiet when it finds nothing to do: it is not
       // recorded in the audit trail or the run history, nor printed as text.
-      const summary = await runFlow({
-        ...flowRunOptions(flow, runtime),
-        reset,
-        ...(from === undefined ? {} : { from }),
-        quietWhenIdle: !options.once && cycle > 0,
-        retryRemovals: !options.once && cycle > 0 ? 'due' : 'all',
-        logger,
-        progress: options.progress ? terminalProgress() : undefined,
-        signal: eitherSignal(loop.signal, keeper.signal) ?? loop.signal,
-      });
+      let summary: RunSummary;
+      try {
+        summary = await runFlow({
+          ...flowRunOptions(flow, runtime),
+          reset,
+          ...(from === undefined ? {} : { from }),
+          quietWhenIdle: !options.once && cycle > 0,
+          retryRemovals: !options.once && cycle > 0 ? 'due' : 'all',
+          logger,
+          progress: options.progress ? terminalProgress() : undefined,
+          signal: eitherSignal(loop.signal, keeper.signal) ?? loop.signal,
+        });
+      } catch (err) {
+        // A run that could not even start (its state store unreachable): --once reports it; a loop
+        // says so and tries again next cycle (nothing was read or sent).
+        const code = reportError(err, json);
+        if (options.once || loop.signal.aborted || !(await loop.pause()))
+          return options.once ? code : EXIT.ok;
+        continue;
+      }
       cycle++;
       reset = false;
       from = undefined;
