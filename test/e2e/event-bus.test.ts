@@ -11,8 +11,16 @@ import { type CrmSandbox, startCrmSandbox } from '../../src/sandbox/crm/index.ts
 import { type EhrSandbox, startEhrSandbox } from '../../src/sandbox/ehr/index.ts';
 import { SAMPLE_DATA_DIR } from '../../src/testkit/data.ts';
 import { exampleFlowText, sandboxEnv } from '../../src/testkit/example-flow.ts';
+import { type LoopSetup, startLoopSetup } from '../../src/testkit/loop-setup.ts';
 import { deleteStreams, NATS_SKIP, TEST_NATS_URL, testStream } from '../../src/testkit/nats.ts';
-import { lastJson, runSluice } from '../../src/testkit/sluice-process.ts';
+import { dropSchemas, PG_SKIP, TEST_PG_URL, testSchema } from '../../src/testkit/postgres.ts';
+import {
+  parseJsonLine as json,
+  lastJson,
+  type RunningSluice,
+  runSluice,
+  startSluice,
+} from '../../src/testkit/sluice-process.ts';
 import { patientPhi } from './phi-scan.ts';
 
 // The event bus as operators run it: `sluice ingest` reads the EHR into NATS JetStream, `sluice run`
@@ -229,3 +237,61 @@ describe.skipIf(NATS_SKIP !== undefined)('the event bus (bus.nats)', () => {
     expect(quarantine.stdout).not.toContain('Forged Org');
   }, 120_000);
 });
+
+describe.skipIf(NATS_SKIP !== undefined || PG_SKIP !== undefined)(
+  'reading and sending on different machines (bus.nats + state.postgres)',
+  () => {
+    const schema = testSchema('sluice_bus');
+    const stream = testStream();
+    let setup: LoopSetup;
+    beforeAll(async () => {
+      setup = await startLoopSetup({
+        postgres: { url: TEST_PG_URL, schema },
+        bus: { url: TEST_NATS_URL, stream },
+      });
+    }, 60_000);
+    afterAll(async () => {
+      await setup?.close();
+      await deleteStreams([stream]);
+      await dropSchemas([schema]);
+    });
+
+    it('ingest and run loops work side by side; a second ingester stands by and takes over', async () => {
+      const { ehr, crm, flowFile, env } = setup;
+      const rename = async (name: string) => {
+        const [id] = ehr.repo.recordedIds('Organization') as [string];
+        const org = await ehr.repo.readResource<Organization>('Organization', id);
+        await ehr.repo.updateResource<Organization>({ ...org, name });
+      };
+      const named = (name: string) => crm.records('Account').filter((a) => a.Name === name).length;
+      const ingest = startSluice(['ingest', flowFile, '--json'], env);
+      const run = startSluice(['run', flowFile, '--json', '--no-progress'], env);
+      let standby: RunningSluice | undefined;
+      try {
+        const lines = (p: RunningSluice) => p.lines.map(json);
+        await run.until(() => lines(run).some((s) => Number(s?.created) > 0), 'the first delivery');
+        await ingest.until(() => lines(ingest).some((s) => s?.idle === true), 'an idle ingest cycle');
+        const accounts = crm.records('Account').length;
+        expect(accounts).toBeGreaterThan(0);
+
+        // A second ingester (another machine) stands by while the first reads.
+        standby = startSluice(['ingest', flowFile, '--json'], env);
+        const waiting = standby;
+        await waiting.until(() => lines(waiting).some((l) => l?.standingBy === true), 'standing by');
+        await rename('Read By The First Ingester');
+        await run.until(() => named('Read By The First Ingester') === 1, 'the first change in the CRM');
+
+        // The first ingester's machine dies: the second takes over, and changes keep flowing.
+        expect(await ingest.kill('SIGKILL')).toBeNull();
+        await waiting.until(() => lines(waiting).some((l) => l?.tookOver === true), 'the take-over');
+        await rename('Read By The Second Ingester');
+        await run.until(() => named('Read By The Second Ingester') === 1, 'the second change in the CRM');
+        expect(crm.records('Account')).toHaveLength(accounts);
+      } finally {
+        await ingest.kill('SIGTERM');
+        if (standby) expect(await standby.stop()).toBe(0);
+        expect(await run.stop()).toBe(0);
+      }
+    }, 180_000);
+  },
+);
