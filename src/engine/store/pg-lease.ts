@@ -74,9 +74,14 @@ export async function tryFlowLease(options: {
   }
   let held = false;
   try {
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${schema}.flow_leases (flow TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, since TEXT NOT NULL)`,
-    );
+    // Two processes creating it at once in a fresh schema: one of them sees a duplicate, which is fine.
+    await client
+      .query(
+        `CREATE TABLE IF NOT EXISTS ${schema}.flow_leases (flow TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, since TEXT NOT NULL)`,
+      )
+      .catch((err: unknown) => {
+        if (!['23505', '42P07'].includes(String((err as { code?: unknown }).code))) throw err;
+      });
     const got = await client.query<{ ok: boolean }>(
       'SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok',
       [lockKey(schema, flow)],
