@@ -13,7 +13,14 @@ import { baselineOfFiles } from './lib/baseline.ts';
 import { CrmProbe } from './lib/crm.ts';
 import { benchFlowEnv, exampleConsentSpec, writeBenchFlow } from './lib/flow-file.ts';
 import { progress, round } from './lib/measure.ts';
-import { type ProcUsage, runChild, type Service, SLUICE_BIN, startService } from './lib/procs.ts';
+import {
+  type ChildRun,
+  type ProcUsage,
+  runChild,
+  type Service,
+  SLUICE_BIN,
+  startService,
+} from './lib/procs.ts';
 import { type ProfileSummary, summariseProfile } from './lib/profile.ts';
 
 export type ReadMode = 'search' | 'bulk';
@@ -132,12 +139,13 @@ export interface E2eVolume {
 
 const CRM_OBJECTS = ['Account', 'Address_vod__c', 'Patient_Profile__c'] as const;
 
-function lastJsonLine(text: string): RunSummary | undefined {
+/** The last JSON line of a `--json` command's stdout: its summary (`sluice run`'s by default). */
+export function lastJsonLine<T = RunSummary>(text: string): T | undefined {
   const lines = text.trim().split('\n').reverse();
   for (const line of lines) {
     if (!line.startsWith('{')) continue;
     try {
-      return JSON.parse(line) as RunSummary;
+      return JSON.parse(line) as T;
     } catch {
       // not the summary
     }
@@ -145,8 +153,75 @@ function lastJsonLine(text: string): RunSummary | undefined {
   return undefined;
 }
 
-function message(err: unknown): string {
+export function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Records in the CRM sandbox (Accounts, addresses, patient profiles): what the runs created there. */
+export async function countCrmRecords(crmUrl: string): Promise<number> {
+  const probe = new CrmProbe(crmUrl);
+  let records = 0;
+  for (const object of CRM_OBJECTS) records += await probe.count(object);
+  return records;
+}
+
+/** A benchmarked child's peak RSS, CPU and live heap, as it measured them (polled RSS as a fallback). */
+export function pipelineFigures(child: ChildRun): NonNullable<E2eRun['pipeline']> {
+  if (child.probe) {
+    return {
+      peakRssMb: child.probe.maxRssMb,
+      cpuSec: round(child.probe.cpuSec, 1),
+      ...(child.probe.maxLiveHeapMb === undefined ? {} : { liveHeapMb: child.probe.maxLiveHeapMb }),
+    };
+  }
+  return child.polledPeakRssMb === undefined ? {} : { peakRssMb: child.polledPeakRssMb };
+}
+
+type VolumeBase = Omit<E2eVolume, 'runs' | 'seedMs' | 'ehrAfterSeed' | 'error'>;
+
+/**
+ * What every end-to-end run of a volume reads: the `flow` corpus (a permit Consent per Patient when the
+ * flow checks consent) generated into `dir/seed`, the baseline over it, and the EHR sandbox seeded with
+ * it — or why it could not start. The caller stops the sandbox.
+ */
+export async function seedVolume(
+  volume: number,
+  dir: string,
+  label: string,
+  ehrHeapMb = 8192,
+): Promise<{ readonly base: VolumeBase; readonly ehr?: Service; readonly error?: string }> {
+  progress(`${label}: generating the corpus`);
+  const started = performance.now();
+  const consents = exampleConsentSpec();
+  const corpus = generateCorpus({
+    dir: join(dir, 'seed'),
+    resources: volume,
+    kind: 'flow',
+    ...(consents ? { consents } : {}),
+    onProgress: (n) => progress(`${label}: ${n} resources generated`),
+  });
+  const generateMs = performance.now() - started;
+  progress(`${label}: baseline (parse + stringify of the same NDJSON)`);
+  const baseline = await baselineOfFiles(corpus.files);
+  const base = {
+    volume,
+    corpusBytes: corpus.bytes,
+    byType: corpus.byType,
+    baselinePerSec: round(baseline.perSec),
+    generateMs: round(generateMs),
+  };
+  progress(`${label}: seeding the EHR sandbox`);
+  let ehr: Service;
+  try {
+    ehr = await startService(['sandbox', 'ehr', '--port', '0', '--seed', join(dir, 'seed')], {
+      nodeOptions: [`--max-old-space-size=${ehrHeapMb}`],
+      timeoutMs: 3_600_000,
+    });
+  } catch (err) {
+    return { base, error: `EHR sandbox: ${message(err)}` };
+  }
+  progress(`${label}: seeded in ${round(ehr.startMs / 1000, 1)} s (EHR RSS ${ehr.usage().rssMb ?? '?'} MiB)`);
+  return { base, ehr };
 }
 
 export async function benchE2e(options: E2eOptions): Promise<E2eVolume[]> {
@@ -161,39 +236,11 @@ async function benchVolume(volume: number, options: E2eOptions): Promise<E2eVolu
   mkdirSync(dir, { recursive: true });
   let ehr: Service | undefined;
   try {
-    progress(`e2e ${volume}: generating the corpus`);
-    const started = performance.now();
-    const consents = exampleConsentSpec();
-    const corpus = generateCorpus({
-      dir: join(dir, 'seed'),
-      resources: volume,
-      kind: 'flow',
-      ...(consents ? { consents } : {}),
-      onProgress: (n) => progress(`e2e ${volume}: ${n} resources generated`),
-    });
-    const generateMs = performance.now() - started;
-    progress(`e2e ${volume}: baseline (parse + stringify of the same NDJSON)`);
-    const baseline = await baselineOfFiles(corpus.files);
-    const base = {
-      volume,
-      corpusBytes: corpus.bytes,
-      byType: corpus.byType,
-      baselinePerSec: round(baseline.perSec),
-      generateMs: round(generateMs),
-    };
-    progress(`e2e ${volume}: seeding the EHR sandbox`);
-    try {
-      ehr = await startService(['sandbox', 'ehr', '--port', '0', '--seed', join(dir, 'seed')], {
-        nodeOptions: [`--max-old-space-size=${options.ehrHeapMb ?? 8192}`],
-        timeoutMs: 3_600_000,
-      });
-    } catch (err) {
-      return { ...base, error: `EHR sandbox: ${message(err)}`, runs: [] };
-    }
+    const seeded = await seedVolume(volume, dir, `e2e ${volume}`, options.ehrHeapMb);
+    const { base } = seeded;
+    ehr = seeded.ehr;
+    if (!ehr) return { ...base, error: seeded.error ?? 'EHR sandbox: not started', runs: [] };
     const ehrAfterSeed = ehr.usage();
-    progress(
-      `e2e ${volume}: seeded in ${round(ehr.startMs / 1000, 1)} s (EHR RSS ${ehrAfterSeed.rssMb ?? '?'} MiB)`,
-    );
     const modes: ReadMode[] = volume <= options.searchUpTo ? ['bulk', 'search'] : ['bulk'];
     const runs: E2eRun[] = [];
     for (const mode of modes) {
@@ -249,17 +296,7 @@ async function runOnce(
     const summary = lastJsonLine(child.stdout);
     const measured: Partial<E2eRun> = {
       processMs: round(child.wallMs),
-      pipeline: {
-        ...(child.probe
-          ? {
-              peakRssMb: child.probe.maxRssMb,
-              cpuSec: round(child.probe.cpuSec, 1),
-              ...(child.probe.maxLiveHeapMb === undefined ? {} : { liveHeapMb: child.probe.maxLiveHeapMb }),
-            }
-          : child.polledPeakRssMb === undefined
-            ? {}
-            : { peakRssMb: child.polledPeakRssMb }),
-      },
+      pipeline: pipelineFigures(child),
       ehr: { ...ehrUsage, runCpuSec: round((ehrUsage.cpuSec ?? 0) - ehrCpu, 1) },
       crm: { ...crmUsage, runCpuSec: round((crmUsage.cpuSec ?? 0) - crmCpu, 1) },
       ...(profileFile === undefined ? {} : { profile: summariseProfile(profileFile) }),
@@ -270,10 +307,9 @@ async function runOnce(
         measured,
       );
     }
-    let crmRecords = 0;
+    let crmRecords: number;
     try {
-      const probe = new CrmProbe(crm.url);
-      for (const object of CRM_OBJECTS) crmRecords += await probe.count(object);
+      crmRecords = await countCrmRecords(crm.url);
     } catch (err) {
       const why = crm.exitInfo() ?? message(err);
       return fail(`run ${summary.status}; the CRM sandbox could not be queried: ${why}`, {

@@ -1,4 +1,5 @@
 /** The benchmark report: its shape (the JSON written by bench/run.ts) and its human-readable tables. */
+import type { ClusterResult } from './cluster.bench.ts';
 import type { BenchResult } from './consent.bench.ts';
 import type { E2eVolume } from './e2e.bench.ts';
 import type { LatencyResult } from './latency.bench.ts';
@@ -24,6 +25,7 @@ export interface BenchReport {
   readonly consent?: readonly BenchResult[];
   readonly e2e?: readonly E2eVolume[];
   readonly latency?: readonly LatencyResult[];
+  readonly cluster?: ClusterResult;
   readonly targets: readonly Target[];
 }
 
@@ -222,6 +224,7 @@ export function formatReport(report: BenchReport): string {
       ),
     );
   }
+  if (report.cluster) out.push('', formatCluster(report.cluster));
   if (report.targets.length > 0) {
     out.push('', 'Targets');
     out.push(
@@ -231,5 +234,95 @@ export function formatReport(report: BenchReport): string {
       ),
     );
   }
+  return out.join('\n');
+}
+
+const seconds = (ms: number | undefined): string | undefined =>
+  ms === undefined ? undefined : (ms / 1000).toFixed(1);
+
+function formatCluster(c: ClusterResult): string {
+  const out: string[] = [
+    `Cluster mode vs embedded: EHR sandbox → sluice → CRM sandbox, ${c.volume} resources, ${c.mode} reads, ` +
+      `state.encryption set in every configuration (the reference included), so only the store and the bus differ. ` +
+      `PostgreSQL ${c.postgres.url}${c.postgres.unavailable ? ' (unavailable)' : ''}, NATS ${c.nats.url}` +
+      `${c.nats.unavailable ? ' (unavailable)' : ''}. ${c.rounds === 1 ? 'One round' : `Mean of ${c.rounds} rounds, every other one in reverse order`}. ` +
+      `run s: the commands' own durations; process s: spawn to exit; peak MiB: the sluice process's peak RSS; ` +
+      `machine CPU s: every process on the machine (PostgreSQL and NATS included) during the configuration.`,
+  ];
+  if (c.error) out.push(`ERROR ${brief(c.error)}`);
+  const rows: Cell[][] = [];
+  for (const r of c.summary) {
+    const status =
+      r.status === 'succeeded'
+        ? 'ok'
+        : r.status === 'skipped'
+          ? `SKIPPED ${brief(r.error)}`
+          : `FAILED ${r.rounds - r.succeeded}/${r.rounds} ${brief(r.error)}`;
+    const bus = r.steps.length > 1;
+    rows.push([
+      bus ? `${r.config} (total)` : r.config,
+      r.state,
+      r.source,
+      status,
+      r.read,
+      r.created,
+      seconds(r.runMs),
+      r.roundsRunMs && r.roundsRunMs.length > 1
+        ? r.roundsRunMs.map((ms) => (ms / 1000).toFixed(1)).join(' / ')
+        : undefined,
+      seconds(r.processMs),
+      r.resourcesPerSec,
+      r.baselinePerSec,
+      pct(r.ratio),
+      pct(r.vsEmbedded),
+      r.peakRssMb,
+      r.cpuSec,
+      r.machineCpuSec,
+    ]);
+    if (!bus) continue;
+    for (const s of r.steps) {
+      rows.push([
+        `  ${s.command}`,
+        '',
+        '',
+        '',
+        undefined,
+        undefined,
+        seconds(s.runMs),
+        undefined,
+        seconds(s.processMs),
+        s.resourcesPerSec,
+        undefined,
+        s.resourcesPerSec === undefined ? undefined : pct(s.resourcesPerSec / r.baselinePerSec),
+        undefined,
+        s.peakRssMb,
+        s.cpuSec,
+        undefined,
+      ]);
+    }
+  }
+  out.push(
+    table(
+      [
+        'configuration',
+        'state',
+        'source',
+        'status',
+        'read',
+        'created',
+        'run s',
+        'rounds',
+        'process s',
+        'res/s',
+        'baseline/s',
+        'ratio',
+        'vs embedded',
+        'peak MiB',
+        'sluice CPU s',
+        'machine CPU s',
+      ],
+      rows,
+    ),
+  );
   return out.join('\n');
 }

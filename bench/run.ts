@@ -1,6 +1,9 @@
 /**
- * `npm run bench -- [--quick] [--json] [--only stages,validate,consent,e2e,latency]
+ * `npm run bench -- [--quick] [--json] [--only stages,validate,consent,e2e,latency,cluster]
  *  [--volumes 100000,1000000] [--profile]`
+ *
+ * `cluster` runs the end-to-end job at one volume (20,000; 5,000 with --quick; the first of --volumes when
+ * given) embedded, with its state in PostgreSQL and through the NATS bus (bench/cluster.bench.ts).
  *
  * Runs the benchmarks, prints a table (stdout; stderr with --json, whose stdout is the JSON alone) and
  * writes the JSON to bench/results/<timestamp>.json. Progress goes to stderr. Every rate is reported
@@ -13,6 +16,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { REPO_ROOT } from '../src/testkit/data.ts';
+import { benchCluster } from './cluster.bench.ts';
 import { benchConsent } from './consent.bench.ts';
 import { benchE2e, E2E_TARGET_RATIO } from './e2e.bench.ts';
 import { benchLatency } from './latency.bench.ts';
@@ -21,7 +25,7 @@ import { type BenchReport, formatReport, type Target } from './report.ts';
 import { benchStages } from './stages.bench.ts';
 import { benchValidate } from './validate.bench.ts';
 
-const BENCHES = ['stages', 'validate', 'consent', 'e2e', 'latency'] as const;
+const BENCHES = ['stages', 'validate', 'consent', 'e2e', 'latency', 'cluster'] as const;
 type BenchName = (typeof BENCHES)[number];
 
 interface Sizes {
@@ -32,6 +36,8 @@ interface Sizes {
   readonly volumes: readonly number[];
   readonly searchUpTo: number;
   readonly latency: { readonly changes: number; readonly resources: number };
+  /** Resources of the cluster bench (the first of `--volumes` when given) and its rounds. */
+  readonly cluster: { readonly volume: number; readonly rounds: number };
 }
 
 const FULL: Sizes = {
@@ -42,6 +48,7 @@ const FULL: Sizes = {
   volumes: [100_000, 1_000_000],
   searchUpTo: 100_000,
   latency: { changes: 50, resources: 10_000 },
+  cluster: { volume: 20_000, rounds: 2 },
 };
 
 const QUICK: Sizes = {
@@ -52,11 +59,14 @@ const QUICK: Sizes = {
   volumes: [10_000, 50_000],
   searchUpTo: 50_000,
   latency: { changes: 20, resources: 2000 },
+  cluster: { volume: 5000, rounds: 1 },
 };
 
 function usage(message: string): never {
   process.stderr.write(
-    `${message}\nusage: node bench/run.ts [--quick] [--json] [--only ${BENCHES.join(',')}] [--volumes N,N] [--profile]\n`,
+    `${message}\nusage: node bench/run.ts [--quick] [--json] [--only ${BENCHES.join(',')}] [--volumes N,N] [--profile]\n` +
+      `  cluster: embedded vs state.postgres vs bus.nats at one volume (default ${FULL.cluster.volume}, ` +
+      `--quick ${QUICK.cluster.volume}, else the first of --volumes); needs PostgreSQL and NATS, skips what it cannot reach\n`,
   );
   process.exit(2);
 }
@@ -183,6 +193,11 @@ async function main(): Promise<void> {
     if (only.has('latency')) {
       progress('latency');
       report.latency = await benchLatency({ ...sizes.latency, workDir: work });
+    }
+    if (only.has('cluster')) {
+      const volume = volumes?.[0] ?? sizes.cluster.volume;
+      progress(`cluster mode vs embedded, ${volume} resources, ${sizes.cluster.rounds} round(s)`);
+      report.cluster = await benchCluster({ volume, rounds: sizes.cluster.rounds, workDir: work });
     }
   } finally {
     rmSync(work, { recursive: true, force: true });

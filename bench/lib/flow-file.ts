@@ -20,6 +20,11 @@ export interface BenchFlowOptions {
   readonly intervalSeconds?: number;
   /** `source.overlapSeconds`; default: the example's. */
   readonly overlapSeconds?: number;
+  /**
+   * More of the flow file, merged in last (mappings key by key, anything else replaced): e.g.
+   * `{ state: { encryption: {…}, postgres: {…} }, bus: { nats: {…} } }` for the cluster bench.
+   */
+  readonly extra?: Readonly<Record<string, unknown>>;
 }
 
 type Node = Record<string, unknown>;
@@ -49,6 +54,18 @@ function absoluteFiles(value: unknown, base: string): void {
   }
 }
 
+const isMapping = (value: unknown): value is Node =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Merges `extra` into `into`: mappings key by key, anything else replaced. */
+function merge(into: Node, extra: Readonly<Record<string, unknown>>): void {
+  for (const [key, value] of Object.entries(extra)) {
+    const current = into[key];
+    if (isMapping(current) && isMapping(value)) merge(current, value);
+    else into[key] = value;
+  }
+}
+
 /** Writes the derived flow file to `path` and returns it. */
 export function writeBenchFlow(path: string, options: BenchFlowOptions): string {
   const flow = parse(readFileSync(EXAMPLE_FLOW, 'utf8')) as Node;
@@ -62,6 +79,7 @@ export function writeBenchFlow(path: string, options: BenchFlowOptions): string 
   throttle.burst = 100_000;
   if (options.intervalSeconds !== undefined) flow.schedule = { intervalSeconds: options.intervalSeconds };
   object(flow, 'state').dir = options.stateDir;
+  if (options.extra) merge(flow, options.extra);
   writeFileSync(path, stringify(flow));
   return path;
 }

@@ -47,6 +47,23 @@ export function procUsage(pid: number | undefined): ProcUsage {
   }
 }
 
+/**
+ * Busy CPU seconds of the whole machine so far, all cores together (/proc/stat: user, nice, system, irq,
+ * softirq, steal), or undefined without /proc. Counts what no child probe sees — a database or message
+ * server on the same machine — and anything else running there too.
+ */
+export function machineCpuSec(): number | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+    const [label, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/);
+    if (label !== 'cpu') return undefined;
+    const ticks = [user, nice, system, irq, softirq, steal].reduce((sum, v) => sum + Number(v ?? 0), 0);
+    return Number.isFinite(ticks) ? ticks / 100 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface Service {
   readonly url: string;
   readonly pid: number | undefined;
