@@ -8,11 +8,13 @@ import { createLogger } from '../../engine/runtime/logger.ts';
 import { leaseKeeper } from '../lease-keeper.ts';
 import { loopControl } from '../loop.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
+import { terminalProgress } from '../progress-bar.ts';
 
 interface IngestCommandOptions {
   once?: boolean;
   json?: boolean;
   reset?: boolean;
+  progress: boolean;
 }
 
 /**
@@ -30,6 +32,7 @@ export function registerIngest(program: Command): void {
     .option('--once', 'read once and exit')
     .option('--json', 'print each summary as one JSON line on stdout')
     .option('--reset', 'forget the ingest checkpoints and read everything again (the bus keeps one copy)')
+    .option('--no-progress', 'no progress bar on the terminal')
     .action(async (file: string, options: IngestCommandOptions) => {
       process.exitCode = await ingestCommand(file, options);
     });
@@ -90,6 +93,7 @@ async function ingestCommand(file: string, options: IngestCommandOptions): Promi
         reset,
         logger,
         audit: runtime.audit,
+        ...(options.progress ? { progress: terminalProgress() } : {}),
         purpose: flow.file.purpose,
         signal: eitherSignal(loop.signal, keeper.signal) ?? loop.signal,
       });

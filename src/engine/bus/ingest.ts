@@ -14,6 +14,7 @@ import { isJsonObject, str } from '../../core/fhir/resource.ts';
 import type { Source, SourcePage } from '../../core/ports/source.ts';
 import type { AuditPurpose } from '../audit/entry.ts';
 import type { AuditLog } from '../audit/index.ts';
+import { NO_PROGRESS, type ProgressSink } from '../pipeline/progress.ts';
 import type { PayloadKey } from '../store/payload-cipher.ts';
 import type { StateStore } from '../store/state-store.ts';
 import { deletionEvent, recordEvent } from './events.ts';
@@ -37,8 +38,8 @@ export interface IngestOptions {
   readonly logger: Logger;
   readonly signal?: AbortSignal;
   readonly now?: () => Date;
-  /** Called after each page the bus stored. */
-  readonly onPage?: (stream: string, events: number) => void;
+  /** Progress per stream: records read onto the bus so far (the CLI draws a bar on a terminal). */
+  readonly progress?: ProgressSink;
   /**
    * The flow's audit trail: a run that put events on the bus (or failed) is recorded as one `receive`
    * entry — what was read from the EHR onto the bus, in counts, and the run's id.
@@ -83,6 +84,7 @@ export async function ingestFlow(options: IngestOptions): Promise<IngestSummary>
   const overlapMs = (options.overlapSeconds ?? 0) * 1000;
   const latestAllowedMs = started.getTime() + (options.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS) * 1000;
   const log = options.logger.child({ flow: options.flow, runId, role: 'ingest' });
+  const progress = options.progress ?? NO_PROGRESS;
   const byStream: Record<string, IngestStreamCounts> = {};
   const checkpoints: Record<string, string> = {};
   let error: SluiceError | undefined;
@@ -116,6 +118,7 @@ export async function ingestFlow(options: IngestOptions): Promise<IngestSummary>
       const counts: IngestStreamCounts = { read: 0, deletions: 0, published: 0, duplicates: 0 };
       byStream[stream] = counts;
       let position = starts.get(stream);
+      progress.streamStarted(stream);
       for await (const page of options.source.read(stream, readFrom(position), signal)) {
         const events = [
           ...page.records.map((r) => recordEvent(options.key, options.flow, r)),
@@ -144,8 +147,9 @@ export async function ingestFlow(options: IngestOptions): Promise<IngestSummary>
           });
           checkpoints[stream] = position;
         }
-        options.onPage?.(stream, events.length);
+        progress.pageCommitted(stream, counts.read, page.total);
       }
+      progress.streamFinished(stream, counts.read);
     }
   } catch (err) {
     error = isSluiceError(err) ? err : toSluiceError(err, 'BUS_UNAVAILABLE');
