@@ -118,7 +118,7 @@ describe('ingestFlow', () => {
     // The record at the checkpoint is read again and stored once; an idle run is not audited.
     expect(again).toMatchObject({ status: 'succeeded', published: 0, idle: true });
     expect(appended).toHaveLength(1);
-    store.close();
+    await store.close();
   });
 
   it('leaves the checkpoint at the last page the bus stored when a publish fails: nothing is lost', async () => {
@@ -145,7 +145,7 @@ describe('ingestFlow', () => {
     const resumed = await ingestFlow(base(store, source, bus));
     expect(resumed.status).toBe('succeeded');
     expect(stored.size).toBe(9);
-    store.close();
+    await store.close();
   });
 
   it('refuses checkpoints taken against another EHR', async () => {
@@ -161,6 +161,6 @@ describe('ingestFlow', () => {
       reset: true,
     });
     expect(reset.status).toBe('succeeded');
-    store.close();
+    await store.close();
   });
 });
