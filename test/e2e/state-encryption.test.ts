@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -55,15 +55,9 @@ describe('state encryption', () => {
     ].map((r) => r.payload);
     db.close();
     expect(payloads.length).toBeGreaterThan(demo.summary.quarantined);
-    expect(payloads.filter((p) => !p.startsWith('sluice-enc1:demo-state-1:'))).toEqual([]);
-    // The sample's Synthea files are named after their patients: Given_Family_id.json.gz.
-    const families = readdirSync(join(REPO_ROOT, 'examples', 'data', 'synthea'))
-      .map((f) => f.split('_')[1] ?? '')
-      .filter((f) => f.length > 3);
-    expect(families.length).toBeGreaterThan(0);
-    const joined = payloads.join('\n');
-    for (const family of families) expect(joined.includes(family)).toBe(false);
-
+    // Each is the prefix and base64url ciphertext, nothing else: no plaintext can sit beside it. (Scanning
+    // ciphertext for names finds short ones by chance: a 4-letter name turns up in a megabyte of base64.)
+    expect(payloads.filter((p) => !/^sluice-enc1:demo-state-1:[A-Za-z0-9_-]+$/.test(p))).toEqual([]);
     // The CLI opens them under the flow's key …
     const env = {
       SLUICE_EHR_URL: demo.ehr.url,
