@@ -73,6 +73,8 @@ export class EventBus {
   readonly stream: string;
   readonly flow: string;
   readonly #nc: NatsConnection;
+  /** Whether the stream is there (a read-only bus does not create it). */
+  readonly #exists: boolean;
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
 
@@ -82,7 +84,9 @@ export class EventBus {
     jsm: JetStreamManager,
     flow: string,
     stream: string,
+    exists: boolean,
   ) {
+    this.#exists = exists;
     this.#nc = nc;
     this.js = js;
     this.jsm = jsm;
@@ -98,8 +102,9 @@ export class EventBus {
   /**
    * Connects and makes sure the flow's stream exists with the subjects, age and replicas asked for
    * (created when missing; an existing stream's age and replicas are updated to the flow file's).
+   * `readOnly` (status) checks the stream without creating or changing it.
    */
-  static async open(options: EventBusOptions): Promise<EventBus> {
+  static async open(options: EventBusOptions & { readonly readOnly?: boolean }): Promise<EventBus> {
     const servers = options.url.split(',').map((u) => u.trim());
     let nc: NatsConnection;
     try {
@@ -128,19 +133,29 @@ export class EventBus {
         if (/stream not found/i.test((err as Error).message)) return undefined;
         throw err;
       });
-      if (existing === undefined) {
-        await jsm.streams.add({ name: stream, subjects, storage: StorageType.File, ...config });
-      } else {
-        if (!existing.config.subjects?.includes(subjects[0] as string)) {
-          throw new SluiceError(
-            'BUS_STREAM_MISMATCH',
-            `The JetStream stream ${stream} exists and does not hold the subjects Sluice gives it (${stream}.>).`,
-            { details: { stream } },
-          );
-        }
-        await jsm.streams.update(stream, { ...existing.config, ...config });
+      if (existing !== undefined && !existing.config.subjects?.includes(subjects[0] as string)) {
+        throw new SluiceError(
+          'BUS_STREAM_MISMATCH',
+          `The JetStream stream ${stream} exists and does not hold the subjects Sluice gives it (${stream}.>).`,
+          { details: { stream } },
+        );
       }
-      return new EventBus(nc, jetstream(nc, { timeout: 10_000 }), jsm, options.flow, stream);
+      // Only asked about (`sluice status`): the stream is neither created nor changed.
+      if (!options.readOnly) {
+        if (existing === undefined) {
+          await jsm.streams.add({ name: stream, subjects, storage: StorageType.File, ...config });
+        } else {
+          await jsm.streams.update(stream, { ...existing.config, ...config });
+        }
+      }
+      return new EventBus(
+        nc,
+        jetstream(nc, { timeout: 10_000 }),
+        jsm,
+        options.flow,
+        stream,
+        existing !== undefined || !options.readOnly,
+      );
     } catch (err) {
       await nc.close().catch(() => undefined);
       if (err instanceof SluiceError) throw err;
@@ -242,6 +257,8 @@ export class EventBus {
    * reading from that checkpoint has still to read. Counted by a consumer made for the question.
    */
   async waiting(type: string, since: string | undefined): Promise<number> {
+    // No stream yet (nothing was ever ingested): nothing waits.
+    if (!this.#exists) return 0;
     const after = since === undefined ? undefined : new Date(Date.parse(since) + 1).toISOString();
     const info = await this.jsm.consumers.add(this.stream, {
       filter_subject: this.subjectOf(type),

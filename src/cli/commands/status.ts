@@ -3,6 +3,7 @@ import { EventBus } from '../../adapters/nats-bus/event-bus.ts';
 import { isSluiceError } from '../../core/errors/index.ts';
 import { ingestStateKey } from '../../engine/bus/ingest.ts';
 import type { ResolvedFlow } from '../../engine/config/load-flow.ts';
+import { CONSENT_STREAM } from '../../engine/consent/consent-gate.ts';
 import type { RunSummary } from '../../engine/pipeline/summary.ts';
 import { openFlowState } from '../../engine/runtime/build-flow.ts';
 import { flowLeaseHolder, serverOf } from '../../engine/store/pg-lease.ts';
@@ -196,8 +197,9 @@ async function busWaiting(
       ...(nats.stream === undefined ? {} : { stream: nats.stream }),
       maxAgeDays: nats.maxAgeDays,
       replicas: nats.replicas,
+      readOnly: true,
     });
-    const streams = [...(flow.file.stages.consent ? ['Consent'] : []), ...flow.file.source.resources];
+    const streams = [...(flow.file.stages.consent ? [CONSENT_STREAM] : []), ...flow.file.source.resources];
     const events: Record<string, number> = {};
     for (const stream of streams) {
       events[stream] = await bus.waiting(stream, checkpoints.find((c) => c.stream === stream)?.position);

@@ -9,7 +9,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { EventBus } from '../../adapters/nats-bus/event-bus.ts';
 import { isSluiceError, SluiceError, toSluiceError } from '../../core/errors/index.ts';
-import { DEFAULT_CLOCK_SKEW_SECONDS, instantMs } from '../../core/fhir/instant.ts';
+import { DEFAULT_CLOCK_SKEW_SECONDS, instantMs, isEarlierStamp } from '../../core/fhir/instant.ts';
 import { isJsonObject, str } from '../../core/fhir/resource.ts';
 import type { Source, SourcePage } from '../../core/ports/source.ts';
 import type { AuditPurpose } from '../audit/entry.ts';
@@ -130,7 +130,7 @@ export async function ingestFlow(options: IngestOptions): Promise<IngestSummary>
         counts.published += stored.stored;
         counts.duplicates += stored.duplicates;
         const next = nextPosition(page, options.source.explicitCheckpoints === true, latestAllowedMs);
-        if (next !== undefined && (position === undefined || isEarlier(position, next))) {
+        if (next !== undefined && (position === undefined || isEarlierStamp(position, next))) {
           position = next;
           await options.store.commitPage({
             ledger: [],
@@ -224,8 +224,4 @@ export function nextPosition(
     consider(isJsonObject(meta) ? str(meta.lastUpdated) : undefined);
   }
   return best === undefined ? undefined : new Date(bestMs).toISOString();
-}
-
-function isEarlier(a: string, b: string): boolean {
-  return (instantMs(a) ?? Number.NEGATIVE_INFINITY) < (instantMs(b) ?? Number.NEGATIVE_INFINITY);
 }

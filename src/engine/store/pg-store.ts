@@ -1,11 +1,3 @@
-/**
- * The state store on PostgreSQL, for cluster mode: the same tables and the same answers as the
- * embedded store (`sqlite-store.ts`, which the shared contract tests hold both to), in a schema of the
- * server. One transaction per page of work, its rows written a statement per table (`unnest` of
- * column arrays) rather than a statement per row. No synchronous consent lookup: the consent gate
- * falls back to `listConsents`.
- */
-import { hash, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { SluiceError } from '../../core/errors/index.ts';
 import { utcInstant } from '../../core/fhir/instant.ts';
@@ -41,12 +33,14 @@ import type {
 } from './state-store.ts';
 import {
   changeLogAad,
+  commitKeys,
   lastOfEach,
   provenanceResource,
   provenanceRow,
   QUARANTINE_COLUMNS,
   quarantineAad,
   quarantineConditions,
+  quarantineRowValues,
   type StoredRow,
   toBatch,
   toCheckpoint,
@@ -444,35 +438,9 @@ export class PostgresStateStore implements StateStore {
       client,
       'quarantine',
       QUARANTINE_INSERT_COLUMNS,
-      commit.quarantine.map((q) => {
-        const id = randomUUID();
-        return [
-          id,
-          q.flow,
-          q.runId,
-          q.stream,
-          q.stage,
-          q.code,
-          JSON.stringify(q.issues),
-          q.origin,
-          q.sourceRef ?? null,
-          this.#seal(q.payload, quarantineAad(q.flow, id)),
-          createdAt,
-          q.policyVersion ?? null,
-          hash('sha256', q.payload, 'hex'),
-        ];
-      }),
+      commit.quarantine.map((q) => quarantineRowValues(q, createdAt, (p, aad) => this.#seal(p, aad))),
     );
-    const { flow, stream } = commit;
-    if (
-      commit.ledgerDeletes?.length ||
-      commit.seen?.length ||
-      commit.changeLog?.length ||
-      commit.consents?.length
-    ) {
-      if (flow === undefined || stream === undefined) throw new Error('commitPage needs flow and stream');
-    }
-    if (commit.keptTargets?.length && flow === undefined) throw new Error('commitPage needs flow');
+    const { flow, stream } = commitKeys(commit);
     const consents = lastOfEach(commit.consents ?? [], (c) => c.key);
     await insertRows(
       client,

@@ -6,7 +6,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SluiceError } from '../../core/errors/index.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
 import { SqliteStateStore } from './sqlite-store.ts';
-import { type ContractOpenOptions, type ContractStore, stateStoreContract } from './state-store.contract.ts';
+import {
+  type ContractOpenOptions,
+  type ContractStore,
+  stateStoreContract,
+  ZONED_CHANGE_LOG,
+} from './state-store.contract.ts';
 
 const dirs: string[] = [];
 /** Stores the contract opened, closed after each test (a failed one leaves its store open). */
@@ -139,18 +144,7 @@ describe('SqliteStateStore', () => {
   });
 
   it('brings the change-log times of a store written before to UTC when it opens it', async () => {
-    const entry = (ref: string, lastUpdated: string) => ({
-      ref,
-      versionKey: `v:1|${lastUpdated}`,
-      lastUpdated,
-      payload: '{}',
-    });
-    // 01:00Z, 06:00Z and 23:00Z the day before, written three ways.
-    const changeLog = [
-      entry('Patient/west', '2026-10-31T20:00:00-05:00'),
-      entry('Patient/utc', '2026-11-01T06:00:00Z'),
-      entry('Patient/east', '2026-11-01T09:00:00+10:00'),
-    ];
+    const changeLog = ZONED_CHANGE_LOG;
     const refsFrom = async (store: SqliteStateStore, from: string) =>
       (await store.readChangeLog('f', 'Patient', from, 0, 10)).map((e) => e.ref).sort();
     // A store written before (times kept as the source wrote them) is brought to UTC when opened.

@@ -1,4 +1,3 @@
-import { hash, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
@@ -27,11 +26,13 @@ import type {
 } from './state-store.ts';
 import {
   changeLogAad,
+  commitKeys,
   provenanceResource,
   provenanceRow,
   QUARANTINE_COLUMNS,
   quarantineAad,
   quarantineConditions,
+  quarantineRowValues,
   toBatch,
   toCheckpoint,
   toLedger,
@@ -449,33 +450,9 @@ export class SqliteStateStore implements StateStore {
         this.#erasing(() => supersede.run(createdAt, flow, stream, JSON.stringify(supersedes)));
       }
       for (const q of commit.quarantine) {
-        const id = randomUUID();
-        insertQuarantine.run(
-          id,
-          q.flow,
-          q.runId,
-          q.stream,
-          q.stage,
-          q.code,
-          JSON.stringify(q.issues),
-          q.origin,
-          q.sourceRef ?? null,
-          this.#seal(q.payload, quarantineAad(q.flow, id)),
-          createdAt,
-          q.policyVersion ?? null,
-          hash('sha256', q.payload, 'hex'),
-        );
+        insertQuarantine.run(...quarantineRowValues(q, createdAt, (p, aad) => this.#seal(p, aad)));
       }
-      const { flow, stream } = commit;
-      if (
-        commit.ledgerDeletes?.length ||
-        commit.seen?.length ||
-        commit.changeLog?.length ||
-        commit.consents?.length
-      ) {
-        if (flow === undefined || stream === undefined) throw new Error('commitPage needs flow and stream');
-      }
-      if (commit.keptTargets?.length && flow === undefined) throw new Error('commitPage needs flow');
+      const { flow, stream } = commitKeys(commit);
       for (const c of commit.consents ?? [])
         upsertConsent.run(flow as string, c.key, c.subject, c.state, createdAt);
       for (const d of commit.ledgerDeletes ?? []) deleteLedger.run(flow as string, d.object, d.externalId);

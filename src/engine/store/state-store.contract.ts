@@ -79,24 +79,25 @@ const batch = (batchId: string, createdAt: string, extra: Partial<BatchManifest>
   ...extra,
 });
 
+/** Change-log entries at 01:00Z, 06:00Z and 23:00Z the day before, their times written three ways. */
+export const ZONED_CHANGE_LOG = [
+  ['Patient/west', '2026-10-31T20:00:00-05:00'],
+  ['Patient/utc', '2026-11-01T06:00:00Z'],
+  ['Patient/east', '2026-11-01T09:00:00+10:00'],
+].map(([ref, lastUpdated]) => ({
+  ref: ref as string,
+  versionKey: `v:1|${lastUpdated}`,
+  lastUpdated: lastUpdated as string,
+  payload: '{}',
+}));
+
 export function stateStoreContract(
   engine: string,
   open: (options?: ContractOpenOptions) => Promise<ContractStore>,
 ): void {
   describe(`state store contract (${engine})`, () => {
     it('keeps change-log times as UTC, so a replay window holds whatever zone the source wrote', async () => {
-      const entry = (ref: string, lastUpdated: string) => ({
-        ref,
-        versionKey: `v:1|${lastUpdated}`,
-        lastUpdated,
-        payload: '{}',
-      });
-      // 01:00Z, 06:00Z and 23:00Z the day before, written three ways.
-      const changeLog = [
-        entry('Patient/west', '2026-10-31T20:00:00-05:00'),
-        entry('Patient/utc', '2026-11-01T06:00:00Z'),
-        entry('Patient/east', '2026-11-01T09:00:00+10:00'),
-      ];
+      const changeLog = ZONED_CHANGE_LOG;
       const store = await open();
       const refsFrom = async (from: string) =>
         (await store.readChangeLog('f', 'Patient', from, 0, 10)).map((e) => e.ref).sort();

@@ -3,11 +3,14 @@
  * interface, what a sealed payload is bound to, and how a stored provenance row becomes a resource.
  * The engines keep the same columns under the same names, so one reading serves both.
  */
+import { hash, randomUUID } from 'node:crypto';
 import { buildProvenance, type ProvenanceFacts } from '../../core/fhir/provenance.ts';
 import type {
   BatchManifest,
   Checkpoint,
   LedgerEntry,
+  NewQuarantineEntry,
+  PageCommit,
   QuarantineEntry,
   QuarantineFilter,
   QuarantineStatus,
@@ -183,4 +186,46 @@ export function lastOfEach<T>(rows: readonly T[], key: (row: T) => string): T[] 
     byKey.set(k, row);
   }
   return [...byKey.values()];
+}
+
+/**
+ * A new quarantine entry's row, in the order `id, flow, run_id, stream, stage, code, issues, origin,
+ * source_ref, payload, created_at, policy_version, payload_sha256`: a fresh id, the record sealed by
+ * `seal` bound to that id, and the SHA-256 of the record as quarantined.
+ */
+export function quarantineRowValues(
+  q: NewQuarantineEntry,
+  createdAt: string,
+  seal: (payload: string, aad: string) => string,
+): (string | null)[] {
+  const id = randomUUID();
+  return [
+    id,
+    q.flow,
+    q.runId,
+    q.stream,
+    q.stage,
+    q.code,
+    JSON.stringify(q.issues),
+    q.origin,
+    q.sourceRef ?? null,
+    seal(q.payload, quarantineAad(q.flow, id)),
+    createdAt,
+    q.policyVersion ?? null,
+    hash('sha256', q.payload, 'hex'),
+  ];
+}
+
+/** The flow and stream a page commit's per-stream rows belong to; throws when they are missing. */
+export function commitKeys(commit: PageCommit): { flow: string | undefined; stream: string | undefined } {
+  const { flow, stream } = commit;
+  const perStream =
+    commit.ledgerDeletes?.length ||
+    commit.seen?.length ||
+    commit.changeLog?.length ||
+    commit.consents?.length;
+  if (perStream && (flow === undefined || stream === undefined))
+    throw new Error('commitPage needs flow and stream');
+  if (commit.keptTargets?.length && flow === undefined) throw new Error('commitPage needs flow');
+  return { flow, stream };
 }
