@@ -15,8 +15,12 @@ function memoryBus() {
   const stored = new Map<string, OutgoingEvent>();
   let failOnPublish: number | undefined;
   let publishes = 0;
+  const snapshots: string[] = [];
   const bus = {
     stream: 'SLUICE_TEST',
+    async markSnapshot(type: string) {
+      snapshots.push(type);
+    },
     async publish(_type: string, events: readonly OutgoingEvent[]) {
       publishes++;
       if (failOnPublish !== undefined && publishes >= failOnPublish) {
@@ -33,6 +37,7 @@ function memoryBus() {
   return {
     bus: bus as unknown as EventBus,
     stored,
+    snapshots,
     failFrom(n: number) {
       failOnPublish = publishes + n;
     },
@@ -80,7 +85,7 @@ describe('ingestFlow', () => {
     const store = SqliteStateStore.open(':memory:');
     const source7 = organizations(7);
     const source = new MemorySource({ Organization: source7 }, 3);
-    const { bus, stored } = memoryBus();
+    const { bus, stored, snapshots } = memoryBus();
     const progress: string[] = [];
     const recorder = auditRecorder();
     const appended = recorder.entries;
@@ -95,6 +100,8 @@ describe('ingestFlow', () => {
     });
     expect(first).toMatchObject({ status: 'succeeded', read: 7, published: 7, duplicates: 0 });
     expect(stored.size).toBe(7);
+    // A read from no checkpoint is a snapshot: marked on the bus before its first event.
+    expect(snapshots).toEqual(['Organization']);
     expect(progress).toEqual([
       'start Organization',
       'Organization 3/7',
@@ -118,6 +125,7 @@ describe('ingestFlow', () => {
     // The record at the checkpoint is read again and stored once; an idle run is not audited.
     expect(again).toMatchObject({ status: 'succeeded', published: 0, idle: true });
     expect(appended).toHaveLength(1);
+    expect(snapshots).toHaveLength(1);
     await store.close();
   });
 
@@ -151,7 +159,7 @@ describe('ingestFlow', () => {
   it('refuses checkpoints taken against another EHR', async () => {
     const store = SqliteStateStore.open(':memory:');
     const source = new MemorySource({ Organization: organizations(2) }, 3);
-    const { bus } = memoryBus();
+    const { bus, stored, snapshots } = memoryBus();
     await ingestFlow(base(store, source, bus));
     const moved = await ingestFlow({ ...base(store, source, bus), sourceUrl: 'http://other-ehr.test/fhir' });
     expect(moved).toMatchObject({ status: 'failed', error: { code: 'STATE_ENVIRONMENT_CHANGED' } });
@@ -160,7 +168,11 @@ describe('ingestFlow', () => {
       sourceUrl: 'http://other-ehr.test/fhir',
       reset: true,
     });
-    expect(reset.status).toBe('succeeded');
+    // A reset reads everything again as a new snapshot whose events the bus stores anew (its
+    // duplicate window must not drop a record whose earlier event was discarded meanwhile).
+    expect(reset).toMatchObject({ status: 'succeeded', published: 2, duplicates: 0 });
+    expect(stored.size).toBe(4);
+    expect(snapshots).toEqual(['Organization', 'Organization']);
     await store.close();
   });
 });

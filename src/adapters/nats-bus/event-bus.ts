@@ -45,6 +45,24 @@ export interface StoredEvent {
   readonly data: string;
 }
 
+/** Where a read of a type's events starts. */
+export interface ReadFrom {
+  /** After this stream sequence: the reader has read every event of the type up to it. */
+  readonly afterSeq?: number;
+  /** At or after this time (ISO instant), when no sequence is known. */
+  readonly since?: string;
+}
+
+/** What a stream holds: sequences and times of its first and last events. */
+export interface StreamExtent {
+  /** The first sequence still held (the next one to be stored, when none is). */
+  readonly firstSeq: number;
+  /** The last sequence ever stored (0 when none was). */
+  readonly lastSeq: number;
+  readonly firstTs?: string;
+  readonly lastTs?: string;
+}
+
 /** How long an event published twice (a retried publish, a re-read page) is recognised as the same. */
 const DUPLICATE_WINDOW_NS = 10 * 60 * 1_000_000_000;
 const NS_PER_DAY = 86_400 * 1_000_000_000;
@@ -190,33 +208,78 @@ export class EventBus {
   }
 
   /**
-   * Reads a resource type's events in order, from those stored at or after `since` (every one when
-   * absent) up to the last one stored when the read began, `pageSize` at a time.
+   * What the stream holds now: its first and last sequence and their times (`first` is past `last`
+   * when every event was discarded). Events before `firstSeq` are gone: the age limit discarded them.
+   */
+  async extent(): Promise<StreamExtent> {
+    if (!this.#exists) return { firstSeq: 1, lastSeq: 0 };
+    const { state } = await this.jsm.streams.info(this.stream);
+    return {
+      firstSeq: state.first_seq,
+      lastSeq: state.last_seq,
+      ...(state.messages > 0 ? { firstTs: isoOf(state.first_ts), lastTs: isoOf(state.last_ts) } : {}),
+    };
+  }
+
+  /**
+   * Marks the start of a complete read of a type's records onto the bus (an ingest from no checkpoint):
+   * every record of the type follows this marker, so events discarded before it are superseded.
+   */
+  async markSnapshot(type: string, runId: string, at: string): Promise<void> {
+    const body = JSON.stringify({ flow: this.flow, type, runId, at });
+    await this.js.publish(this.#snapshotSubject(type), body, {
+      msgID: `snapshot:${type}:${runId}`,
+      timeout: 30_000,
+    });
+  }
+
+  /** The stream sequence of the newest snapshot marker of a type the stream still holds. */
+  async snapshotSeq(type: string): Promise<number | undefined> {
+    if (!this.#exists) return undefined;
+    const marker = await this.#lastOf(this.#snapshotSubject(type));
+    return marker?.seq;
+  }
+
+  #snapshotSubject(type: string): string {
+    return `${this.stream}._snapshot.${type}`;
+  }
+
+  /** The newest event stored on a subject, or undefined. */
+  async #lastOf(subject: string): Promise<{ seq: number; time: Date } | undefined> {
+    return this.jsm.streams.getMessage(this.stream, { last_by_subj: subject }).then(
+      (m) => (m === null ? undefined : { seq: m.seq, time: m.time }),
+      (err: unknown) => {
+        if (/no message found|message not found/i.test((err as Error).message)) return undefined;
+        throw err;
+      },
+    );
+  }
+
+  /**
+   * Reads a resource type's events in order, up to the last one stored when the read began,
+   * `pageSize` at a time: those after stream sequence `from.afterSeq`, else those stored at or after
+   * `from.since`, else every one.
    */
   async *read(
     type: string,
-    since: string | undefined,
+    from: ReadFrom,
     pageSize: number,
     signal: AbortSignal,
   ): AsyncGenerator<StoredEvent[]> {
+    const { afterSeq, since } = from;
     // The last event stored for this type when the read began: the read ends there (events stored
     // meanwhile are the next run's).
-    const last = await this.jsm.streams
-      .getMessage(this.stream, { last_by_subj: this.subjectOf(type) })
-      .catch((err: unknown) => {
-        if (/no message found|message not found/i.test((err as Error).message)) return undefined;
-        throw err;
-      });
-    // Nothing stored since `since`: done, without a fetch that would wait for its expiry.
-    if (!last || (since !== undefined && last.time.getTime() < Date.parse(since))) return;
+    const last = await this.#lastOf(this.subjectOf(type));
+    // Nothing stored after where the read starts: done, without a fetch that would wait for its expiry.
+    if (
+      !last ||
+      (afterSeq !== undefined && last.seq <= afterSeq) ||
+      (afterSeq === undefined && since !== undefined && last.time.getTime() < Date.parse(since))
+    )
+      return;
     const consumer = await this.js.consumers.get(this.stream, {
       filter_subjects: this.subjectOf(type),
-      ...(since === undefined
-        ? { deliver_policy: DeliverPolicy.All }
-        : {
-            deliver_policy: DeliverPolicy.StartTime,
-            opt_start_time: new Date(Date.parse(since)).toISOString(),
-          }),
+      ...startOf(from),
     });
     let seq = 0;
     // Fetches in a row that brought nothing although events are left (an ordered consumer being reset).
@@ -253,20 +316,21 @@ export class EventBus {
   }
 
   /**
-   * How many events of a type the bus holds stored after `since` (every one when absent): what a run
-   * reading from that checkpoint has still to read. Counted by a consumer made for the question.
+   * How many events of a type the bus holds after where a run reading from `from` starts (every one
+   * when it says nothing): what it has still to read. Counted by a consumer made for the question.
    */
-  async waiting(type: string, since: string | undefined): Promise<number> {
+  async waiting(type: string, from: ReadFrom): Promise<number> {
     // No stream yet (nothing was ever ingested): nothing waits.
     if (!this.#exists) return 0;
-    const after = since === undefined ? undefined : new Date(Date.parse(since) + 1).toISOString();
+    const after =
+      from.afterSeq === undefined && from.since !== undefined
+        ? { since: new Date(Date.parse(from.since) + 1).toISOString() }
+        : from;
     const info = await this.jsm.consumers.add(this.stream, {
       filter_subject: this.subjectOf(type),
       ack_policy: AckPolicy.None,
       inactive_threshold: 5_000_000_000,
-      ...(after === undefined
-        ? { deliver_policy: DeliverPolicy.All }
-        : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: after }),
+      ...startOf(after),
     });
     await this.jsm.consumers.delete(this.stream, info.name).catch(() => false);
     return info.num_pending;
@@ -275,4 +339,21 @@ export class EventBus {
   async close(): Promise<void> {
     await this.#nc.drain().catch(() => this.#nc.close());
   }
+}
+
+/** A consumer's start: after a sequence, from a time, or from the first event held. */
+function startOf(from: ReadFrom) {
+  if (from.afterSeq !== undefined)
+    return { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from.afterSeq + 1 };
+  if (from.since !== undefined)
+    return {
+      deliver_policy: DeliverPolicy.StartTime,
+      opt_start_time: new Date(Date.parse(from.since)).toISOString(),
+    };
+  return { deliver_policy: DeliverPolicy.All };
+}
+
+/** A server time as an ISO instant (milliseconds). */
+function isoOf(time: string): string {
+  return new Date(Date.parse(time)).toISOString();
 }

@@ -98,8 +98,11 @@ async function outgoingProfiles(
   signal: AbortSignal,
 ): Promise<{ writes: ProfileWrite[]; read: number }> {
   const gate = runtime.consent;
-  if (gate && runtime.source.streams.includes(CONSENT_STREAM)) {
-    for await (const page of runtime.source.read(CONSENT_STREAM, undefined, signal)) {
+  // Every patient there is: the EHR itself, also when the flow reads change events from a bus (which
+  // keeps them for `maxAgeDays` only).
+  const source = runtime.bus?.ehr ?? runtime.source;
+  if (gate && source.streams.includes(CONSENT_STREAM)) {
+    for await (const page of source.read(CONSENT_STREAM, undefined, signal)) {
       for (const record of page.records) gate.ingest(record.resource);
     }
   }
@@ -110,7 +113,7 @@ async function outgoingProfiles(
   };
   const writes: ProfileWrite[] = [];
   let read = 0;
-  for await (const page of runtime.source.read('Patient', undefined, signal)) {
+  for await (const page of source.read('Patient', undefined, signal)) {
     for (const record of page.records) {
       read++;
       const verdict = processRecord(record, stages);

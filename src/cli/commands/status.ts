@@ -202,7 +202,14 @@ async function busWaiting(
     const streams = [...(flow.file.stages.consent ? [CONSENT_STREAM] : []), ...flow.file.source.resources];
     const events: Record<string, number> = {};
     for (const stream of streams) {
-      events[stream] = await bus.waiting(stream, checkpoints.find((c) => c.stream === stream)?.position);
+      const checkpoint = checkpoints.find((c) => c.stream === stream);
+      const cursor = checkpoint?.cursor === undefined ? undefined : Number(checkpoint.cursor);
+      events[stream] = await bus.waiting(
+        stream,
+        cursor !== undefined && Number.isSafeInteger(cursor)
+          ? { afterSeq: cursor }
+          : { ...(checkpoint === undefined ? {} : { since: checkpoint.position }) },
+      );
     }
     return { stream: bus.stream, events };
   } catch (err) {

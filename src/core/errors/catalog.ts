@@ -206,6 +206,12 @@ export const ERROR_CATALOG = {
     action:
       'Name another stream in `bus.nats.stream`, or remove the one in the way if nothing needs it (`nats stream rm`).',
   },
+  BUS_EVENTS_EXPIRED: {
+    title:
+      "The flow's event stream discarded change events `sluice run` had not read yet (older than `bus.nats.maxAgeDays`), or the run starts from the beginning of a stream that no longer holds it.",
+    action:
+      'Nothing was sent from a gap: the run stopped before reading. Run `sluice ingest FLOW --reset` to publish every record of the EHR again (the run skips versions it already processed), then `sluice run FLOW`. Deletions the EHR reported in the gap are not in that snapshot (it lists what exists): check for records deleted at the EHR meanwhile. Raise `bus.nats.maxAgeDays` if the run can fall this far behind.',
+  },
   FLOW_BUSY: {
     title:
       'Another Sluice process holds the lease of this flow (cluster mode, `state.postgres`): one process runs a flow at a time.',

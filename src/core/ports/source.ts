@@ -33,6 +33,12 @@ export interface SourcePage {
    * of it and the greatest `meta.lastUpdated` of the page's records.
    */
   readonly checkpoint?: string;
+  /**
+   * The source's own place beside the checkpoint's time, stored with it and handed back to the next
+   * `read` (an event bus: the stream sequence every event of the stream was read up to). A page may
+   * carry no records and only move it.
+   */
+  readonly cursor?: string;
   /** The server's total for the whole query when it reports one (progress only). */
   readonly total?: number;
   /** Non-fatal notes from the source (e.g. OperationOutcome entries in a searchset), no PHI. */
@@ -51,7 +57,12 @@ export interface Source {
    * (a bulk export's files), so their `meta.lastUpdated` says nothing about what was already read.
    */
   readonly explicitCheckpoints?: boolean;
-  read(stream: string, since: string | undefined, signal: AbortSignal): AsyncIterable<SourcePage>;
+  read(
+    stream: string,
+    since: string | undefined,
+    signal: AbortSignal,
+    resume?: SourceResume,
+  ): AsyncIterable<SourcePage>;
   /**
    * Reads named records again, whatever their change time (a policy event such as a consent granted
    * anew makes records withheld earlier eligible). Records that no longer exist are left out.
@@ -64,6 +75,12 @@ export interface Source {
   plan?(reads: readonly PlannedRead[], signal: AbortSignal): void;
   /** Ends a run: anything prepared and not read is released at the source. */
   close?(): Promise<void>;
+}
+
+/** Where a read resumes besides its time: what the checkpoint kept of the source's own place. */
+export interface SourceResume {
+  /** The `cursor` of the last page committed, when it came from the checkpoint `since` was taken from. */
+  readonly cursor?: string;
 }
 
 /** One stream read a run will make: the stream and the position it reads from. */

@@ -1,13 +1,22 @@
 /**
  * The pipeline's source when the flow has an event bus: the change events `sluice ingest` published,
- * read in order per resource type from the run's checkpoints. A checkpoint is the time the bus stored
- * the last event of a committed page (`explicitCheckpoints`): reading again from it repeats at most the
- * events of that instant, which the pipeline skips as versions already processed. Records are read by
- * id (consent changes, repair) from the EHR itself, through `fetcher`.
+ * read in order per resource type from the run's checkpoints. A checkpoint keeps the stream sequence
+ * every event of the type was read up to (its `cursor`; the next read starts after it) and the time the
+ * bus stored the last event of a committed page (`explicitCheckpoints`). Before reading, the source
+ * makes sure the stream still holds every event past the cursor: a run that fell further behind than
+ * the stream's age limit stops with BUS_EVENTS_EXPIRED instead of passing over events it never saw.
+ * Records are read by id (consent changes, repair) from the EHR itself, through `fetcher`.
  */
-import type { EventBus } from '../../adapters/nats-bus/event-bus.ts';
+import type { EventBus, StoredEvent, StreamExtent } from '../../adapters/nats-bus/event-bus.ts';
+import { SluiceError } from '../../core/errors/index.ts';
 import type { SystemName } from '../../core/model/ids.ts';
-import type { Source, SourceDeletion, SourcePage, SourceRecord } from '../../core/ports/source.ts';
+import type {
+  Source,
+  SourceDeletion,
+  SourcePage,
+  SourceRecord,
+  SourceResume,
+} from '../../core/ports/source.ts';
 import type { PayloadKey } from '../store/payload-cipher.ts';
 import { openEvent } from './events.ts';
 
@@ -39,8 +48,25 @@ export class BusSource implements Source {
   /** Named records, read at the EHR (absent when it cannot read by id). */
   readonly fetch?: Source['fetch'];
 
-  async *read(stream: string, since: string | undefined, signal: AbortSignal): AsyncGenerator<SourcePage> {
-    for await (const events of this.#bus.read(stream, since, this.#pageSize, signal)) {
+  async *read(
+    stream: string,
+    since: string | undefined,
+    signal: AbortSignal,
+    resume?: SourceResume,
+  ): AsyncGenerator<SourcePage> {
+    const cursor = parseCursor(resume?.cursor);
+    // What the stream holds before this type's last event is looked up: every event of the type up to
+    // the stream's last sequence now is then read by the end of this read.
+    const extent = await this.#bus.extent();
+    await this.#assertHeld(stream, { cursor, since }, extent);
+    let readUpTo = cursor ?? 0;
+    let at = since;
+    for await (const events of this.#bus.read(
+      stream,
+      cursor === undefined ? { ...(since === undefined ? {} : { since }) } : { afterSeq: cursor },
+      this.#pageSize,
+      signal,
+    )) {
       const records: SourceRecord[] = [];
       const deletions: SourceDeletion[] = [];
       for (const event of events) {
@@ -48,11 +74,81 @@ export class BusSource implements Source {
         if (opened.kind === 'record') records.push(opened.record);
         else deletions.push(opened.deletion);
       }
+      // Events discarded while the read went on (a run just within the age limit) would be skipped by
+      // the consumer: whether the stream still held everything past the previous page is checked after
+      // the fetch, and a page that may have a hole is not passed on.
+      if (cursor !== undefined || since === undefined)
+        await this.#assertHeld(stream, { cursor: readUpTo, since: undefined }, await this.#bus.extent());
+      const last = events.at(-1) as StoredEvent;
+      readUpTo = last.seq;
+      at = last.storedAt;
       yield {
         records,
         ...(deletions.length > 0 ? { deletions } : {}),
-        checkpoint: events.at(-1)?.storedAt as string,
+        checkpoint: at,
+        cursor: String(readUpTo),
       };
     }
+    // Every event of this type up to the stream's last sequence at the start is read: the cursor moves
+    // there, so events of other types discarded later are not taken for events of this one.
+    if (extent.lastSeq > readUpTo) {
+      const checkpoint = laterOf(at, extent.lastTs);
+      if (checkpoint !== undefined) yield { records: [], checkpoint, cursor: String(extent.lastSeq) };
+    }
   }
+
+  /** Throws BUS_EVENTS_EXPIRED when the stream may have discarded events past where the reader stands. */
+  async #assertHeld(
+    stream: string,
+    reader: { readonly cursor: number | undefined; readonly since: string | undefined },
+    extent: StreamExtent,
+  ): Promise<void> {
+    // The snapshot marker is looked up only when the extent alone says events may be gone.
+    if (!eventsLost(reader, extent, undefined)) return;
+    if (!eventsLost(reader, extent, await this.#bus.snapshotSeq(stream))) return;
+    const { cursor } = reader;
+    throw new SluiceError(
+      'BUS_EVENTS_EXPIRED',
+      `The bus ${this.#bus.stream} no longer holds events of ${stream} this flow had not read: the stream discarded everything before event #${extent.firstSeq}${cursor === undefined ? '' : `, and the flow had read up to #${cursor}`}.`,
+      {
+        details: {
+          stream: this.#bus.stream,
+          type: stream,
+          firstHeld: extent.firstSeq,
+          ...(extent.firstTs === undefined ? {} : { firstHeldAt: extent.firstTs }),
+          ...(cursor === undefined ? {} : { readUpTo: cursor }),
+        },
+      },
+    );
+  }
+}
+
+/**
+ * Whether events a reader had not read may be gone: the stream discarded events (its age limit) past
+ * where the reader stands: the sequence it read up to, or the beginning when it never read. A snapshot
+ * marker still held clears it:
+ * every record of the type was published after the marker, so what was discarded before is superseded.
+ */
+export function eventsLost(
+  reader: { readonly cursor: number | undefined; readonly since: string | undefined },
+  extent: StreamExtent,
+  snapshotSeq: number | undefined,
+): boolean {
+  if (extent.firstSeq <= 1 || snapshotSeq !== undefined) return false;
+  if (reader.cursor !== undefined) return extent.firstSeq > reader.cursor + 1;
+  // A time alone (a checkpoint written before cursors were kept, a send-time re-read of consents) says
+  // nothing about sequences: the first event held being newer is also what an idle stream looks like.
+  // The run's next commit stores a cursor.
+  return reader.since === undefined;
+}
+
+function parseCursor(cursor: string | undefined): number | undefined {
+  if (cursor === undefined || !/^\d+$/.test(cursor)) return undefined;
+  return Number(cursor);
+}
+
+function laterOf(a: string | undefined, b: string | undefined): string | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Date.parse(b) > Date.parse(a) ? b : a;
 }

@@ -8,7 +8,7 @@ import type { SystemName } from '../../core/model/ids.ts';
 import type { SourcePage, SourceRecord } from '../../core/ports/source.ts';
 import { deleteStreams, NATS_SKIP, TEST_NATS_URL, testStream } from '../../testkit/nats.ts';
 import { payloadKey } from '../store/payload-cipher.ts';
-import { BusSource } from './bus-source.ts';
+import { BusSource, eventsLost } from './bus-source.ts';
 import { deletionEvent, openEvent, recordEvent } from './events.ts';
 import { nextPosition } from './ingest.ts';
 
@@ -25,6 +25,23 @@ const stored = (seq: number, e: { headers: Record<string, string>; data: string;
   headers: { ...e.headers, 'Nats-Msg-Id': e.id },
   data: e.data,
 });
+
+/** The bus source of a test stream. */
+const busSource = (bus: EventBus, streams: string[], pageSize: number) =>
+  new BusSource({ system: 'epic' as SystemName, streams, bus, key, pageSize, fetcher: {} });
+
+/** Every page of one read. */
+async function readAll(
+  source: BusSource,
+  stream: string,
+  since?: string,
+  cursor?: string,
+): Promise<SourcePage[]> {
+  const pages: SourcePage[] = [];
+  const resume = cursor === undefined ? undefined : { cursor };
+  for await (const p of source.read(stream, since, new AbortController().signal, resume)) pages.push(p);
+  return pages;
+}
 
 describe('change events', () => {
   it('seal a record and where it was read, and name it by a keyed hash of record and version', () => {
@@ -118,6 +135,28 @@ describe('the ingest checkpoint of a page', () => {
   });
 });
 
+describe('eventsLost', () => {
+  const extent = (firstSeq: number, lastSeq: number) => ({ firstSeq, lastSeq });
+  it('holds when the stream discarded events past where the reader stands, unless a snapshot is held', () => {
+    // Nothing ever discarded.
+    expect(eventsLost({ cursor: undefined, since: undefined }, extent(1, 50), undefined)).toBe(false);
+    // Discarded only what the reader had read up to.
+    expect(eventsLost({ cursor: 40, since: undefined }, extent(41, 50), undefined)).toBe(false);
+    expect(eventsLost({ cursor: 50, since: undefined }, extent(51, 50), undefined)).toBe(false);
+    // One event past the reader discarded.
+    expect(eventsLost({ cursor: 40, since: undefined }, extent(42, 50), undefined)).toBe(true);
+    // Never read, the beginning gone.
+    expect(eventsLost({ cursor: undefined, since: undefined }, extent(2, 50), undefined)).toBe(true);
+    // A snapshot marker the stream still holds supersedes what was discarded before it.
+    expect(eventsLost({ cursor: 40, since: undefined }, extent(42, 50), 45)).toBe(false);
+    expect(eventsLost({ cursor: undefined, since: undefined }, extent(2, 50), 3)).toBe(false);
+    // A time alone cannot tell (an idle stream looks the same): the read goes on and stores a cursor.
+    expect(eventsLost({ cursor: undefined, since: '2026-12-01T00:00:00Z' }, extent(42, 50), undefined)).toBe(
+      false,
+    );
+  });
+});
+
 describe.skipIf(NATS_SKIP !== undefined)('the bus source (NATS JetStream)', () => {
   const streams: string[] = [];
   afterAll(() => deleteStreams(streams));
@@ -135,21 +174,13 @@ describe.skipIf(NATS_SKIP !== undefined)('the bus source (NATS JetStream)', () =
       await bus.publish('Practitioner', [
         recordEvent(key, 'bus-test', record({ resourceType: 'Practitioner', id: 'd1' }, 'Practitioner')),
       ]);
-      const source = new BusSource({
-        system: 'epic' as SystemName,
-        streams: ['Patient', 'Practitioner'],
-        bus,
-        key,
-        pageSize: 2,
-        fetcher: {},
-      });
-      const read = async (stream: string, since?: string) => {
-        const pages: SourcePage[] = [];
-        for await (const p of source.read(stream, since, new AbortController().signal)) pages.push(p);
-        return pages;
-      };
+      const source = busSource(bus, ['Patient', 'Practitioner'], 2);
+      const read = (stream: string, since?: string, cursor?: string) =>
+        readAll(source, stream, since, cursor);
       const pages = await read('Patient');
-      expect(pages.map((p) => p.records.length)).toEqual([2, 1]);
+      // The last page only moves the cursor past the Practitioner event stored after the Patients.
+      expect(pages.map((p) => p.records.length)).toEqual([2, 1, 0]);
+      expect(pages.map((p) => p.cursor)).toEqual(['2', '3', '4']);
       expect(pages.flatMap((p) => p.records.map((r) => (r.resource as { id: string }).id))).toEqual(
         patients.slice(0, 3).map((p) => (p as { id: string }).id),
       );
@@ -173,12 +204,101 @@ describe.skipIf(NATS_SKIP !== undefined)('the bus source (NATS JetStream)', () =
       const earlier = patients.slice(0, 3).map((p) => (p as { id: string }).id);
       expect(ids.slice(0, -1).every((id) => earlier.includes(id))).toBe(true);
       expect(later.flatMap((p) => p.deletions ?? []).map((d) => d.id)).toEqual(['gone']);
-      // Nothing after the last event: no page, and no wait.
+      // Nothing after the last event: no record, and no wait. The stream's last sequence becomes the
+      // cursor (a page with no records), then there is nothing left to say.
       const lastCheckpoint = later.at(-1)?.checkpoint as string;
       const future = new Date(Date.parse(lastCheckpoint) + 60_000).toISOString();
       const started = Date.now();
-      expect(await read('Patient', future)).toEqual([]);
+      const idle = await read('Patient', future);
+      expect(idle.flatMap((p) => p.records)).toEqual([]);
+      const cursor = later.at(-1)?.cursor as string;
+      expect(idle.map((p) => p.cursor)).toEqual([cursor]);
+      expect(await read('Patient', future, cursor)).toEqual([]);
       expect(Date.now() - started).toBeLessThan(1000);
+    } finally {
+      await bus.close();
+    }
+  });
+
+  it('refuses to read past events discarded before it read them, until a snapshot supersedes them', async () => {
+    const bus = await open(testStream());
+    try {
+      const source = busSource(bus, ['Patient', 'Practitioner'], 10);
+      const read = (stream: string, cursor?: string) => readAll(source, stream, undefined, cursor);
+      const ids = (pages: SourcePage[]) =>
+        pages.flatMap((p) => p.records.map((r) => (r.resource as { id: string }).id));
+      const idOf = (i: number) => (patients[i] as { id: string }).id;
+      const practitioner = (id: string) =>
+        recordEvent(key, 'bus-test', record({ resourceType: 'Practitioner', id }, 'Practitioner'));
+      // The age limit discards the oldest events; purging below a sequence does the same.
+      const expire = (below: number) => bus.jsm.streams.purge(bus.stream, { seq: below });
+
+      await bus.publish(
+        'Patient',
+        [0, 1].map((i) => recordEvent(key, 'bus-test', record(patients[i]))),
+      );
+      const first = await read('Patient');
+      expect(ids(first)).toEqual([idOf(0), idOf(1)]);
+      expect(first.at(-1)?.cursor).toBe('2');
+
+      // Another type's event, then everything up to it discarded: the Patient reader had read past it.
+      await bus.publish('Practitioner', [practitioner('d1')]);
+      const idle = await read('Patient', '2');
+      expect(ids(idle)).toEqual([]);
+      expect(idle.map((p) => p.cursor)).toEqual(['3']);
+      await expire(4);
+      await bus.publish('Patient', [recordEvent(key, 'bus-test', record(patients[2]))]);
+      const next = await read('Patient', '3');
+      expect(ids(next)).toEqual([idOf(2)]);
+      expect(next.at(-1)?.cursor).toBe('4');
+
+      // The Practitioner reader never read: its first event is gone.
+      const never = await read('Practitioner').catch((e: unknown) => e);
+      expect((never as { code?: string }).code).toBe('BUS_EVENTS_EXPIRED');
+
+      // Two Patient changes the reader had not read are discarded: it stops, reading nothing.
+      await bus.publish(
+        'Patient',
+        [3, 4].map((i) => recordEvent(key, 'bus-test', record(patients[i]))),
+      );
+      await expire(7);
+      const err = (await read('Patient', '4').catch((e: unknown) => e)) as {
+        code?: string;
+        message?: string;
+        details?: Record<string, unknown>;
+      };
+      expect(err.code).toBe('BUS_EVENTS_EXPIRED');
+      expect(err.details).toMatchObject({ type: 'Patient', firstHeld: 7, readUpTo: 4 });
+      expect(err.message).not.toContain(idOf(3));
+
+      // A snapshot (an ingest from no checkpoint) publishes every record again after a marker, each
+      // stored though the bus stored the same version minutes ago: the reader reads on from it.
+      await bus.markSnapshot('Patient', 'run-1', new Date().toISOString());
+      const again = [0, 1, 2, 3, 4].map((i) => recordEvent(key, 'bus-test', record(patients[i]), 'run-1'));
+      expect(await bus.publish('Patient', again)).toEqual({ stored: 5, duplicates: 0 });
+      expect(ids(await read('Patient', '4'))).toEqual([0, 1, 2, 3, 4].map(idOf));
+      // …and so does one that never read, now that the snapshot covers what was discarded.
+      expect(ids(await read('Patient'))).toEqual([0, 1, 2, 3, 4].map(idOf));
+    } finally {
+      await bus.close();
+    }
+  });
+
+  it('does not pass on a page when events past the previous one were discarded during the read', async () => {
+    const bus = await open(testStream());
+    try {
+      const source = busSource(bus, ['Patient'], 1);
+      await bus.publish(
+        'Patient',
+        patients.map((p) => recordEvent(key, 'bus-test', record(p))),
+      );
+      const pages = source.read('Patient', undefined, new AbortController().signal, { cursor: '0' });
+      const first = await pages.next();
+      expect(first.value?.cursor).toBe('1');
+      // The age limit reaches events the read has not come to yet.
+      await bus.jsm.streams.purge(bus.stream, { seq: 4 });
+      const err = await pages.next().catch((e: unknown) => e);
+      expect((err as { code?: string }).code).toBe('BUS_EVENTS_EXPIRED');
     } finally {
       await bus.close();
     }

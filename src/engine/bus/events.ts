@@ -40,11 +40,28 @@ function eventId(key: PayloadKey, about: string): string {
 }
 
 /**
- * The event of a source record: named by the record and its version, so publishing it again is a
- * no-op; the record and where it was read (which may name it) travel sealed.
+ * What names an event beside its content: usually nothing; for a record read again after
+ * `sluice ingest --reset`, that ingest, so the bus stores it even if it stored the same version within
+ * its duplicate window — a snapshot marker promises every record follows it.
  */
-export function recordEvent(key: PayloadKey, flow: string, record: SourceRecord): OutgoingEvent {
-  const id = eventId(key, `${refOf(record.resource) ?? '-'}|${versionKeyOf(record.resource)}`);
+const scoped = (about: string, snapshot: string | undefined): string =>
+  snapshot === undefined ? about : `${about}|snapshot:${snapshot}`;
+
+/**
+ * The event of a source record: named by the record and its version (and the reset ingest that read
+ * it, if any), so publishing it again is a no-op; the record and where it was read (which may name
+ * it) travel sealed.
+ */
+export function recordEvent(
+  key: PayloadKey,
+  flow: string,
+  record: SourceRecord,
+  snapshot?: string,
+): OutgoingEvent {
+  const id = eventId(
+    key,
+    scoped(`${refOf(record.resource) ?? '-'}|${versionKeyOf(record.resource)}`, snapshot),
+  );
   const body: RecordBody = { origin: record.origin, resource: record.resource };
   return {
     id,
@@ -59,8 +76,12 @@ export function deletionEvent(
   flow: string,
   stream: string,
   deletion: SourceDeletion,
+  snapshot?: string,
 ): OutgoingEvent {
-  const id = eventId(key, `deleted:${deletion.resourceType}/${deletion.id}|${deletion.at ?? ''}`);
+  const id = eventId(
+    key,
+    scoped(`deleted:${deletion.resourceType}/${deletion.id}|${deletion.at ?? ''}`, snapshot),
+  );
   return {
     id,
     headers: { [KIND]: 'deletion' },

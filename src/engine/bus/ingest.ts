@@ -119,11 +119,23 @@ export async function ingestFlow(options: IngestOptions): Promise<IngestSummary>
       byStream[stream] = counts;
       let position = starts.get(stream);
       progress.streamStarted(stream);
+      // A read from no checkpoint publishes every record of the type after a mark on the bus: a run
+      // that fell behind the stream's age limit may read on past what was discarded before the mark.
+      // After `--reset` (the recovery from such a gap) each event is also named by this ingest, so the
+      // bus stores it even if it stored the same version minutes ago and has since discarded it (a
+      // purge); the next ingest publishes the records at its checkpoint once more under their own names.
+      const snapshot = position === undefined ? runId : undefined;
+      const salt = options.reset === true ? snapshot : undefined;
+      let marked = false;
       for await (const page of options.source.read(stream, readFrom(position), signal)) {
         const events = [
-          ...page.records.map((r) => recordEvent(options.key, options.flow, r)),
-          ...(page.deletions ?? []).map((d) => deletionEvent(options.key, options.flow, stream, d)),
+          ...page.records.map((r) => recordEvent(options.key, options.flow, r, salt)),
+          ...(page.deletions ?? []).map((d) => deletionEvent(options.key, options.flow, stream, d, salt)),
         ];
+        if (snapshot !== undefined && !marked && events.length > 0) {
+          await options.bus.markSnapshot(stream, snapshot, now().toISOString());
+          marked = true;
+        }
         counts.read += page.records.length;
         counts.deletions += page.deletions?.length ?? 0;
         const stored = await options.bus.publish(stream, events, signal);

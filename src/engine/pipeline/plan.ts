@@ -79,7 +79,10 @@ export async function planFlow(
   };
   const refused = (await runtime.store.countRefusedRemovals(flow.file.flow)).count;
   if (refused > 0) plan.refusedRemovals = refused;
-  for (const stream of runtime.source.streams) {
+  // Everything there is to send: the EHR itself, also when the flow reads change events from a bus
+  // (which keeps them for `maxAgeDays` only).
+  const source = runtime.bus?.ehr ?? runtime.source;
+  for (const stream of source.streams) {
     const s = {
       read: 0,
       wouldSend: 0,
@@ -89,7 +92,7 @@ export async function planFlow(
       wouldSuppress: {} as Record<string, number>,
     };
     plan.streams[stream] = s;
-    for await (const page of runtime.source.read(stream, undefined, signal)) {
+    for await (const page of source.read(stream, undefined, signal)) {
       for (const record of page.records) {
         s.read++;
         if (gate && stream === CONSENT_STREAM) {

@@ -329,6 +329,9 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
       const start = starts.get(stream);
       const checkpoint = start?.checkpoint;
       let position = start?.position;
+      // The source's own place, kept with the checkpoint: handed back only when the read starts there.
+      const startCursor = options.replay || options.from !== undefined ? undefined : checkpoint?.cursor;
+      let cursor = startCursor;
       if (position !== undefined) checkpoints[stream] = position;
       const readFrom = readFromOf(position);
       progress.streamStarted(stream);
@@ -348,7 +351,12 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           yield await (source.fetch as NonNullable<Source['fetch']>)(stream, again, signal);
         }
         streamReadAt = Date.now();
-        yield* source.read(stream, readFrom, signal);
+        yield* source.read(
+          stream,
+          readFrom,
+          signal,
+          startCursor === undefined ? undefined : { cursor: startCursor },
+        );
       })();
       // Versions of records prepared but not yet committed: the next page, prepared while this one is
       // sent, must see them as processed (duplicates skip, older versions stay out of order).
@@ -935,10 +943,13 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
                 : undefined,
               maxUpdated,
             );
+        // A page may move only the source's cursor (an event bus read up to its last sequence).
+        const nextCursor = page.cursor ?? cursor;
+        const cursorMoved = nextCursor !== cursor;
         const advance =
           !options.replay &&
           next !== undefined &&
-          next !== checkpoint?.position &&
+          (next !== checkpoint?.position || cursorMoved) &&
           (position === undefined || !isEarlier(next, position));
         await store.commitPage({
           flow,
@@ -965,6 +976,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
                   flow,
                   stream,
                   position: next as string,
+                  ...(nextCursor === undefined ? {} : { cursor: nextCursor }),
                   definitionHash: options.definitionHash,
                   environment,
                   runId,
@@ -980,6 +992,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunSummary> {
           if (by === prepared.pageNumber) uncommittedRemovals.delete(key);
         if (advance) {
           position = next;
+          cursor = nextCursor;
           checkpoints[stream] = next as string;
         }
         if (gate && stream === CONSENT_STREAM) {

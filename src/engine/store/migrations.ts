@@ -191,4 +191,8 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (flow, object, external_id)
   ) STRICT;
   `,
+  // 15: a checkpoint keeps the source's own place beside its time (an event bus: the stream sequence)
+  `
+  ALTER TABLE checkpoints ADD COLUMN cursor TEXT;
+  `,
 ];

@@ -156,4 +156,8 @@ export const PG_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (flow, object, external_id)
   );
   `,
+  // 2: the embedded store's step 15 (a checkpoint's cursor)
+  `
+  ALTER TABLE checkpoints ADD COLUMN cursor TEXT COLLATE "C";
+  `,
 ];

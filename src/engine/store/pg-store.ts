@@ -33,6 +33,7 @@ import type {
 } from './state-store.ts';
 import {
   changeLogAad,
+  checkpointRowValues,
   commitKeys,
   lastOfEach,
   provenanceResource,
@@ -573,11 +574,12 @@ export class PostgresStateStore implements StateStore {
     const c = commit.checkpoint;
     if (c) {
       await client.query(
-        `INSERT INTO checkpoints (flow, stream, position, definition_hash, environment, run_id, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (flow, stream) DO UPDATE SET position = excluded.position, environment = excluded.environment,
-           definition_hash = excluded.definition_hash, run_id = excluded.run_id, updated_at = excluded.updated_at`,
-        [c.flow, c.stream, c.position, c.definitionHash, c.environment, c.runId, c.updatedAt],
+        `INSERT INTO checkpoints (flow, stream, position, cursor, definition_hash, environment, run_id, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (flow, stream) DO UPDATE SET position = excluded.position, cursor = excluded.cursor,
+           environment = excluded.environment, definition_hash = excluded.definition_hash,
+           run_id = excluded.run_id, updated_at = excluded.updated_at`,
+        checkpointRowValues(c),
       );
     }
   }

@@ -26,6 +26,7 @@ import type {
 } from './state-store.ts';
 import {
   changeLogAad,
+  checkpointRowValues,
   commitKeys,
   provenanceResource,
   provenanceRow,
@@ -401,9 +402,10 @@ export class SqliteStateStore implements StateStore {
       INSERT INTO quarantine (id, flow, run_id, stream, stage, code, issues, origin, source_ref, payload, created_at, policy_version, payload_sha256)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     const upsertCheckpoint = this.#statement(`
-      INSERT INTO checkpoints (flow, stream, position, definition_hash, environment, run_id, updated_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?)
-      ON CONFLICT (flow, stream) DO UPDATE SET position = excluded.position, environment = excluded.environment,
+      INSERT INTO checkpoints (flow, stream, position, cursor, definition_hash, environment, run_id, updated_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (flow, stream) DO UPDATE SET position = excluded.position, cursor = excluded.cursor,
+        environment = excluded.environment,
         definition_hash = excluded.definition_hash, run_id = excluded.run_id, updated_at = excluded.updated_at`);
     const deleteLedger = this.#statement(
       'DELETE FROM ledger WHERE flow = ? AND object = ? AND external_id = ?',
@@ -507,15 +509,7 @@ export class SqliteStateStore implements StateStore {
       }
       const c = commit.checkpoint;
       if (c) {
-        upsertCheckpoint.run(
-          c.flow,
-          c.stream,
-          c.position,
-          c.definitionHash,
-          c.environment,
-          c.runId,
-          c.updatedAt,
-        );
+        upsertCheckpoint.run(...checkpointRowValues(c));
       }
       db.exec('COMMIT');
     } catch (err) {

@@ -280,6 +280,15 @@ export function stateStoreContract(
       expect(await store.deleteCheckpoints('f')).toBe(2);
       expect(await store.listCheckpoints('f')).toEqual([]);
       expect(await store.getCheckpoint('g', 'Patient')).toEqual(checkpoint('g', 'Patient', '1'));
+
+      // A source's own place beside the time (an event bus's sequence) is kept with it, and a
+      // checkpoint without one clears it.
+      const withCursor = { ...checkpoint('g', 'Consent', '3'), cursor: '1207' };
+      await store.commitPage({ ledger: [], quarantine: [], checkpoint: withCursor });
+      expect(await store.getCheckpoint('g', 'Consent')).toEqual(withCursor);
+      expect(await store.listCheckpoints('g')).toEqual([withCursor, checkpoint('g', 'Patient', '1')]);
+      await store.commitPage({ ledger: [], quarantine: [], checkpoint: checkpoint('g', 'Consent', '4') });
+      expect(await store.getCheckpoint('g', 'Consent')).toEqual(checkpoint('g', 'Consent', '4'));
       await store.close();
     });
 

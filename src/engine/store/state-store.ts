@@ -11,6 +11,8 @@ export interface Checkpoint {
   readonly stream: string;
   /** Source change position (ISO instant for FHIR `_lastUpdated`). */
   readonly position: string;
+  /** The source's own place beside it (an event bus: the stream sequence read up to), when it has one. */
+  readonly cursor?: string;
   /** The hash of the flow definition that produced this checkpoint. */
   readonly definitionHash: string;
   /** Which source and target it was taken against (a hash of their URLs): another EHR starts afresh. */

@@ -101,11 +101,26 @@ export function toBatch(r: StoredRow): BatchManifest {
   };
 }
 
+/** A checkpoint's column values, in the order both engines' upserts name them. */
+export function checkpointRowValues(c: Checkpoint): (string | null)[] {
+  return [
+    c.flow,
+    c.stream,
+    c.position,
+    c.cursor ?? null,
+    c.definitionHash,
+    c.environment,
+    c.runId,
+    c.updatedAt,
+  ];
+}
+
 export function toCheckpoint(r: StoredRow): Checkpoint {
   return {
     flow: String(r.flow),
     stream: String(r.stream),
     position: String(r.position),
+    ...(r.cursor === null || r.cursor === undefined ? {} : { cursor: String(r.cursor) }),
     definitionHash: String(r.definition_hash),
     environment: String(r.environment ?? ''),
     runId: String(r.run_id),
