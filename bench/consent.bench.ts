@@ -3,7 +3,10 @@
  * - the in-memory `ConsentStore` with every person loaded;
  * - the pipeline's `ConsentGate` over the SQLite state store, which keeps a bounded cache of people
  *   (20,000 by default) and reads a person's stored consents on a miss. Subjects are drawn from the
- *   whole population, so most checks miss the cache: the worst case of a large backfill.
+ *   whole population, so most checks miss the cache: the worst case of a large backfill;
+ * - the same gate over the PostgreSQL state store (cluster mode), whose misses read a local mirror of
+ *   the flow's consents brought up to date from the server when the gate loads (that load is timed
+ *   too). Skipped, with the reason, when PostgreSQL (`SLUICE_BENCH_PG_URL`) does not answer.
  * Wired into `npm run bench` by bench/run.ts; runnable alone with `node bench/consent.bench.ts`.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,7 +16,10 @@ import { consentKey } from '../src/core/consent/model.ts';
 import { ConsentStore } from '../src/core/consent/store.ts';
 import { prng, syntheticConsents, syntheticSubject } from '../src/core/consent/synthetic.ts';
 import { ConsentGate, DEFAULT_CONSENT_CACHE } from '../src/engine/consent/consent-gate.ts';
+import { PostgresStateStore } from '../src/engine/store/pg-store.ts';
 import { SqliteStateStore } from '../src/engine/store/sqlite-store.ts';
+import type { StateStore } from '../src/engine/store/state-store.ts';
+import { BENCH_PG_URL, benchSchema, dropSchema, postgresProblem } from './lib/cluster-services.ts';
 
 export interface BenchResult {
   readonly name: string;
@@ -21,13 +27,49 @@ export interface BenchResult {
   readonly p50Ms: number;
   readonly p95Ms: number;
   readonly p99Ms: number;
+  /** How long the gate took to load (a local mirror brought up to date from PostgreSQL). */
+  readonly loadMs?: number;
 }
 
 export async function benchConsent(
   options: { persons?: number; checks?: number } = {},
 ): Promise<BenchResult[]> {
-  return [await benchStore(options), await benchGate(options)];
+  const results = [await benchStore(options), await benchGate(options, sqliteEngine)];
+  const problem = await postgresProblem();
+  if (problem === undefined) results.push(await benchGate(options, postgresEngine));
+  else console.error(`consent bench: ConsentGate over PostgreSQL skipped: ${problem}`);
+  return results;
 }
+
+/** A state store to fill and read, and how to clean up after it. */
+interface Engine {
+  readonly name: string;
+  open(dir: string): Promise<{ state: StateStore; dispose(): Promise<void> }>;
+}
+
+const sqliteEngine: Engine = {
+  name: 'SQLite',
+  async open(dir) {
+    const state = SqliteStateStore.open(join(dir, 'state.sqlite'));
+    return { state, dispose: () => state.close() };
+  },
+};
+
+const postgresEngine: Engine = {
+  name: 'PostgreSQL',
+  async open() {
+    const schema = benchSchema();
+    const state = await PostgresStateStore.open({ url: BENCH_PG_URL, schema });
+    return {
+      state,
+      async dispose() {
+        await state.close();
+        const failed = await dropSchema(schema);
+        if (failed) console.error(`consent bench: ${failed}`);
+      },
+    };
+  },
+};
 
 function summarise(name: string, times: Float64Array, elapsedMs: number): BenchResult {
   const n = times.length;
@@ -74,12 +116,15 @@ async function benchStore(options: { persons?: number; checks?: number }): Promi
   return summarise(`consent.checkAtSend, in memory (${persons / 1000}k persons)`, times, elapsed);
 }
 
-async function benchGate(options: { persons?: number; checks?: number }): Promise<BenchResult> {
+async function benchGate(
+  options: { persons?: number; checks?: number },
+  engine: Engine,
+): Promise<BenchResult> {
   const persons = options.persons ?? 100_000;
   const checks = options.checks ?? 200_000;
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-consent-'));
+  const { state, dispose } = await engine.open(dir);
   try {
-    const state = SqliteStateStore.open(join(dir, 'state.sqlite'));
     const all = syntheticConsents(persons, 42);
     for (let i = 0; i < all.length; i += 5000) {
       await state.commitPage({
@@ -105,7 +150,9 @@ async function benchGate(options: { persons?: number; checks?: number }): Promis
       'bench',
       { id: 'bench', secret: new Uint8Array(32).fill(3) },
     );
+    const loadStarted = performance.now();
     await gate.load(state, 'bench');
+    const loadMs = performance.now() - loadStarted;
     const rand = prng(11);
     const types = ['Observation', 'Patient', 'Practitioner', 'Communication'];
     const subject = () => syntheticSubject(Math.floor(rand() * persons * 1.1));
@@ -120,13 +167,16 @@ async function benchGate(options: { persons?: number; checks?: number }): Promis
       times[i] = performance.now() - t0;
     }
     const elapsed = performance.now() - started;
-    await state.close();
-    return summarise(
-      `ConsentGate over SQLite (${persons / 1000}k persons, ${DEFAULT_CONSENT_CACHE / 1000}k cached)`,
-      times,
-      elapsed,
-    );
+    return {
+      ...summarise(
+        `ConsentGate over ${engine.name} (${persons / 1000}k persons, ${DEFAULT_CONSENT_CACHE / 1000}k cached)`,
+        times,
+        elapsed,
+      ),
+      loadMs: Math.round(loadMs),
+    };
   } finally {
+    await dispose();
     rmSync(dir, { recursive: true, force: true });
   }
 }

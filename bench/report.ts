@@ -109,7 +109,8 @@ export function formatReport(report: BenchReport): string {
   for (const c of report.consent ?? []) {
     out.push(
       `Consent ${c.name}: ${cell(c.opsPerSec)} checks/s, p50 ${c.p50Ms.toFixed(4)} ms, p95 ` +
-        `${c.p95Ms.toFixed(4)} ms, p99 ${c.p99Ms.toFixed(4)} ms`,
+        `${c.p95Ms.toFixed(4)} ms, p99 ${c.p99Ms.toFixed(4)} ms` +
+        (c.loadMs === undefined ? '' : `, loaded in ${cell(c.loadMs)} ms`),
     );
   }
   if (report.e2e) {

@@ -116,5 +116,5 @@ describe('sluice reconcile (example flow, sandboxes)', () => {
     );
     expect(after).toMatchObject({ checked: ledger, missing: [] });
     expect((after as { objects: Record<string, { missing: number }> }).objects.Account?.missing).toBe(0);
-  });
+  }, 120_000);
 });

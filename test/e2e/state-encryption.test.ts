@@ -94,5 +94,5 @@ describe('state encryption', () => {
       SLUICE_STATE_KEY: randomBytes(32).toString('base64'),
     });
     expect(last(wrong.stdout)).toMatchObject({ error: { code: 'STATE_PAYLOAD_TAMPERED' } });
-  });
+  }, 120_000);
 });

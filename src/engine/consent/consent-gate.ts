@@ -82,7 +82,7 @@ export class ConsentGate {
     this.#store = this.#emptyStore();
     this.#recent.clear();
     this.#pinned.clear();
-    const lookup = state.consentLookup?.(flow);
+    const lookup = await state.consentLookup?.(flow);
     this.#lookup = lookup;
     if (lookup) return lookup.count();
     const stored = await state.listConsents(flow);

@@ -160,4 +160,11 @@ export const PG_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE checkpoints ADD COLUMN cursor TEXT COLLATE "C";
   `,
+  // 3: a change sequence on consent states, so a local mirror of a flow's consents (the consent gate's
+  //    synchronous lookup, `consent-replica.ts`) reads only what changed since it last did
+  `
+  CREATE SEQUENCE consent_change_seq;
+  ALTER TABLE consent_states ADD COLUMN change_seq BIGINT NOT NULL DEFAULT nextval('consent_change_seq');
+  CREATE INDEX consent_changes ON consent_states (flow, change_seq);
+  `,
 ];

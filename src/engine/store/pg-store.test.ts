@@ -1,3 +1,6 @@
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { inspect } from 'node:util';
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -5,7 +8,12 @@ import { SluiceError } from '../../core/errors/index.ts';
 import { dropSchemas, PG_SKIP, TEST_PG_URL, testSchema } from '../../testkit/postgres.ts';
 import { PG_MIGRATIONS } from './pg-migrations.ts';
 import { PostgresStateStore } from './pg-store.ts';
-import { type ContractOpenOptions, type ContractStore, stateStoreContract } from './state-store.contract.ts';
+import {
+  type ContractOpenOptions,
+  type ContractStore,
+  consentPage,
+  stateStoreContract,
+} from './state-store.contract.ts';
 
 const schemas: string[] = [];
 /** Stores opened here, closed after each test (a failed one leaves its store open). */
@@ -165,6 +173,38 @@ describe.skipIf(PG_SKIP !== undefined)('PostgresStateStore', () => {
       expect(await two?.countLedger('f')).toBe(0);
     });
 
+    it('migrates a schema of step 1 holding consents and checkpoints: both read as before', async () => {
+      const schema = freshSchema();
+      // A schema as the first release of cluster mode left it, with a consent and a checkpoint.
+      await raw(async (client) => {
+        await client.query(`CREATE SCHEMA ${schema}`);
+        await client.query(`SET search_path TO ${schema}`);
+        await client.query(PG_MIGRATIONS[0] as string);
+        await client.query('CREATE TABLE schema_version (version BIGINT NOT NULL)');
+        await client.query('INSERT INTO schema_version (version) VALUES (1)');
+        await client.query(
+          `INSERT INTO consent_states (flow, consent_key, subject, state, updated_at) VALUES
+           ('f', 'c1', 's1', '{"n":1}', 'x'), ('f', 'c2', 's2', '{"n":2}', 'x')`,
+        );
+        await client.query(
+          `INSERT INTO checkpoints (flow, stream, position, definition_hash, environment, run_id, updated_at)
+           VALUES ('f', 'Patient', '2026-12-01T00:00:00.000Z', 'd', 'e', 'r', 'x')`,
+        );
+      });
+      const store = await openStore(schema);
+      const lookup = await store.consentLookup('f');
+      expect([lookup.count(), lookup.statesOf('s2'), lookup.subjectOf('c1')]).toEqual([2, ['{"n":2}'], 's1']);
+      expect(await store.getCheckpoint('f', 'Patient')).toEqual({
+        flow: 'f',
+        stream: 'Patient',
+        position: '2026-12-01T00:00:00.000Z',
+        definitionHash: 'd',
+        environment: 'e',
+        runId: 'r',
+        updatedAt: 'x',
+      });
+    });
+
     it('refuses a schema written by a newer Sluice', async () => {
       const schema = freshSchema();
       await (await openStore(schema)).close();
@@ -320,9 +360,35 @@ describe.skipIf(PG_SKIP !== undefined)('PostgresStateStore', () => {
       }
     });
 
-    it('has no synchronous consent lookup: the consent gate reads the consents whole', async () => {
+    it("mirrors a flow's consents in a directory only this user opens, removed when the store closes", async () => {
       const store = await openStore(freshSchema());
-      expect((store as { consentLookup?: unknown }).consentLookup).toBeUndefined();
+      await store.commitPage(consentPage('f', [{ key: 'c1', subject: 's1', state: '{"n":1}' }]));
+      const tmp = mkdtempSync(join(tmpdir(), 'sluice-tmp-'));
+      const before = process.env.TMPDIR;
+      process.env.TMPDIR = tmp;
+      try {
+        const lookup = await store.consentLookup('f');
+        expect(lookup.statesOf('s1')).toEqual(['{"n":1}']);
+        const [mirror, ...more] = readdirSync(tmp);
+        expect(more).toEqual([]);
+        expect(mirror).toMatch(/^sluice-consents-/);
+        expect(statSync(join(tmp, mirror as string)).mode & 0o777).toBe(0o700);
+        await store.close();
+        expect(readdirSync(tmp)).toEqual([]);
+        // A mirror left by a process that died is removed by the next one; a running one's stays.
+        mkdirSync(join(tmp, 'sluice-consents-999999999-dead'));
+        mkdirSync(join(tmp, `sluice-consents-${process.ppid}-alive`));
+        const next = await openStore(freshSchema());
+        await next.consentLookup('f');
+        expect(readdirSync(tmp).filter((d) => !d.startsWith(`sluice-consents-${process.pid}-`))).toEqual([
+          `sluice-consents-${process.ppid}-alive`,
+        ]);
+        await next.close();
+      } finally {
+        if (before === undefined) delete process.env.TMPDIR;
+        else process.env.TMPDIR = before;
+        rmSync(tmp, { recursive: true, force: true });
+      }
     });
   });
 });

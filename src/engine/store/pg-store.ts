@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { SluiceError } from '../../core/errors/index.ts';
 import { utcInstant } from '../../core/fhir/instant.ts';
+import { type ConsentChange, ConsentReplica } from './consent-replica.ts';
 import { openPayload, type PayloadKey, sealPayload } from './payload-cipher.ts';
 import {
   checkSchemaName,
@@ -18,6 +19,7 @@ import type {
   BatchManifest,
   ChangeLogEntry,
   Checkpoint,
+  ConsentLookup,
   Halt,
   LedgerEntry,
   NewRefusedRemoval,
@@ -136,6 +138,8 @@ export class PostgresStateStore implements StateStore {
   /** Seals the record copies kept (quarantine, change log); undefined: they are stored as they are. */
   readonly #payloadKey: PayloadKey | undefined;
   #closed: Promise<void> | undefined;
+  /** The consents of the flows whose lookup was asked for, mirrored locally (made on first use). */
+  #consents: ConsentReplica | undefined;
 
   private constructor(pool: pg.Pool, schema: string, now: () => Date, payloadKey: PayloadKey | undefined) {
     this.#pool = pool;
@@ -356,6 +360,52 @@ export class PostgresStateStore implements StateStore {
     }));
   }
 
+  /**
+   * Synchronous reads of a flow's consents, from a local mirror brought up to date first (see
+   * `consent-replica.ts`): the consent gate keeps a bounded cache, as over the embedded store.
+   */
+  async consentLookup(flow: string): Promise<ConsentLookup> {
+    this.#consents ??= ConsentReplica.open();
+    await this.#consents.sync(flow, (f, after, pageSize) => this.#consentChanges(f, after, pageSize));
+    return this.#consents.lookup(flow);
+  }
+
+  /**
+   * A flow's consents changed after a sequence, from one snapshot through a cursor (no sort: a first
+   * sync reads the whole table in storage order), `pageSize` rows at a time.
+   */
+  async *#consentChanges(flow: string, after: string, pageSize: number): AsyncGenerator<ConsentChange[]> {
+    const client = await this.#pool.connect();
+    let open = false;
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      open = true;
+      await client.query(
+        `DECLARE consent_changes NO SCROLL CURSOR FOR
+         SELECT consent_key, subject, state, change_seq::text AS seq FROM consent_states
+         WHERE flow = $1 AND change_seq > $2::bigint`,
+        [flow, after],
+      );
+      for (;;) {
+        const { rows } = await client.query<StoredRow>(`FETCH ${pageSize} FROM consent_changes`);
+        if (rows.length === 0) break;
+        yield rows.map((r) => ({
+          key: String(r.consent_key),
+          subject: String(r.subject),
+          state: String(r.state),
+          seq: String(r.seq),
+        }));
+      }
+      await client.query('COMMIT');
+      open = false;
+    } catch (err) {
+      throw scrubbed(err);
+    } finally {
+      if (open) await client.query('ROLLBACK').catch(() => undefined);
+      client.release();
+    }
+  }
+
   async listBatches(flow: string, limit = 50): Promise<BatchManifest[]> {
     const rows = await this.#rows(
       'SELECT * FROM batches WHERE flow = $1 ORDER BY created_at DESC, seq DESC LIMIT $2',
@@ -400,6 +450,14 @@ export class PostgresStateStore implements StateStore {
         'STORE_WRITE_FAILED',
         'A page of work could not be committed to the state store.',
         { cause: scrubbed(err) },
+      );
+    }
+    // Committed: the local mirror of the flow's consents (when a gate reads it) follows.
+    // (A page with consents names its flow: `commitKeys` refused it otherwise.)
+    if (this.#consents !== undefined && commit.consents?.length && commit.flow !== undefined) {
+      this.#consents.apply(
+        commit.flow,
+        lastOfEach(commit.consents, (c) => c.key),
       );
     }
   }
@@ -455,7 +513,7 @@ export class PostgresStateStore implements StateStore {
       ],
       consents.map((c) => [flow, c.key, c.subject, c.state, createdAt]),
       `ON CONFLICT (flow, consent_key) DO UPDATE SET subject = excluded.subject, state = excluded.state,
-         updated_at = excluded.updated_at`,
+         updated_at = excluded.updated_at, change_seq = nextval('consent_change_seq')`,
     );
     const deletes = commit.ledgerDeletes ?? [];
     if (deletes.length > 0) {
@@ -762,6 +820,7 @@ export class PostgresStateStore implements StateStore {
 
   /** Ends the pool (idempotent): waits for the connections in use to be given back. */
   close(): Promise<void> {
+    this.#consents?.close();
     this.#closed ??= this.#pool.end();
     return this.#closed;
   }

@@ -9,6 +9,7 @@ import { SqliteStateStore } from './sqlite-store.ts';
 import {
   type ContractOpenOptions,
   type ContractStore,
+  consentPage,
   stateStoreContract,
   ZONED_CHANGE_LOG,
 } from './state-store.contract.ts';
@@ -200,13 +201,7 @@ describe('SqliteStateStore', () => {
   it('reads a batch of lookups from one snapshot, ends it on a throw and nests inside another', async () => {
     const p = path();
     const store = SqliteStateStore.open(p, { commitThread: true });
-    await store.commitPage({
-      flow: 'f',
-      stream: 'Consent',
-      ledger: [],
-      quarantine: [],
-      consents: [{ key: 'c1', subject: 's1', state: '{"n":1}' }],
-    });
+    await store.commitPage(consentPage('f', [{ key: 'c1', subject: 's1', state: '{"n":1}' }]));
     const lookup = store.consentLookup('f');
     const other = new DatabaseSync(p, { timeout: 5000 });
     const addConsent = other.prepare(

@@ -9,7 +9,13 @@ import { buildProvenance, type ProvenanceFacts } from '../../core/fhir/provenanc
 import { syntheaPatients } from '../../core/matrix/testing.ts';
 import { validateFast } from '../../core/validate/compiled/validate.ts';
 import { type PayloadKey, payloadKey } from './payload-cipher.ts';
-import type { BatchManifest, NewQuarantineEntry, StateStore } from './state-store.ts';
+import type {
+  BatchManifest,
+  NewQuarantineEntry,
+  PageCommit,
+  StateStore,
+  StoredConsent,
+} from './state-store.ts';
 
 export interface ContractOpenOptions {
   readonly now?: () => Date;
@@ -40,6 +46,15 @@ export interface ContractAccess {
 }
 
 export type ContractStore = StateStore & ContractAccess;
+
+/** A page of a flow's Consent stream that carries consents and nothing else. */
+export const consentPage = (flow: string, consents: StoredConsent[]): PageCommit => ({
+  flow,
+  stream: 'Consent',
+  ledger: [],
+  quarantine: [],
+  consents,
+});
 
 const ledgerEntry = (externalId: string, hash = 'h1') => ({
   flow: 'f',
@@ -346,6 +361,60 @@ export function stateStoreContract(
         ...(await store.getSeen('f', 'Patient', ['Patient/a', 'Patient/b', 'Patient/d'])).keys(),
       ]).toEqual(['Patient/b']);
       expect(await store.refsOfSubjects('f', 'Observation', ['s1'])).toEqual(['Observation/o']);
+      await store.close();
+    });
+
+    it("reads a flow's consents synchronously, with later pages and other processes' pages", async () => {
+      const store = await open();
+      await store.commitPage(
+        consentPage('f', [
+          { key: 'c1', subject: 's1', state: '{"n":1}' },
+          { key: 'c2', subject: 's2', state: '{"n":2}' },
+        ]),
+      );
+      await store.commitPage(consentPage('g', [{ key: 'c1', subject: 's9', state: '{"g":1}' }]));
+      expect(store.consentLookup).toBeDefined();
+      const lookup = await (store.consentLookup as NonNullable<StateStore['consentLookup']>)('f');
+      expect(lookup.count()).toBe(2);
+      expect(lookup.statesOf('s1')).toEqual(['{"n":1}']);
+      expect(lookup.subjectOf('c2')).toBe('s2');
+      expect(lookup.subjectOf('c9')).toBeUndefined();
+      // Another flow's consents are not this flow's.
+      expect(lookup.snapshot(() => [lookup.statesOf('s9'), lookup.count()])).toEqual([[], 2]);
+
+      // A page committed later is read at once: a consent moved to another person, one added.
+      await store.commitPage(
+        consentPage('f', [
+          { key: 'c2', subject: 's1', state: '{"n":3}' },
+          { key: 'c3', subject: 's3', state: '{"n":4}' },
+        ]),
+      );
+      expect(lookup.count()).toBe(3);
+      expect(lookup.statesOf('s1').sort()).toEqual(['{"n":1}', '{"n":3}']);
+      expect(lookup.statesOf('s2')).toEqual([]);
+      expect(lookup.subjectOf('c2')).toBe('s1');
+
+      // What another process committed is read once the lookup is asked for again (a run's start).
+      const other = await store.reopen();
+      await other.commitPage(
+        consentPage('f', [
+          { key: 'c4', subject: 's4', state: '{"n":5}' },
+          { key: 'c1', subject: 's1', state: '{"n":6}' },
+        ]),
+      );
+      const again = await (store.consentLookup as NonNullable<StateStore['consentLookup']>)('f');
+      expect(again.count()).toBe(4);
+      expect(again.statesOf('s4')).toEqual(['{"n":5}']);
+      expect(again.statesOf('s1').sort()).toEqual(['{"n":3}', '{"n":6}']);
+      // …and a process starting afresh reads them all.
+      const fresh = await (other.consentLookup as NonNullable<StateStore['consentLookup']>)('f');
+      expect(fresh.snapshot(() => ['s1', 's2', 's3', 's4'].map((p) => fresh.statesOf(p).sort()))).toEqual([
+        ['{"n":3}', '{"n":6}'],
+        [],
+        ['{"n":4}'],
+        ['{"n":5}'],
+      ]);
+      await other.close();
       await store.close();
     });
 

@@ -280,9 +280,10 @@ export interface StateStore {
   listConsents(flow: string): Promise<StoredConsent[]>;
   /**
    * Synchronous reads of the persisted consents of a flow, so the consent gate can keep only a bounded
-   * cache in memory (absent: the gate loads every consent with `listConsents`).
+   * cache in memory (absent: the gate loads every consent with `listConsents`). An engine may prepare
+   * them first (PostgreSQL brings a local mirror up to date).
    */
-  consentLookup?(flow: string): ConsentLookup;
+  consentLookup?(flow: string): ConsentLookup | Promise<ConsentLookup>;
   listBatches(flow: string, limit?: number): Promise<BatchManifest[]>;
   /** Provenance resources of a record (`Type/id` or pseudonym), oldest first. */
   provenanceOf(flow: string, entity: string): Promise<Record<string, unknown>[]>;
