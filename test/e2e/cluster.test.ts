@@ -2,7 +2,12 @@ import { readdirSync } from 'node:fs';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import type { Organization } from '@medplum/fhirtypes';
 import pg from 'pg';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadFlow } from '../../src/engine/config/load-flow.ts';
+import { runFlow } from '../../src/engine/pipeline/run-flow.ts';
+import { buildFlowRuntime, flowRunOptions } from '../../src/engine/runtime/build-flow.ts';
+import { tryFlowLease } from '../../src/engine/store/pg-lease.ts';
 import { type LoopSetup, startLoopSetup } from '../../src/testkit/loop-setup.ts';
 import { dropSchemas, PG_SKIP, TEST_PG_URL, testSchema } from '../../src/testkit/postgres.ts';
 import {
@@ -71,6 +76,54 @@ describe.skipIf(PG_SKIP !== undefined)('cluster mode (state.postgres)', () => {
     expect(standing.lease).toEqual({ running: false });
     expect(JSON.stringify(standing)).not.toContain(TEST_PG_URL);
   }, 120_000);
+
+  it('a holder that lost its lease unnoticed commits nothing over the process that took the flow', async () => {
+    const { ehr, flowFile, env } = setup;
+    const flow = loadFlow(flowFile, { env });
+    const runtime = await buildFlowRuntime(flow);
+    // What the flow's state says was done: its checkpoints and its ledger, as rows.
+    const state = async () => {
+      const client = new pg.Client({ connectionString: TEST_PG_URL });
+      await client.connect();
+      try {
+        const checkpoints = await client.query(`SELECT * FROM ${schema}.checkpoints ORDER BY flow, stream`);
+        const ledger = await client.query(`SELECT * FROM ${schema}.ledger ORDER BY object, external_id`);
+        return JSON.stringify([checkpoints.rows, ledger.rows]);
+      } finally {
+        await client.end();
+      }
+    };
+    try {
+      const attempt = await (runtime.lease as NonNullable<typeof runtime.lease>)();
+      expect(attempt.acquired).toBe(true);
+      if (!attempt.acquired) return;
+      // Its lease session ends (a network cut) and another machine takes the flow over before this
+      // process notices; a change is waiting at the EHR.
+      const admin = new pg.Client({ connectionString: TEST_PG_URL });
+      await admin.connect();
+      await admin.query(
+        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1',
+        [`sluice lease ${flow.file.flow}`.slice(0, 63)],
+      );
+      await admin.end();
+      const successor = await tryFlowLease({ url: TEST_PG_URL, schema, flow: flow.file.flow });
+      expect(successor.acquired).toBe(true);
+      const [id] = ehr.repo.recordedIds('Organization') as [string];
+      const org = await ehr.repo.readResource<Organization>('Organization', id);
+      await ehr.repo.updateResource<Organization>({ ...org, name: 'Read After The Lease Was Lost' });
+      const before = await state();
+      // Its run reads the change and sends it; its page is refused, so the flow's state stays as the
+      // successor found it (which reads the change again from there).
+      const run = await runFlow({ ...flowRunOptions(flow, runtime), logger: pino({ level: 'silent' }) });
+      expect(run.status).toBe('failed');
+      expect(run.error?.code).toBe('FLOW_LEASE_LOST');
+      expect(await state()).toBe(before);
+      if (successor.acquired) await successor.lease.release();
+      await attempt.lease.release();
+    } finally {
+      await runtime.close();
+    }
+  });
 
   it('runs a flow in one process at a time; a standby takes over when the holder dies', async () => {
     const { ehr, crm, flowFile, env } = setup;

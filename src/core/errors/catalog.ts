@@ -220,9 +220,9 @@ export const ERROR_CATALOG = {
   },
   FLOW_LEASE_LOST: {
     title:
-      "The connection holding the flow's lease failed (PostgreSQL restarted or unreachable); the run stopped sending so that another process may take over.",
+      "The flow's lease was lost: the connection holding it failed (PostgreSQL restarted or unreachable), or another process took the flow over while this one was still committing (its page was refused: the lease no longer carries this process's fencing token). The run stopped so that only one process writes the flow's state.",
     action:
-      'Check the PostgreSQL server and the network to it. Nothing is lost: what the run read and did not commit stays behind its checkpoint; a `sluice run` loop takes the lease again when it can.',
+      'Check the PostgreSQL server and the network to it. Nothing is lost: what the run read and did not commit stays behind its checkpoint for whichever process holds the flow now (records sent in a page that was not committed are sent again as upserts on their external ids: written again, never duplicated); a `sluice run` loop takes the lease again when it can.',
   },
   FLOW_SHARED_LIMIT_UNAVAILABLE: {
     title:

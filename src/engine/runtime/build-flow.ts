@@ -282,8 +282,8 @@ export async function buildFlowRuntime(
   return {
     ...(postgres
       ? {
-          lease: (name = flow.file.flow) =>
-            tryFlowLease({ url: postgres.url, schema: postgres.schema, flow: name }),
+          lease: async (name = flow.file.flow) =>
+            fencing(state, await tryFlowLease({ url: postgres.url, schema: postgres.schema, flow: name })),
         }
       : {}),
     source,
@@ -387,6 +387,26 @@ export function flowRunOptions(flow: ResolvedFlow, runtime: FlowRuntime): Omit<R
     flowControlStats: () => {
       const { queueDepthByClass: _byClass, ...stats } = runtime.gate.stats();
       return stats;
+    },
+  };
+}
+
+/**
+ * A lease taken fences the state store's page commits of its flow (see `StateStore.fence`) until it
+ * is released: a holder that lost it commits nothing over its successor's work.
+ */
+function fencing(store: StateStore, attempt: LeaseAttempt): LeaseAttempt {
+  if (!attempt.acquired) return attempt;
+  const { lease } = attempt;
+  store.fence?.(lease.flow, lease.fence);
+  return {
+    acquired: true,
+    lease: {
+      ...lease,
+      release: async () => {
+        store.fence?.(lease.flow, undefined);
+        await lease.release();
+      },
     },
   };
 }

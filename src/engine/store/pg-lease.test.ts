@@ -11,6 +11,7 @@ import {
   serverOf,
   tryFlowLease,
 } from './pg-lease.ts';
+import { PostgresStateStore } from './pg-store.ts';
 
 const schemas: string[] = [];
 afterAll(() => dropSchemas(schemas));
@@ -86,6 +87,81 @@ describe.skipIf(PG_SKIP !== undefined)('the flow lease (cluster mode)', () => {
     } finally {
       await admin.end();
     }
+  });
+
+  it('fences page commits: a holder that lost the lease commits nothing once another took it over', async () => {
+    const s = await schema();
+    const flow = `fenced-${s}`;
+    const store = await PostgresStateStore.open({ url: TEST_PG_URL, schema: s });
+    const admin = new pg.Client({ connectionString: TEST_PG_URL });
+    await admin.connect();
+    const page = (position: string) => ({
+      flow,
+      stream: 'Patient',
+      ledger: [],
+      quarantine: [],
+      checkpoint: {
+        flow,
+        stream: 'Patient',
+        position,
+        definitionHash: 'd',
+        environment: 'e',
+        runId: 'r',
+        updatedAt: position,
+      },
+    });
+    try {
+      const first = held(await tryFlowLease({ url: TEST_PG_URL, schema: s, flow }));
+      store.fence(flow, first.fence);
+      await store.commitPage(page('2026-12-01T00:00:00.000Z'));
+
+      // The first holder's lease session ends (a network cut, a server restart) and another process
+      // takes the flow; the first has not noticed yet and commits a page.
+      await admin.query(
+        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1',
+        [`sluice lease ${flow}`.slice(0, 63)],
+      );
+      const second = held(await tryFlowLease({ url: TEST_PG_URL, schema: s, flow }));
+      expect(second.fence).toBe(first.fence + 1);
+      const err = await store.commitPage(page('2026-12-02T00:00:00.000Z')).catch((e: unknown) => e);
+      expect(isSluiceError(err) && err.code).toBe('FLOW_LEASE_LOST');
+      expect((await store.getCheckpoint(flow, 'Patient'))?.position).toBe('2026-12-01T00:00:00.000Z');
+
+      // The new holder's store commits; other flows were never fenced.
+      const successor = await PostgresStateStore.open({ url: TEST_PG_URL, schema: s });
+      successor.fence(flow, second.fence);
+      await successor.commitPage(page('2026-12-03T00:00:00.000Z'));
+      await store.commitPage({ ...page('2026-12-04T00:00:00.000Z'), flow: 'other', checkpoint: undefined });
+      expect((await store.getCheckpoint(flow, 'Patient'))?.position).toBe('2026-12-03T00:00:00.000Z');
+      // Unfenced (the lease released), the store no longer checks.
+      store.fence(flow, undefined);
+      await store.commitPage(page('2026-12-05T00:00:00.000Z'));
+      await successor.close();
+      await Promise.all([first.release(), second.release()]);
+    } finally {
+      await admin.end();
+      await store.close();
+    }
+  });
+
+  it('takes over a lease table made before fencing tokens', async () => {
+    const s = await schema();
+    const admin = new pg.Client({ connectionString: TEST_PG_URL });
+    await admin.connect();
+    try {
+      await admin.query(
+        `CREATE TABLE ${s}.flow_leases (flow TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, since TEXT NOT NULL)`,
+      );
+      await admin.query(`INSERT INTO ${s}.flow_leases VALUES ('f', 'old-host', 1, '2026-11-01T00:00:00Z')`);
+    } finally {
+      await admin.end();
+    }
+    const lease = held(await tryFlowLease({ url: TEST_PG_URL, schema: s, flow: 'f' }));
+    expect(lease.fence).toBe(1);
+    await lease.release();
+    const again = held(await tryFlowLease({ url: TEST_PG_URL, schema: s, flow: 'f' }));
+    expect(again.fence).toBe(2);
+    await again.release();
   });
 
   it('reports an unreachable server by host and database, never the password', async () => {

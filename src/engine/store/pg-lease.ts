@@ -3,7 +3,9 @@
  * advisory lock on a connection of its own. The server drops the lock with the session, so a process
  * or machine that dies hands the flow over without anyone cleaning up; a lease whose connection fails
  * is lost, and its holder stops sending (its `signal` aborts) before another process may take over.
- * A row beside the lock says who holds it (host, pid, since), for the message another process prints.
+ * A row beside the lock says who holds it (host, pid, since), for the message another process prints,
+ * and carries the lease's fencing token, one more at each take-over: the state store checks it in every
+ * page commit, so a holder that lost the lease and has not noticed yet commits nothing.
  */
 import { hostname } from 'node:os';
 import pg from 'pg';
@@ -15,6 +17,12 @@ export { serverOf };
 
 export interface FlowLease {
   readonly flow: string;
+  /**
+   * The lease's fencing token: one more each time the flow's lease is taken. A state store told it
+   * (`StateStore.fence`) commits a page only while the flow's lease row still carries it, so a holder
+   * that lost the lease without knowing yet cannot overwrite what its successor wrote.
+   */
+  readonly fence: number;
   /** Aborts when the lease is lost (its connection failed): stop sending, the lock may be gone. */
   readonly signal: AbortSignal;
   /** Gives the flow up (idempotent). */
@@ -73,15 +81,29 @@ export async function tryFlowLease(options: {
     );
   }
   let held = false;
+  let fence = 0;
   try {
     // Two processes creating it at once in a fresh schema: one of them sees a duplicate, which is fine.
     await client
       .query(
-        `CREATE TABLE IF NOT EXISTS ${schema}.flow_leases (flow TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, since TEXT NOT NULL)`,
+        `CREATE TABLE IF NOT EXISTS ${schema}.flow_leases (flow TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, since TEXT NOT NULL, fence BIGINT NOT NULL DEFAULT 0)`,
       )
       .catch((err: unknown) => {
         if (!['23505', '42P07'].includes(String((err as { code?: unknown }).code))) throw err;
       });
+    // A table an earlier Sluice made has no fencing token yet (altered only then: the lock it takes
+    // would hold up commits each time).
+    const fenced = await client.query(
+      `SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'flow_leases' AND column_name = 'fence'`,
+      [schema],
+    );
+    if (fenced.rowCount === 0) {
+      await client
+        .query(`ALTER TABLE ${schema}.flow_leases ADD COLUMN IF NOT EXISTS fence BIGINT NOT NULL DEFAULT 0`)
+        .catch((err: unknown) => {
+          if (String((err as { code?: unknown }).code) !== '42701') throw err;
+        });
+    }
     const got = await client.query<{ ok: boolean }>(
       'SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok',
       [lockKey(schema, flow)],
@@ -99,11 +121,15 @@ export async function tryFlowLease(options: {
     }
     held = true;
     const since = (options.now ?? (() => new Date()))().toISOString();
-    await client.query(
-      `INSERT INTO ${schema}.flow_leases (flow, host, pid, since) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (flow) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, since = EXCLUDED.since`,
+    // A new fencing token: the update waits for commits under the previous one still checking it.
+    const row = await client.query<{ fence: string }>(
+      `INSERT INTO ${schema}.flow_leases AS l (flow, host, pid, since, fence) VALUES ($1, $2, $3, $4, 1)
+       ON CONFLICT (flow) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, since = EXCLUDED.since,
+         fence = l.fence + 1
+       RETURNING fence::text AS fence`,
       [flow, hostname(), process.pid, since],
     );
+    fence = Number(row.rows[0]?.fence);
   } catch (err) {
     await client.end().catch(() => undefined);
     if (err instanceof SluiceError) throw err;
@@ -132,7 +158,7 @@ export async function tryFlowLease(options: {
       }
       await client.end().catch(() => undefined);
     })());
-  return { acquired: true, lease: { flow, signal: controller.signal, release } };
+  return { acquired: true, lease: { flow, fence, signal: controller.signal, release } };
 }
 
 function leaseLost(flow: string, cause?: unknown): SluiceError {

@@ -138,6 +138,8 @@ export class PostgresStateStore implements StateStore {
   /** Seals the record copies kept (quarantine, change log); undefined: they are stored as they are. */
   readonly #payloadKey: PayloadKey | undefined;
   #closed: Promise<void> | undefined;
+  /** The fencing token each flow's page commits must find on its lease (see `fence`). */
+  readonly #fences = new Map<string, number>();
   /** The consents of the flows whose lookup was asked for, mirrored locally (made on first use). */
   #consents: ConsentReplica | undefined;
 
@@ -441,11 +443,20 @@ export class PostgresStateStore implements StateStore {
     return result.rowCount ?? 0;
   }
 
+  fence(flow: string, fence: number | undefined): void {
+    if (fence === undefined) this.#fences.delete(flow);
+    else this.#fences.set(flow, fence);
+  }
+
   async commitPage(commit: PageCommit): Promise<void> {
     const createdAt = commit.recordedAt ?? this.#now().toISOString();
     try {
-      await this.#transaction((client) => this.#writePage(client, commit, createdAt));
+      await this.#transaction(async (client) => {
+        await this.#checkFence(client, commit.flow ?? commit.checkpoint?.flow);
+        await this.#writePage(client, commit, createdAt);
+      });
     } catch (err) {
+      if (err instanceof SluiceError) throw err;
       throw new SluiceError(
         'STORE_WRITE_FAILED',
         'A page of work could not be committed to the state store.',
@@ -460,6 +471,26 @@ export class PostgresStateStore implements StateStore {
         lastOfEach(commit.consents, (c) => c.key),
       );
     }
+  }
+
+  /**
+   * A fenced flow's page commits only while its lease row carries the token: read with a share lock,
+   * which a process taking the lease over (its update of the row) waits for, and which waits for it.
+   */
+  async #checkFence(client: pg.PoolClient, flow: string | undefined): Promise<void> {
+    const fence = flow === undefined ? undefined : this.#fences.get(flow);
+    if (fence === undefined) return;
+    const row = await client.query<{ fence: string; host: string; pid: number }>(
+      'SELECT fence::text AS fence, host, pid FROM flow_leases WHERE flow = $1 FOR SHARE',
+      [flow],
+    );
+    const lease = row.rows[0];
+    if (lease !== undefined && Number(lease.fence) === fence) return;
+    throw new SluiceError(
+      'FLOW_LEASE_LOST',
+      `The lease of flow ${flow} was taken over${lease ? ` (host ${lease.host}, pid ${lease.pid})` : ''}; this process committed nothing more and stops.`,
+      { details: { flow: flow as string, fence, ...(lease ? { current: Number(lease.fence) } : {}) } },
+    );
   }
 
   /** The statements of a page, in the order the embedded store runs them. */

@@ -291,6 +291,12 @@ export interface StateStore {
   /** Removes change log entries recorded before `before` (ISO instant); returns how many. */
   pruneChangeLog(flow: string, before: string): Promise<number>;
   commitPage(commit: PageCommit): Promise<void>;
+  /**
+   * Cluster mode: from now on a page of `flow` (its `flow`, or its checkpoint's) commits only while the
+   * flow's lease still carries `fence`, else fails with FLOW_LEASE_LOST and writes nothing; undefined
+   * stops checking. The embedded store, run by one process, has none.
+   */
+  fence?(flow: string, fence: number | undefined): void;
   listQuarantine(filter?: QuarantineFilter): Promise<QuarantineEntry[]>;
   getQuarantine(id: string): Promise<QuarantineEntry | undefined>;
   /** The quarantined record, opened under the payload key; undefined once the entry is closed. */
