@@ -267,6 +267,13 @@ describe.skipIf(NATS_SKIP !== undefined)('the event bus (bus.nats)', () => {
     expect(`${stopped.stdout}${stopped.stderr}`).toContain('BUS_EVENTS_EXPIRED');
     expect(`${stopped.stdout}${stopped.stderr}`).toContain('sluice ingest FLOW --reset');
     expect(crm.records('Account').some((a) => a.Name === 'Renamed While The Run Was Away')).toBe(false);
+    // Status says so before any run: every stream's run would stop.
+    const status = lastJson((await runSluice(['status', flowFile, '--json'], env)).stdout) as {
+      busWaiting?: { expired?: string[] };
+    };
+    expect(status.busWaiting?.expired).toEqual(['Consent', 'Organization', 'Practitioner', 'Patient']);
+    const text = await runSluice(['status', flowFile], env);
+    expect(text.stdout).toContain('BUS_EVENTS_EXPIRED');
     // A plan reads the EHR itself, not the bus: it still sees everything there is.
     const plan = await runSluice(['plan', flowFile, '--json'], env);
     expect(plan.code, plan.stderr).toBe(0);
@@ -291,6 +298,11 @@ describe.skipIf(NATS_SKIP !== undefined)('the event bus (bus.nats)', () => {
       summary.updated,
     );
     expect(crm.records('Account').filter((a) => a.Name === 'Renamed While The Run Was Away')).toHaveLength(1);
+    const recovered = lastJson((await runSluice(['status', flowFile, '--json'], env)).stdout) as {
+      busWaiting?: { expired?: string[] };
+    };
+    expect(recovered.busWaiting).toBeDefined();
+    expect(recovered.busWaiting?.expired).toBeUndefined();
     expect(crm.records()).toHaveLength(before);
   }, 120_000);
 });

@@ -55,7 +55,7 @@ export interface ReadFrom {
 
 /** What a stream holds: sequences and times of its first and last events. */
 export interface StreamExtent {
-  /** The first sequence still held (the next one to be stored, when none is). */
+  /** The first sequence still held (the next one to be stored when none is; 0 on a new stream). */
   readonly firstSeq: number;
   /** The last sequence ever stored (0 when none was). */
   readonly lastSeq: number;
@@ -208,8 +208,9 @@ export class EventBus {
   }
 
   /**
-   * What the stream holds now: its first and last sequence and their times (`first` is past `last`
-   * when every event was discarded). Events before `firstSeq` are gone: the age limit discarded them.
+   * What the stream holds now: its first and last sequence and their times (`firstSeq` is past
+   * `lastSeq` when every event was discarded). Events before `firstSeq` are gone: the age limit (or a
+   * purge) discarded them.
    */
   async extent(): Promise<StreamExtent> {
     if (!this.#exists) return { firstSeq: 1, lastSeq: 0 };

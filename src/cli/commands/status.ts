@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { EventBus } from '../../adapters/nats-bus/event-bus.ts';
 import { isSluiceError } from '../../core/errors/index.ts';
+import { eventsExpired } from '../../engine/bus/bus-source.ts';
 import { ingestStateKey } from '../../engine/bus/ingest.ts';
 import type { ResolvedFlow } from '../../engine/config/load-flow.ts';
 import { CONSENT_STREAM } from '../../engine/consent/consent-gate.ts';
@@ -159,7 +160,11 @@ export function registerStatus(program: Command): void {
                 : 'events' in waiting
                   ? ` (events waiting: ${Object.entries(waiting.events)
                       .map(([k, v]) => `${k} ${v}`)
-                      .join(', ')})`
+                      .join(', ')})${
+                      waiting.expired
+                        ? `; BUS_EVENTS_EXPIRED: the bus discarded ${waiting.expired.join(', ')} events this flow had not read (sluice ingest --reset)`
+                        : ''
+                    }`
                   : ` (the bus cannot be reached: ${waiting.unreachable})`;
             printLine(`flow ${name}: run (bus → CRM) at${pending}`);
           }
@@ -180,13 +185,16 @@ export function registerStatus(program: Command): void {
 }
 
 /**
- * The events of each stream stored after its run checkpoint, read from the bus; undefined when the
- * bus cannot be reached (status reads the state; it does not fail for the bus).
+ * The events of each stream stored after its run checkpoint, read from the bus, and the streams whose
+ * run would stop because the bus discarded events it had not read (`expired`, BUS_EVENTS_EXPIRED);
+ * `unreachable` when the bus cannot be reached (status reads the state; it does not fail for the bus).
  */
 async function busWaiting(
   flow: ResolvedFlow,
   checkpoints: readonly Checkpoint[],
-): Promise<{ stream: string; events: Record<string, number> } | { unreachable: string } | undefined> {
+): Promise<
+  { stream: string; events: Record<string, number>; expired?: string[] } | { unreachable: string } | undefined
+> {
   const nats = flow.file.bus?.nats;
   if (nats === undefined) return undefined;
   let bus: EventBus | undefined;
@@ -201,17 +209,22 @@ async function busWaiting(
     });
     const streams = [...(flow.file.stages.consent ? [CONSENT_STREAM] : []), ...flow.file.source.resources];
     const events: Record<string, number> = {};
+    const expired: string[] = [];
+    const extent = await bus.extent();
     for (const stream of streams) {
       const checkpoint = checkpoints.find((c) => c.stream === stream);
-      const cursor = checkpoint?.cursor === undefined ? undefined : Number(checkpoint.cursor);
+      const parsed = checkpoint?.cursor === undefined ? undefined : Number(checkpoint.cursor);
+      const cursor = parsed !== undefined && Number.isSafeInteger(parsed) ? parsed : undefined;
       events[stream] = await bus.waiting(
         stream,
-        cursor !== undefined && Number.isSafeInteger(cursor)
+        cursor !== undefined
           ? { afterSeq: cursor }
           : { ...(checkpoint === undefined ? {} : { since: checkpoint.position }) },
       );
+      if (await eventsExpired(bus, stream, { cursor, since: checkpoint?.position }, extent))
+        expired.push(stream);
     }
-    return { stream: bus.stream, events };
+    return { stream: bus.stream, events, ...(expired.length > 0 ? { expired } : {}) };
   } catch (err) {
     return { unreachable: isSluiceError(err) ? err.code : 'BUS_UNAVAILABLE' };
   } finally {

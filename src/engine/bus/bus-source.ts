@@ -103,9 +103,7 @@ export class BusSource implements Source {
     reader: { readonly cursor: number | undefined; readonly since: string | undefined },
     extent: StreamExtent,
   ): Promise<void> {
-    // The snapshot marker is looked up only when the extent alone says events may be gone.
-    if (!eventsLost(reader, extent, undefined)) return;
-    if (!eventsLost(reader, extent, await this.#bus.snapshotSeq(stream))) return;
+    if (!(await eventsExpired(this.#bus, stream, reader, extent))) return;
     const { cursor } = reader;
     throw new SluiceError(
       'BUS_EVENTS_EXPIRED',
@@ -140,6 +138,19 @@ export function eventsLost(
   // nothing about sequences: the first event held being newer is also what an idle stream looks like.
   // The run's next commit stores a cursor.
   return reader.since === undefined;
+}
+
+/**
+ * Whether the bus may have discarded events of a type past where the reader stands (`eventsLost`),
+ * its snapshot marker looked up only when the extent alone says events may be gone.
+ */
+export async function eventsExpired(
+  bus: Pick<EventBus, 'snapshotSeq'>,
+  type: string,
+  reader: { readonly cursor: number | undefined; readonly since: string | undefined },
+  extent: StreamExtent,
+): Promise<boolean> {
+  return eventsLost(reader, extent, undefined) && eventsLost(reader, extent, await bus.snapshotSeq(type));
 }
 
 function parseCursor(cursor: string | undefined): number | undefined {
