@@ -5,7 +5,7 @@ import { dropSchemas, PG_SKIP, TEST_PG_URL, testSchema } from '../../testkit/pos
 import { buildBatch, loadHead } from './append.ts';
 import { type AuditTamper, auditStoreContract } from './audit-store.contract.ts';
 import { AuditLog } from './index.ts';
-import { PostgresAuditStore } from './pg-audit-store.ts';
+import { auditMigrations, PostgresAuditStore } from './pg-audit-store.ts';
 import { syntheaAuditEvents, syntheaPatients, testKeys } from './testing.ts';
 
 const NOW = new Date('2025-03-01T12:00:00.000Z');
@@ -113,7 +113,7 @@ describe.skipIf(PG_SKIP !== undefined)('PostgresAuditStore', () => {
       expect(ids.size).toBe(1);
       const client = await rawClient();
       const versions = await client.query(`SELECT version FROM ${schema}.audit_schema_version`);
-      expect(versions.rows).toEqual([{ version: 1 }]);
+      expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }]);
       const indexes = await client.query<{ indexname: string }>(
         `SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'audit_entries' ORDER BY 1`,
         [schema],
@@ -226,7 +226,7 @@ describe.skipIf(PG_SKIP !== undefined)('PostgresAuditStore', () => {
       expect(await store.checkpoints()).toEqual([{ treeSize: 3, jws: 'first.j.ws' }]);
     });
 
-    it('stores the canonical text as TEXT and the hashes as BYTEA, and refuses writes to derived columns', async () => {
+    it('stores the canonical text as TEXT and the hashes as BYTEA, and fills the searchable columns from it alone', async () => {
       const schema = testSchema();
       schemas.push(schema);
       const store = await openStore({ schema });
@@ -241,11 +241,61 @@ describe.skipIf(PG_SKIP !== undefined)('PostgresAuditStore', () => {
         Buffer.compare(row.rows[0]?.leaf_hash, Buffer.from(built.batch.entries[1]?.leafHash as Uint8Array)),
       ).toBe(0);
       expect(row.rows[0]).toMatchObject({ subject: built.entries[1]?.subject, kind: built.entries[1]?.kind });
-      await expect(
-        client.query(`INSERT INTO ${schema}.audit_entries (log, seq, canonical, leaf_hash, chain_hash, subject)
-          VALUES ('x', 0, '{}', '\\x00', '\\x00', 'forged')`),
-      ).rejects.toThrow(/non-DEFAULT value into column "subject"/);
+      // A writer cannot make a row searchable under anything its canonical text does not say.
+      await client.query(`INSERT INTO ${schema}.audit_entries (log, seq, canonical, leaf_hash, chain_hash, subject, kind)
+          VALUES ('x', 0, '{"kind":"said"}', '\\x00', '\\x00', 'forged', 'forged')`);
+      await client.query(`INSERT INTO ${schema}.audit_entries (log, seq, canonical, leaf_hash, chain_hash, subject)
+          VALUES ('x', 1, 'not json', '\\x00', '\\x00', 'forged')`);
+      const forged = await client.query(
+        `SELECT seq, subject, kind FROM ${schema}.audit_entries WHERE log = 'x' ORDER BY seq`,
+      );
+      expect(forged.rows).toEqual([
+        { seq: '0', subject: null, kind: 'said' },
+        { seq: '1', subject: null, kind: null },
+      ]);
       await expect(client.query(`TRUNCATE ${schema}.audit_entries`)).rejects.toThrow(/append-only/);
+    });
+
+    const ALL = { order: 'asc', limit: 1000 } as const;
+    it('upgrades tables of version 1 (generated columns): old rows stay searchable, new rows are filled', async () => {
+      const schema = testSchema();
+      schemas.push(schema);
+      const client = await rawClient();
+      await client.query(`CREATE SCHEMA ${schema}`);
+      await client.query(auditMigrations(schema)[0] as string);
+      await client.query(
+        `CREATE TABLE ${schema}.audit_schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`,
+      );
+      await client.query(`INSERT INTO ${schema}.audit_schema_version (version) VALUES (1)`);
+      await client.query(`INSERT INTO ${schema}.audit_logs (log, log_id) VALUES ('earlier', 'earlier-id')`);
+      await client.query(
+        `INSERT INTO ${schema}.audit_entries (log, seq, canonical, leaf_hash, chain_hash) VALUES ('earlier', 0, $1, '\\x00', '\\x00')`,
+        [JSON.stringify({ at: '2025-02-01T00:00:00.000Z', kind: 'send', subject: 'p-earlier' })],
+      );
+
+      const earlier = await openStore({ schema, log: 'earlier' });
+      const store = await openStore({ schema });
+      const versions = await client.query(`SELECT version FROM ${schema}.audit_schema_version ORDER BY 1`);
+      expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }]);
+      const generated = await client.query(
+        `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'audit_entries' AND is_generated <> 'NEVER'`,
+        [schema],
+      );
+      expect(generated.rows).toEqual([]);
+      expect((await earlier.search({ subject: 'p-earlier', ...ALL })).map((r) => Number(r.seq))).toEqual([0]);
+      expect(
+        await earlier.search({ kinds: ['send'], from: '2025-01-01T00:00:00.000Z', ...ALL }),
+      ).toHaveLength(1);
+
+      const keys = await testKeys();
+      const log = await AuditLog.open({ store, signer: keys.signer, jwks: keys.jwks, clock: () => NOW });
+      await log.append(events.slice(0, 8));
+      const subject = events.find((e) => e.subject !== undefined)?.subject as string;
+      const found = await store.search({ subject, ...ALL });
+      expect(found.length).toBe(events.slice(0, 8).filter((e) => e.subject === subject).length);
+      expect(found.length).toBeGreaterThan(0);
+      expect(await store.search({ subject: 'p-earlier', ...ALL })).toEqual([]);
+      expect(await log.verify()).toMatchObject({ ok: true, size: 8 });
     });
 
     it('names the server but never the password when it cannot connect', async () => {

@@ -167,4 +167,10 @@ export const PG_MIGRATIONS: readonly string[] = [
   ALTER TABLE consent_states ADD COLUMN change_seq BIGINT NOT NULL DEFAULT nextval('consent_change_seq');
   CREATE INDEX consent_changes ON consent_states (flow, change_seq);
   `,
+  // 4: record copies are sealed (cluster mode requires state.encryption), so the server's attempt to
+  //    compress each one before storing it out of line is wasted work: stored out of line as they are
+  `
+  ALTER TABLE change_log ALTER COLUMN payload SET STORAGE EXTERNAL;
+  ALTER TABLE quarantine ALTER COLUMN payload SET STORAGE EXTERNAL;
+  `,
 ];

@@ -124,6 +124,22 @@ describe.skipIf(PG_SKIP !== undefined)('PostgresStateStore', () => {
           ).rows,
       );
       expect(versions.map((v) => Number(v.version))).toEqual(PG_MIGRATIONS.map((_, i) => i + 1));
+      // Sealed record copies do not compress: stored out of line without the attempt.
+      const storage = await raw(
+        async (client) =>
+          (
+            await client.query<{ table: string; storage: string }>(
+              `SELECT c.relname AS table, a.attstorage AS storage FROM pg_attribute a
+                 JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = $1 AND a.attname = 'payload' ORDER BY 1`,
+              [schema],
+            )
+          ).rows,
+      );
+      expect(storage).toEqual([
+        { table: 'change_log', storage: 'e' },
+        { table: 'quarantine', storage: 'e' },
+      ]);
     });
 
     it('lets two processes open the same fresh schema at once: one migrates, the other waits', async () => {
