@@ -246,6 +246,18 @@ describe.skipIf(NATS_SKIP !== undefined)('the event bus (bus.nats)', () => {
     expect(quarantine.stdout).not.toContain('Forged Org');
   }, 120_000);
 
+  /** A run after a recovery: it succeeds and updates only what the renamed Organization maps to. */
+  async function runSendsOnlyTheOrganizationChange(): Promise<void> {
+    const run = await runSluice(['run', flowFile, '--once', '--json', '--no-progress'], env);
+    expect(run.code, run.stderr).toBe(0);
+    const summary = lastJson(run.stdout);
+    expect(summary).toMatchObject({ created: 0 });
+    expect(Number(summary.updated)).toBeGreaterThan(0);
+    expect((summary.byStream as Record<string, { delivered: number }>).Organization?.delivered).toBe(
+      summary.updated,
+    );
+  }
+
   it('stops when the stream discarded events the run had not read, and reads on after ingest --reset', async () => {
     await renameOrganization(ehr, 'Renamed While The Run Was Away');
     const ingest = await runSluice(['ingest', flowFile, '--once', '--json'], env);
@@ -289,14 +301,7 @@ describe.skipIf(NATS_SKIP !== undefined)('the event bus (bus.nats)', () => {
     const republished = lastJson(reset.stdout) as { read: number; published: number };
     expect(republished.published).toBe(republished.read);
     // …then the run reads on: the change it missed reaches the CRM, nothing else is written again.
-    const run = await runSluice(['run', flowFile, '--once', '--json', '--no-progress'], env);
-    expect(run.code, run.stderr).toBe(0);
-    const summary = lastJson(run.stdout);
-    expect(summary).toMatchObject({ created: 0 });
-    expect(Number(summary.updated)).toBeGreaterThan(0);
-    expect((summary.byStream as Record<string, { delivered: number }>).Organization?.delivered).toBe(
-      summary.updated,
-    );
+    await runSendsOnlyTheOrganizationChange();
     expect(crm.records('Account').filter((a) => a.Name === 'Renamed While The Run Was Away')).toHaveLength(1);
     const recovered = lastJson((await runSluice(['status', flowFile, '--json'], env)).stdout) as {
       busWaiting?: { expired?: string[] };
@@ -304,6 +309,50 @@ describe.skipIf(NATS_SKIP !== undefined)('the event bus (bus.nats)', () => {
     expect(recovered.busWaiting).toBeDefined();
     expect(recovered.busWaiting?.expired).toBeUndefined();
     expect(crm.records()).toHaveLength(before);
+  }, 120_000);
+
+  it('stops ingest and run on a stream deleted and created again, and recovers after ingest --reset', async () => {
+    await renameOrganization(ehr, 'Renamed Before The Stream Was Lost');
+    const ingest = await runSluice(['ingest', flowFile, '--once', '--json'], env);
+    expect(lastJson(ingest.stdout)).toMatchObject({ published: 1 });
+    const before = crm.records().length;
+
+    // The stream is deleted (an operator's mistake, a NATS server rebuilt) before the run read it.
+    const nc = await connect({ servers: TEST_NATS_URL });
+    try {
+      await (await jetstreamManager(nc)).streams.delete(stream);
+    } finally {
+      await nc.close();
+    }
+    // An ingest would publish only changes since its checkpoints into the new, empty stream: refused.
+    const refused = await runSluice(['ingest', flowFile, '--once', '--json'], env);
+    expect(refused.code).not.toBe(0);
+    expect(`${refused.stdout}${refused.stderr}`).toContain('BUS_STREAM_REPLACED');
+    // Status names every stream the run would stop on; the run stops without sending.
+    const status = lastJson((await runSluice(['status', flowFile, '--json'], env)).stdout) as {
+      busWaiting?: { replaced?: string[] };
+    };
+    expect(status.busWaiting?.replaced).toEqual(['Consent', 'Organization', 'Practitioner', 'Patient']);
+    const stopped = await runSluice(['run', flowFile, '--once', '--json', '--no-progress'], env);
+    expect(stopped.code).not.toBe(0);
+    expect(`${stopped.stdout}${stopped.stderr}`).toContain('BUS_STREAM_REPLACED');
+    expect(`${stopped.stdout}${stopped.stderr}`).not.toContain('Renamed Before The Stream Was Lost');
+    expect(crm.records('Account').some((a) => a.Name === 'Renamed Before The Stream Was Lost')).toBe(false);
+
+    // The recovery: every record published into the new stream after a snapshot mark; the run reads
+    // it whole and sends only what changed.
+    const reset = await runSluice(['ingest', flowFile, '--once', '--json', '--reset'], env);
+    expect(reset.code, reset.stderr).toBe(0);
+    await runSendsOnlyTheOrganizationChange();
+    expect(
+      crm.records('Account').filter((a) => a.Name === 'Renamed Before The Stream Was Lost'),
+    ).toHaveLength(1);
+    expect(crm.records()).toHaveLength(before);
+    const recovered = lastJson((await runSluice(['status', flowFile, '--json'], env)).stdout) as {
+      busWaiting?: { replaced?: string[]; events?: Record<string, number> };
+    };
+    expect(recovered.busWaiting?.replaced).toBeUndefined();
+    expect(Object.values(recovered.busWaiting?.events ?? { x: 1 }).every((n) => n === 0)).toBe(true);
   }, 120_000);
 });
 

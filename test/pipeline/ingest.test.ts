@@ -16,8 +16,12 @@ function memoryBus() {
   let failOnPublish: number | undefined;
   let publishes = 0;
   const snapshots: string[] = [];
+  let created = '2026-12-01T00:00:00.000000001Z';
   const bus = {
     stream: 'SLUICE_TEST',
+    async extent() {
+      return { firstSeq: 1, lastSeq: stored.size + snapshots.length, created };
+    },
     async markSnapshot(type: string) {
       snapshots.push(type);
     },
@@ -40,6 +44,12 @@ function memoryBus() {
     snapshots,
     failFrom(n: number) {
       failOnPublish = publishes + n;
+    },
+    /** The stream deleted and created again: empty, under a new creation instant. */
+    recreate(at: string) {
+      stored.clear();
+      snapshots.length = 0;
+      created = at;
     },
   };
 }
@@ -173,6 +183,33 @@ describe('ingestFlow', () => {
     expect(reset).toMatchObject({ status: 'succeeded', published: 2, duplicates: 0 });
     expect(stored.size).toBe(4);
     expect(snapshots).toEqual(['Organization', 'Organization']);
+    await store.close();
+  });
+
+  it('refuses to publish only changes into a stream other than the one it published into', async () => {
+    const store = SqliteStateStore.open(':memory:');
+    const source = new MemorySource({ Organization: organizations(4) }, 3);
+    const { bus, stored, snapshots, recreate } = memoryBus();
+    await ingestFlow(base(store, source, bus));
+    const checkpoint = await store.getCheckpoint(ingestStateKey('f'), 'Organization');
+    expect(checkpoint?.cursor).toBe('2026-12-01T00:00:00.000000001Z');
+
+    // The stream is deleted and created again (or the flow file names another): what it held is gone,
+    // and publishing only what changed since the checkpoint would leave the run without the rest.
+    recreate('2026-12-05T10:00:00.000000002Z');
+    const refused = await ingestFlow(base(store, source, bus));
+    expect(refused).toMatchObject({ status: 'failed', error: { code: 'BUS_STREAM_REPLACED' }, published: 0 });
+    expect(stored.size).toBe(0);
+    expect((await store.getCheckpoint(ingestStateKey('f'), 'Organization'))?.cursor).toBe(checkpoint?.cursor);
+
+    // --reset publishes everything into the new stream after a snapshot mark, and names it.
+    const reset = await ingestFlow({ ...base(store, source, bus), reset: true });
+    expect(reset).toMatchObject({ status: 'succeeded', published: 4 });
+    expect(snapshots).toEqual(['Organization']);
+    expect((await store.getCheckpoint(ingestStateKey('f'), 'Organization'))?.cursor).toBe(
+      '2026-12-05T10:00:00.000000002Z',
+    );
+    expect(await ingestFlow(base(store, source, bus))).toMatchObject({ status: 'succeeded' });
     await store.close();
   });
 });

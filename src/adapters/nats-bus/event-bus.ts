@@ -61,6 +61,11 @@ export interface StreamExtent {
   readonly lastSeq: number;
   readonly firstTs?: string;
   readonly lastTs?: string;
+  /**
+   * When the stream was created, as the server says it (absent when there is no stream): it names this
+   * stream apart from one deleted and created again under the same name, whose sequences start over.
+   */
+  readonly created?: string;
 }
 
 /** How long an event published twice (a retried publish, a re-read page) is recognised as the same. */
@@ -214,11 +219,12 @@ export class EventBus {
    */
   async extent(): Promise<StreamExtent> {
     if (!this.#exists) return { firstSeq: 1, lastSeq: 0 };
-    const { state } = await this.jsm.streams.info(this.stream);
+    const { state, created } = await this.jsm.streams.info(this.stream);
     return {
       firstSeq: state.first_seq,
       lastSeq: state.last_seq,
       ...(state.messages > 0 ? { firstTs: isoOf(state.first_ts), lastTs: isoOf(state.last_ts) } : {}),
+      created,
     };
   }
 

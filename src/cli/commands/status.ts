@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { EventBus } from '../../adapters/nats-bus/event-bus.ts';
 import { isSluiceError } from '../../core/errors/index.ts';
-import { eventsExpired } from '../../engine/bus/bus-source.ts';
+import { eventsExpired, parseBusCursor, streamReplaced } from '../../engine/bus/bus-source.ts';
 import { ingestStateKey } from '../../engine/bus/ingest.ts';
 import type { ResolvedFlow } from '../../engine/config/load-flow.ts';
 import { CONSENT_STREAM } from '../../engine/consent/consent-gate.ts';
@@ -164,6 +164,10 @@ export function registerStatus(program: Command): void {
                       waiting.expired
                         ? `; BUS_EVENTS_EXPIRED: the bus discarded ${waiting.expired.join(', ')} events this flow had not read (sluice ingest --reset)`
                         : ''
+                    }${
+                      waiting.replaced
+                        ? `; BUS_STREAM_REPLACED: the bus is not the stream this flow read ${waiting.replaced.join(', ')} events from (sluice ingest --reset)`
+                        : ''
                     }`
                   : ` (the bus cannot be reached: ${waiting.unreachable})`;
             printLine(`flow ${name}: run (bus → CRM) at${pending}`);
@@ -186,14 +190,17 @@ export function registerStatus(program: Command): void {
 
 /**
  * The events of each stream stored after its run checkpoint, read from the bus, and the streams whose
- * run would stop because the bus discarded events it had not read (`expired`, BUS_EVENTS_EXPIRED);
+ * run would stop because the bus discarded events it had not read (`expired`, BUS_EVENTS_EXPIRED) or is
+ * not the stream it read them from (`replaced`, BUS_STREAM_REPLACED);
  * `unreachable` when the bus cannot be reached (status reads the state; it does not fail for the bus).
  */
 async function busWaiting(
   flow: ResolvedFlow,
   checkpoints: readonly Checkpoint[],
 ): Promise<
-  { stream: string; events: Record<string, number>; expired?: string[] } | { unreachable: string } | undefined
+  | { stream: string; events: Record<string, number>; expired?: string[]; replaced?: string[] }
+  | { unreachable: string }
+  | undefined
 > {
   const nats = flow.file.bus?.nats;
   if (nats === undefined) return undefined;
@@ -210,11 +217,18 @@ async function busWaiting(
     const streams = [...(flow.file.stages.consent ? [CONSENT_STREAM] : []), ...flow.file.source.resources];
     const events: Record<string, number> = {};
     const expired: string[] = [];
+    const replaced: string[] = [];
     const extent = await bus.extent();
     for (const stream of streams) {
       const checkpoint = checkpoints.find((c) => c.stream === stream);
-      const parsed = checkpoint?.cursor === undefined ? undefined : Number(checkpoint.cursor);
-      const cursor = parsed !== undefined && Number.isSafeInteger(parsed) ? parsed : undefined;
+      const read = parseBusCursor(checkpoint?.cursor);
+      if (streamReplaced(read, extent)) {
+        // The run reads this stream from its beginning if a snapshot covers the type, else stops.
+        if ((await bus.snapshotSeq(stream)) === undefined) replaced.push(stream);
+        events[stream] = await bus.waiting(stream, {});
+        continue;
+      }
+      const cursor = read?.seq;
       events[stream] = await bus.waiting(
         stream,
         cursor !== undefined
@@ -224,7 +238,12 @@ async function busWaiting(
       if (await eventsExpired(bus, stream, { cursor, since: checkpoint?.position }, extent))
         expired.push(stream);
     }
-    return { stream: bus.stream, events, ...(expired.length > 0 ? { expired } : {}) };
+    return {
+      stream: bus.stream,
+      events,
+      ...(expired.length > 0 ? { expired } : {}),
+      ...(replaced.length > 0 ? { replaced } : {}),
+    };
   } catch (err) {
     return { unreachable: isSluiceError(err) ? err.code : 'BUS_UNAVAILABLE' };
   } finally {

@@ -212,6 +212,12 @@ export const ERROR_CATALOG = {
     action:
       'Nothing was sent from a gap: the run stopped before reading. Run `sluice ingest FLOW --reset` to publish every record of the EHR again (the run skips versions it already processed), then `sluice run FLOW`. Deletions the EHR reported in the gap are not in that snapshot (it lists what exists): check for records deleted at the EHR meanwhile. Raise `bus.nats.maxAgeDays` if the run can fall this far behind.',
   },
+  BUS_STREAM_REPLACED: {
+    title:
+      "The flow's event stream is not the one its checkpoints were taken on: it was deleted and created again, or the flow file now names another stream (`bus.nats.stream`), and its sequences started over.",
+    action:
+      'Nothing was read or published past the change. Run `sluice ingest FLOW --reset` to publish every record of the EHR into this stream after a snapshot mark; `sluice run FLOW` then reads it from its beginning (skipping versions it already processed). Deletions the earlier stream held that the run had not read are not in the snapshot: check for records deleted at the EHR meanwhile. If the flow file names the wrong stream, put the right name back instead.',
+  },
   FLOW_BUSY: {
     title:
       'Another Sluice process holds the lease of this flow (cluster mode, `state.postgres`): one process runs a flow at a time.',

@@ -5,6 +5,11 @@
  * bus stored the last event of a committed page (`explicitCheckpoints`). Before reading, the source
  * makes sure the stream still holds every event past the cursor: a run that fell further behind than
  * the stream's age limit stops with BUS_EVENTS_EXPIRED instead of passing over events it never saw.
+ * The cursor also names the stream it was read on (its creation instant): a stream deleted and created
+ * again under the name, or another stream the flow file now names, starts its sequences over, and a
+ * run reading on from its old sequence would pass over everything published into it. Such a run reads
+ * the new stream from its beginning when a snapshot there covers every record of the type, and stops
+ * with BUS_STREAM_REPLACED otherwise.
  * Records are read by id (consent changes, repair) from the EHR itself, through `fetcher`.
  */
 import type { EventBus, StoredEvent, StreamExtent } from '../../adapters/nats-bus/event-bus.ts';
@@ -54,16 +59,25 @@ export class BusSource implements Source {
     signal: AbortSignal,
     resume?: SourceResume,
   ): AsyncGenerator<SourcePage> {
-    const cursor = parseCursor(resume?.cursor);
     // What the stream holds before this type's last event is looked up: every event of the type up to
     // the stream's last sequence now is then read by the end of this read.
     const extent = await this.#bus.extent();
-    await this.#assertHeld(stream, { cursor, since }, extent);
+    const resumed = parseBusCursor(resume?.cursor);
+    let cursor = resumed?.seq;
+    let from = since;
+    if (streamReplaced(resumed, extent)) {
+      if ((await this.#bus.snapshotSeq(stream)) === undefined) throw this.#replaced(stream, extent);
+      // Every record of the type was published into this stream after its snapshot marker: all of it.
+      cursor = undefined;
+      from = undefined;
+    }
+    await this.#assertHeld(stream, { cursor, since: from }, extent);
+    const cursorAt = (seq: number): string => formatBusCursor(seq, extent.created);
     let readUpTo = cursor ?? 0;
-    let at = since;
+    let at = from;
     for await (const events of this.#bus.read(
       stream,
-      cursor === undefined ? { ...(since === undefined ? {} : { since }) } : { afterSeq: cursor },
+      cursor === undefined ? { ...(from === undefined ? {} : { since: from }) } : { afterSeq: cursor },
       this.#pageSize,
       signal,
     )) {
@@ -77,7 +91,7 @@ export class BusSource implements Source {
       // Events discarded while the read went on (a run just within the age limit) would be skipped by
       // the consumer: whether the stream still held everything past the previous page is checked after
       // the fetch, and a page that may have a hole is not passed on.
-      if (cursor !== undefined || since === undefined)
+      if (cursor !== undefined || from === undefined)
         await this.#assertHeld(stream, { cursor: readUpTo, since: undefined }, await this.#bus.extent());
       const last = events.at(-1) as StoredEvent;
       readUpTo = last.seq;
@@ -86,15 +100,30 @@ export class BusSource implements Source {
         records,
         ...(deletions.length > 0 ? { deletions } : {}),
         checkpoint: at,
-        cursor: String(readUpTo),
+        cursor: cursorAt(readUpTo),
       };
     }
     // Every event of this type up to the stream's last sequence at the start is read: the cursor moves
     // there, so events of other types discarded later are not taken for events of this one.
     if (extent.lastSeq > readUpTo) {
       const checkpoint = laterOf(at, extent.lastTs);
-      if (checkpoint !== undefined) yield { records: [], checkpoint, cursor: String(extent.lastSeq) };
+      if (checkpoint !== undefined) yield { records: [], checkpoint, cursor: cursorAt(extent.lastSeq) };
     }
+  }
+
+  #replaced(stream: string, extent: StreamExtent): SluiceError {
+    return new SluiceError(
+      'BUS_STREAM_REPLACED',
+      `The bus ${this.#bus.stream} is not the stream this flow read ${stream} events from (it was deleted and created again, or the flow file names another stream): it holds none of the events this flow had not read.`,
+      {
+        details: {
+          stream: this.#bus.stream,
+          type: stream,
+          lastSeq: extent.lastSeq,
+          ...(extent.created === undefined ? {} : { created: extent.created }),
+        },
+      },
+    );
   }
 
   /** Throws BUS_EVENTS_EXPIRED when the stream may have discarded events past where the reader stands. */
@@ -153,9 +182,36 @@ export async function eventsExpired(
   return eventsLost(reader, extent, undefined) && eventsLost(reader, extent, await bus.snapshotSeq(type));
 }
 
-function parseCursor(cursor: string | undefined): number | undefined {
-  if (cursor === undefined || !/^\d+$/.test(cursor)) return undefined;
-  return Number(cursor);
+/** Where a reader stands on the bus: the stream sequence it read up to, on which stream. */
+export interface BusCursor {
+  readonly seq: number;
+  /** The creation instant of the stream the sequence was read on (absent in cursors kept before). */
+  readonly stream?: string;
+}
+
+/** A checkpoint's cursor (`SEQ@CREATED`, or `SEQ` as kept before streams were named); undefined if none. */
+export function parseBusCursor(cursor: string | undefined): BusCursor | undefined {
+  const match = cursor === undefined ? null : /^(\d+)(?:@(.+))?$/.exec(cursor);
+  if (match === null) return undefined;
+  const seq = Number(match[1]);
+  if (!Number.isSafeInteger(seq)) return undefined;
+  return match[2] === undefined ? { seq } : { seq, stream: match[2] };
+}
+
+export function formatBusCursor(seq: number, created: string | undefined): string {
+  return created === undefined ? String(seq) : `${seq}@${created}`;
+}
+
+/**
+ * Whether a cursor was read on another stream than the one under the name now (deleted and created
+ * again, or another one named): its creation instant differs, or it stands past the last sequence the
+ * stream ever stored (which only grows).
+ */
+export function streamReplaced(cursor: BusCursor | undefined, extent: StreamExtent): boolean {
+  if (cursor === undefined) return false;
+  if (cursor.stream !== undefined && extent.created !== undefined && cursor.stream !== extent.created)
+    return true;
+  return cursor.seq > extent.lastSeq;
 }
 
 function laterOf(a: string | undefined, b: string | undefined): string | undefined {

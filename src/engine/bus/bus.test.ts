@@ -8,7 +8,7 @@ import type { SystemName } from '../../core/model/ids.ts';
 import type { SourcePage, SourceRecord } from '../../core/ports/source.ts';
 import { deleteStreams, NATS_SKIP, TEST_NATS_URL, testStream } from '../../testkit/nats.ts';
 import { payloadKey } from '../store/payload-cipher.ts';
-import { BusSource, eventsLost } from './bus-source.ts';
+import { BusSource, eventsLost, parseBusCursor, streamReplaced } from './bus-source.ts';
 import { deletionEvent, openEvent, recordEvent } from './events.ts';
 import { nextPosition } from './ingest.ts';
 
@@ -29,6 +29,10 @@ const stored = (seq: number, e: { headers: Record<string, string>; data: string;
 /** The bus source of a test stream. */
 const busSource = (bus: EventBus, streams: string[], pageSize: number) =>
   new BusSource({ system: 'epic' as SystemName, streams, bus, key, pageSize, fetcher: {} });
+
+/** The stream sequences of pages' cursors (`SEQ@CREATED`). */
+const seqs = (pages: readonly SourcePage[]): (number | undefined)[] =>
+  pages.map((p) => parseBusCursor(p.cursor)?.seq);
 
 /** Every page of one read. */
 async function readAll(
@@ -157,6 +161,29 @@ describe('eventsLost', () => {
   });
 });
 
+describe('streamReplaced', () => {
+  const extent = { firstSeq: 1, lastSeq: 20, created: '2026-12-07T10:00:00.1Z' };
+  it('holds for a cursor read on another stream of the name, or past the last sequence ever stored', () => {
+    expect(parseBusCursor('12@2026-12-07T10:00:00.1Z')).toEqual({
+      seq: 12,
+      stream: '2026-12-07T10:00:00.1Z',
+    });
+    expect(parseBusCursor('12')).toEqual({ seq: 12 });
+    for (const bad of [undefined, '', 'x', '-1', '1.5', '99999999999999999999']) {
+      expect(parseBusCursor(bad)).toBeUndefined();
+    }
+    expect(streamReplaced(undefined, extent)).toBe(false);
+    expect(streamReplaced({ seq: 12, stream: extent.created }, extent)).toBe(false);
+    expect(streamReplaced({ seq: 20 }, extent)).toBe(false);
+    // Created again: sequences start over, so a smaller one says nothing; the creation instant does.
+    expect(streamReplaced({ seq: 12, stream: '2026-12-01T08:00:00.5Z' }, extent)).toBe(true);
+    // A cursor kept before streams were named: only past the last sequence can it tell.
+    expect(streamReplaced({ seq: 21 }, extent)).toBe(true);
+    expect(streamReplaced({ seq: 3 }, { firstSeq: 1, lastSeq: 0 })).toBe(true);
+    expect(streamReplaced({ seq: 0 }, { firstSeq: 1, lastSeq: 0 })).toBe(false);
+  });
+});
+
 describe.skipIf(NATS_SKIP !== undefined)('the bus source (NATS JetStream)', () => {
   const streams: string[] = [];
   afterAll(() => deleteStreams(streams));
@@ -180,7 +207,11 @@ describe.skipIf(NATS_SKIP !== undefined)('the bus source (NATS JetStream)', () =
       const pages = await read('Patient');
       // The last page only moves the cursor past the Practitioner event stored after the Patients.
       expect(pages.map((p) => p.records.length)).toEqual([2, 1, 0]);
-      expect(pages.map((p) => p.cursor)).toEqual(['2', '3', '4']);
+      expect(seqs(pages)).toEqual([2, 3, 4]);
+      // Each cursor names the stream it was read on.
+      const { created } = await bus.extent();
+      expect(created).toBeDefined();
+      expect(pages.every((p) => parseBusCursor(p.cursor)?.stream === created)).toBe(true);
       expect(pages.flatMap((p) => p.records.map((r) => (r.resource as { id: string }).id))).toEqual(
         patients.slice(0, 3).map((p) => (p as { id: string }).id),
       );
@@ -239,18 +270,18 @@ describe.skipIf(NATS_SKIP !== undefined)('the bus source (NATS JetStream)', () =
       );
       const first = await read('Patient');
       expect(ids(first)).toEqual([idOf(0), idOf(1)]);
-      expect(first.at(-1)?.cursor).toBe('2');
+      expect(seqs(first).at(-1)).toBe(2);
 
       // Another type's event, then everything up to it discarded: the Patient reader had read past it.
       await bus.publish('Practitioner', [practitioner('d1')]);
       const idle = await read('Patient', '2');
       expect(ids(idle)).toEqual([]);
-      expect(idle.map((p) => p.cursor)).toEqual(['3']);
+      expect(seqs(idle)).toEqual([3]);
       await expire(4);
       await bus.publish('Patient', [recordEvent(key, 'bus-test', record(patients[2]))]);
       const next = await read('Patient', '3');
       expect(ids(next)).toEqual([idOf(2)]);
-      expect(next.at(-1)?.cursor).toBe('4');
+      expect(seqs(next).at(-1)).toBe(4);
 
       // The Practitioner reader never read: its first event is gone.
       const never = await read('Practitioner').catch((e: unknown) => e);
@@ -294,11 +325,65 @@ describe.skipIf(NATS_SKIP !== undefined)('the bus source (NATS JetStream)', () =
       );
       const pages = source.read('Patient', undefined, new AbortController().signal, { cursor: '0' });
       const first = await pages.next();
-      expect(first.value?.cursor).toBe('1');
+      expect(parseBusCursor(first.value?.cursor)?.seq).toBe(1);
       // The age limit reaches events the read has not come to yet.
       await bus.jsm.streams.purge(bus.stream, { seq: 4 });
       const err = await pages.next().catch((e: unknown) => e);
       expect((err as { code?: string }).code).toBe('BUS_EVENTS_EXPIRED');
+    } finally {
+      await bus.close();
+    }
+  });
+
+  it('never reads on by sequence in a stream created again: reads it whole after a snapshot, else stops', async () => {
+    const name = testStream();
+    let bus = await open(name);
+    try {
+      const idOf = (i: number) => (patients[i] as { id: string }).id;
+      const ids = (pages: SourcePage[]) =>
+        pages.flatMap((p) => p.records.map((r) => (r.resource as { id: string }).id));
+      await bus.publish(
+        'Patient',
+        [0, 1, 2].map((i) => recordEvent(key, 'bus-test', record(patients[i]))),
+      );
+      const before = await readAll(busSource(bus, ['Patient'], 10), 'Patient');
+      const cursor = before.at(-1)?.cursor as string;
+      expect(parseBusCursor(cursor)?.seq).toBe(3);
+
+      // The stream is deleted and created again; an ingest that read on from its checkpoints publishes
+      // only later changes, numbered from 1 again: more of them than the run had read.
+      await bus.jsm.streams.delete(name);
+      await bus.close();
+      bus = await open(name);
+      await bus.publish(
+        'Patient',
+        [3, 4, 0, 1].map((i) => recordEvent(key, 'bus-test', record(patients[i]), 'later')),
+      );
+      const source = busSource(bus, ['Patient'], 10);
+      const err = (await readAll(source, 'Patient', undefined, cursor).catch((e: unknown) => e)) as {
+        code?: string;
+        details?: Record<string, unknown>;
+        message?: string;
+      };
+      expect(err.code).toBe('BUS_STREAM_REPLACED');
+      expect(err.details).toMatchObject({ stream: name, type: 'Patient', lastSeq: 4 });
+      expect(err.message).not.toContain(idOf(3));
+      // A cursor kept before cursors named their stream, past the new stream's last sequence: the same.
+      const legacy = await readAll(source, 'Patient', undefined, '9').catch((e: unknown) => e);
+      expect((legacy as { code?: string }).code).toBe('BUS_STREAM_REPLACED');
+
+      // `ingest --reset` marks a snapshot and publishes every record: the run reads the stream whole.
+      await bus.markSnapshot('Patient', 'reset-run', new Date().toISOString());
+      await bus.publish(
+        'Patient',
+        [0, 1, 2, 3, 4].map((i) => recordEvent(key, 'bus-test', record(patients[i]), 'reset-run')),
+      );
+      const after = await readAll(source, 'Patient', before.at(-1)?.checkpoint, cursor);
+      expect(ids(after)).toEqual([3, 4, 0, 1, 0, 1, 2, 3, 4].map(idOf));
+      const { created } = await bus.extent();
+      expect(parseBusCursor(after.at(-1)?.cursor)).toEqual({ seq: 10, stream: created });
+      // From there on, it reads on by sequence as before.
+      expect(ids(await readAll(source, 'Patient', undefined, after.at(-1)?.cursor))).toEqual([]);
     } finally {
       await bus.close();
     }

@@ -93,9 +93,20 @@ export async function ingestFlow(options: IngestOptions): Promise<IngestSummary>
       const removed = await options.store.deleteCheckpoints(stateKey);
       log.info({ removed }, 'ingest checkpoints reset');
     }
+    // Ingest checkpoints keep, as their cursor, the creation instant of the stream they published into:
+    // into a stream deleted and created again (or another one the flow file names) this ingest would
+    // publish only what changed, and a run would never see what the lost stream held that it had not read.
+    const { created } = await options.bus.extent();
     const starts = new Map<string, string | undefined>();
     for (const stream of options.source.streams) {
       const checkpoint = await options.store.getCheckpoint(stateKey, stream);
+      if (checkpoint?.cursor !== undefined && created !== undefined && checkpoint.cursor !== created) {
+        throw new SluiceError(
+          'BUS_STREAM_REPLACED',
+          `The bus ${options.bus.stream} is not the stream this flow's ingest published ${stream} events into (it was deleted and created again, or the flow file names another stream): the events it held are not in this one.`,
+          { details: { stream: options.bus.stream, type: stream, created } },
+        );
+      }
       if (checkpoint && checkpoint.environment !== environment) {
         throw new SluiceError(
           'STATE_ENVIRONMENT_CHANGED',
@@ -155,6 +166,7 @@ export async function ingestFlow(options: IngestOptions): Promise<IngestSummary>
               environment,
               runId,
               updatedAt: now().toISOString(),
+              ...(created === undefined ? {} : { cursor: created }),
             },
           });
           checkpoints[stream] = position;
