@@ -113,6 +113,8 @@ describe.skipIf(NATS_SKIP !== undefined)('the event bus (bus.nats)', () => {
     const empty = await runSluice(['run', flowFile, '--once', '--json', '--no-progress'], env);
     expect(empty.code, empty.stderr).toBe(0);
     expect(lastJson(empty.stdout)).toMatchObject({ read: 0, delivered: 0 });
+    // …and says why, so an empty run is not taken for an empty EHR.
+    expect(empty.stderr).toContain('no `sluice ingest` has published');
 
     // The CRM is unreachable: reading the EHR does not need it.
     const ingest = await runSluice(['ingest', flowFile, '--once', '--json'], {
@@ -205,6 +207,10 @@ describe.skipIf(NATS_SKIP !== undefined)('the event bus (bus.nats)', () => {
     expect(crm.records()).toHaveLength(before);
     expect(crm.records('Account').filter((a) => a.Name === 'Bus Carried Renamed')).toHaveLength(1);
     expect(crm.records('Account').some((a) => a.Name === 'Forged Org')).toBe(false);
+    // Nothing new on the bus: the run reads nothing, and does not take that for a missing ingest.
+    const nothing = await runSluice(['run', flowFile, '--once', '--json', '--no-progress'], env);
+    expect(lastJson(nothing.stdout)).toMatchObject({ read: 0 });
+    expect(nothing.stderr).not.toContain('sluice ingest');
 
     // Each ingest that put events on the bus is in the audit trail, in counts; the idle one is not.
     const audit = await runSluice(['audit', 'query', flowFile, '--kind', 'receive', '--json'], env);

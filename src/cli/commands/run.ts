@@ -1,4 +1,5 @@
 import { type Command, InvalidArgumentError } from 'commander';
+import { ingestStateKey } from '../../engine/bus/ingest.ts';
 import { loadFlow } from '../../engine/config/load-flow.ts';
 import { ChangeLogSource } from '../../engine/pipeline/change-log-source.ts';
 import { runFlow } from '../../engine/pipeline/run-flow.ts';
@@ -6,6 +7,7 @@ import type { RunSummary } from '../../engine/pipeline/summary.ts';
 import { buildFlowRuntime, flowRunOptions } from '../../engine/runtime/build-flow.ts';
 import { eitherSignal, withFlowLease } from '../../engine/runtime/flow-lease.ts';
 import { createLogger } from '../../engine/runtime/logger.ts';
+import type { StateStore } from '../../engine/store/state-store.ts';
 import { leaseKeeper } from '../lease-keeper.ts';
 import { loopControl } from '../loop.ts';
 import { EXIT, printJson, printLine, reportError } from '../output.ts';
@@ -144,6 +146,8 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
     let cycle = 0;
     let wasIdle = false;
     let haltSeen: string | undefined;
+    // Over a bus, a run that read nothing says once when no ingest has published for the flow yet.
+    let ingestChecked = runtime.bus === undefined;
     const logger = createLogger();
     while (true) {
       // Loop mode waits while the kill switch is engaged, saying so once, and starts no run.
@@ -210,6 +214,10 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
           );
       } else report(summary, json);
       wasIdle = summary.idle === true;
+      if (!ingestChecked && summary.read === 0 && summary.status === 'succeeded') {
+        ingestChecked = true;
+        await noteNothingIngested(runtime.store, flow.file.flow);
+      }
       if (options.once) {
         if (summary.error?.code === 'STATE_DEFINITION_CHANGED') return EXIT.usage;
         return summary.status === 'succeeded' ? EXIT.ok : EXIT.failed;
@@ -224,6 +232,18 @@ async function runCommand(file: string, options: RunOptions): Promise<number> {
     await keeper.release();
     await runtime.close();
   }
+}
+
+/**
+ * With an event bus the run reads only what `sluice ingest` published: when no ingest has yet, an
+ * empty run is that, not an EHR with nothing in it. Said on stderr (for a person, in either mode).
+ */
+async function noteNothingIngested(store: StateStore, flow: string): Promise<void> {
+  const published = await store.listCheckpoints(ingestStateKey(flow)).catch(() => undefined);
+  if (published === undefined || published.length > 0) return;
+  process.stderr.write(
+    `note: flow ${flow} reads the event bus (bus.nats), and no \`sluice ingest\` has published its EHR records yet: run \`sluice ingest FLOW\` (a loop beside this one, or --once first)\n`,
+  );
 }
 
 function report(summary: RunSummary, json: boolean): void {
