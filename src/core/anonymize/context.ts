@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { SluiceError } from '../errors/index.ts';
 import { asArray, isJsonObject, type JsonObject, parseReference } from '../fhir/resource.ts';
 import type { Pseudonym } from '../model/ids.ts';
+import type { ClassificationCache } from './classification-cache.ts';
 import { hmacKey, MIN_PSEUDONYM_KEY_BYTES, type PseudonymKey, pseudonymize } from './pseudonym.ts';
 import type { MethodName, MethodSpec, RuleSet } from './rules.ts';
 import type { Tokenizer } from './vault.ts';
@@ -36,6 +37,8 @@ export interface AnonymizeContext {
   readonly restrictedZip3?: RestrictedZip3;
   /** Bundle-local references (`urn:uuid:…`) and their targets; see `referenceIndex`. */
   readonly references?: ReadonlyMap<string, ResourceRef>;
+  /** Element classifications reused across records (default: one cache for the process). */
+  readonly classifications?: ClassificationCache;
 }
 
 export const MIN_HASH_SALT_BYTES = 16;

@@ -2,7 +2,8 @@ import { asArray, isJsonObject, type Json, type JsonObject, str } from '../fhir/
 import { type Issue, issue, warning } from '../mapping/outcome.ts';
 import { isTrue } from '../policy/fhirpath.ts';
 import type { DataClass } from './classification.ts';
-import { type Classification, classifyElement, classifyRoot, classifyUnknown } from './classify.ts';
+import { ClassificationCache } from './classification-cache.ts';
+import { type Classification, classifyRoot } from './classify.ts';
 import { type AnonymizeContext, assertContext, personOf, referenceIndex } from './context.ts';
 import { actsOnWhole, runMethod } from './methods/index.ts';
 import type { MethodInput, RecordScope } from './methods/types.ts';
@@ -37,6 +38,12 @@ export interface AnonymizeResult {
 }
 
 export const SECURITY_LABEL_SYSTEM = 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue';
+/** Element classifications, made once per position and reused across resources (bounded). */
+const CLASSES = new ClassificationCache();
+
+/** The classifications a record reuses: its context's, else the process's. */
+const classesOf = (run: Run): ClassificationCache => run.scope.ctx.classifications ?? CLASSES;
+
 const LABELS: Readonly<Record<MethodName, string | undefined>> = {
   keep: undefined,
   redact: 'REDACTED',
@@ -168,6 +175,8 @@ interface Node {
   readonly path: string;
   readonly depth: number;
   readonly cls: Classification;
+  /** The path with choice elements in schema form (`Observation.value[x]`), known elements only. */
+  readonly schemaPath: string;
   readonly primitive: boolean;
   readonly isResource: boolean;
   readonly unknown: boolean;
@@ -196,7 +205,8 @@ function buildRoot(resource: JsonObject, resourceType: string, run: Run): Node {
     value: resource,
     path: resourceType,
     depth: 0,
-    cls: classifyRoot(resourceType),
+    cls: classesOf(run).root(resourceType),
+    schemaPath: resourceType,
     primitive: false,
     isResource: true,
     unknown: false,
@@ -250,12 +260,16 @@ function buildChild(
   const unknown = element === undefined || primitive === isJsonObject(value) || Array.isArray(value);
   const path = `${parent.path}.${key}`;
   const depth = parent.depth + 1;
+  const schemaPath =
+    element === undefined
+      ? parent.schemaPath
+      : `${parent.schemaPath}.${element.choice ? `${element.name}[x]` : element.name}`;
   const cls =
     unknown || element === undefined
-      ? classifyUnknown(parent.cls)
-      : classifyElement(parent.cls, {
+      ? classesOf(run).unknown(parent.cls)
+      : classesOf(run).element(parent.cls, {
           resourceType: parent.rootType,
-          schemaPath: schemaPathOf(parent, element),
+          schemaPath,
           concretePath: path,
           parentType: parent.type,
           element,
@@ -269,6 +283,7 @@ function buildChild(
     path,
     depth,
     cls,
+    schemaPath,
     primitive,
     isResource,
     unknown,
@@ -285,11 +300,6 @@ function buildChild(
   match(node, run);
   if (!primitive) buildChildren(node, run);
   return node;
-}
-
-function schemaPathOf(parent: Node, element: ElementInfo): string {
-  const names = [...parent.segs, element].map((e) => (e.choice ? `${e.name}[x]` : e.name));
-  return [parent.rootType, ...names].join('.');
 }
 
 /** Records the first rule that matches this node itself, evaluating `where` only when the path matches. */
