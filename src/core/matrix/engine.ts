@@ -218,27 +218,32 @@ type FieldResult = { readonly values: unknown[] } | { readonly issue: Issue };
 
 function evaluateField(field: CompiledField, input: object, env: TransformEnv, matrix: Matrix): FieldResult {
   const { spec, path } = field;
-  let values: unknown[];
-  if (field.rule !== undefined) values = field.rule(input);
-  else if (spec.config !== undefined) values = [configValue(env.ctx.config, spec.config)];
-  else values = [spec.constant];
-  values = values.filter((v) => v !== null && v !== undefined);
-  values = values.flatMap((v) => {
-    if (typeof v !== 'string') return [v];
-    const n = spec.normalise.length > 0 ? normalise(v, spec.normalise) : v.trim() === '' ? undefined : v;
-    return n === undefined ? [] : [n];
-  });
+  let found: readonly unknown[];
+  if (field.rule !== undefined) found = field.rule(input);
+  else if (spec.config !== undefined) found = [configValue(env.ctx.config, spec.config)];
+  else found = [spec.constant];
+  // Absent values dropped, strings normalised (blank ones dropped), in one pass.
+  let values: unknown[] = [];
+  for (const v of found) {
+    if (v === null || v === undefined) continue;
+    if (typeof v !== 'string') values.push(v);
+    else {
+      const n = spec.normalise.length > 0 ? normalise(v, spec.normalise) : v.trim() === '' ? undefined : v;
+      if (n !== undefined) values.push(n);
+    }
+  }
   const single = SINGLE.has(spec.cardinality);
   const conflict = (vs: unknown[]): Issue | undefined => {
+    if (!single || vs.length <= 1) return undefined;
     const distinct = new Set(vs.map((v) => JSON.stringify(v)));
-    if (!single || distinct.size <= 1) return undefined;
+    if (distinct.size <= 1) return undefined;
     const code = spec.onConflict ?? 'MAP_CONFLICTING_VALUES';
     return issue(code, path, `${distinct.size} different values for ${spec.target}; expected one`);
   };
   if (spec.transform === undefined) {
     const c = conflict(values);
     if (c) return { issue: c };
-    values = [...new Map(values.map((v) => [JSON.stringify(v), v])).values()];
+    if (values.length > 1) values = [...new Map(values.map((v) => [JSON.stringify(v), v])).values()];
   }
   if (spec.validate !== undefined) {
     const check = VALIDATOR_FNS[spec.validate];
@@ -266,8 +271,8 @@ function evaluateField(field: CompiledField, input: object, env: TransformEnv, m
     values = mapped;
   }
   if (spec.allowedValues !== undefined) {
-    const allowed = new Set<unknown>(spec.allowedValues);
-    if (values.some((v) => !allowed.has(v))) {
+    const allowed: readonly unknown[] = spec.allowedValues;
+    if (values.some((v) => !allowed.includes(v))) {
       return { issue: issue('MAP_INVALID_VALUE', path, `${spec.target} is not one of its allowed values`) };
     }
   }

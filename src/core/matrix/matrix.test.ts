@@ -331,6 +331,26 @@ describe('bad input fails with a specific issue and path', () => {
     expect(person).toMatchObject({ ok: false, code: 'MAP_INVALID_IDENTIFIER' });
   });
 
+  it('one NPI given twice is one NPI; two current ones conflict; a blank one is absent', () => {
+    const practitioner = (...values: string[]): JsonObject => ({
+      resourceType: 'Practitioner',
+      id: 'p1',
+      name: [{ family: 'Doe', given: ['Jo'] }],
+      identifier: values.map((value) => ({ system: 'http://hl7.org/fhir/sid/us-npi', value })),
+    });
+    const twice = engine.fhirToCanonical(practitioner('1234567893', ' 1234567893 '), epicContext());
+    expect(twice).toMatchObject({ ok: true, value: { npi: '1234567893' } });
+    expect(engine.fhirToCanonical(practitioner('1234567893', '1245319599'), epicContext())).toMatchObject({
+      ok: false,
+      code: 'MAP_INVALID_IDENTIFIER',
+      issues: [{ message: expect.stringContaining('2 different values for npi') }],
+    });
+    const blank = engine.fhirToCanonical(practitioner('   '), epicContext());
+    if (!blank.ok) throw new Error(`a blank NPI failed the mapping: ${blank.code}`);
+    expect((blank.value as { npi?: string }).npi).toBeUndefined();
+    expect(blank.warnings.map((w) => w.code)).toContain('MAP_NO_NPI');
+  });
+
   it('maps a Veeva call and an unknown type fails closed', () => {
     const call = engine.veevaToCanonical(
       {
