@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { EventBus } from '../../adapters/nats-bus/event-bus.ts';
 import { isSluiceError } from '../../core/errors/index.ts';
-import { eventsExpired, parseBusCursor, streamReplaced } from '../../engine/bus/bus-source.ts';
+import { eventsExpired, readStart } from '../../engine/bus/bus-source.ts';
 import { ingestStateKey } from '../../engine/bus/ingest.ts';
 import type { ResolvedFlow } from '../../engine/config/load-flow.ts';
 import { CONSENT_STREAM } from '../../engine/consent/consent-gate.ts';
@@ -221,22 +221,24 @@ async function busWaiting(
     const extent = await bus.extent();
     for (const stream of streams) {
       const checkpoint = checkpoints.find((c) => c.stream === stream);
-      const read = parseBusCursor(checkpoint?.cursor);
-      if (streamReplaced(read, extent)) {
-        // The run reads this stream from its beginning if a snapshot covers the type, else stops.
-        if ((await bus.snapshotSeq(stream)) === undefined) replaced.push(stream);
+      // Where the run would start, as it decides it.
+      const start = await readStart(
+        bus,
+        stream,
+        { cursor: checkpoint?.cursor, since: checkpoint?.position },
+        extent,
+      );
+      if (start === 'replaced') {
+        replaced.push(stream);
         events[stream] = await bus.waiting(stream, {});
         continue;
       }
-      const cursor = read?.seq;
+      const { cursor, since } = start;
       events[stream] = await bus.waiting(
         stream,
-        cursor !== undefined
-          ? { afterSeq: cursor }
-          : { ...(checkpoint === undefined ? {} : { since: checkpoint.position }) },
+        cursor !== undefined ? { afterSeq: cursor } : { ...(since === undefined ? {} : { since }) },
       );
-      if (await eventsExpired(bus, stream, { cursor, since: checkpoint?.position }, extent))
-        expired.push(stream);
+      if (await eventsExpired(bus, stream, start, extent)) expired.push(stream);
     }
     return {
       stream: bus.stream,

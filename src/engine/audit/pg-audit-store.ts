@@ -98,15 +98,7 @@ export function auditMigrations(s: string): readonly string[] {
        canonical TEXT NOT NULL,
        leaf_hash BYTEA NOT NULL,
        chain_hash BYTEA NOT NULL,
-       ${field('at', '{at}')},
-       ${field('kind', '{kind}')},
-       ${field('flow', '{flow}')},
-       ${field('run_id', '{runId}')},
-       ${field('batch_id', '{batchId}')},
-       ${field('recipient', '{recipient}')},
-       ${field('subject', '{subject}')},
-       ${field('outcome', '{outcome}')},
-       ${field('source', '{details,source}')},
+       ${ENTRY_FIELDS.map(([column, path]) => field(column, path)).join(',\n       ')},
        PRIMARY KEY (log, seq)
      );
      CREATE INDEX audit_entries_at ON ${s}.audit_entries (log, at);

@@ -62,16 +62,10 @@ export class BusSource implements Source {
     // What the stream holds before this type's last event is looked up: every event of the type up to
     // the stream's last sequence now is then read by the end of this read.
     const extent = await this.#bus.extent();
-    const resumed = parseBusCursor(resume?.cursor);
-    let cursor = resumed?.seq;
-    let from = since;
-    if (streamReplaced(resumed, extent)) {
-      if ((await this.#bus.snapshotSeq(stream)) === undefined) throw this.#replaced(stream, extent);
-      // Every record of the type was published into this stream after its snapshot marker: all of it.
-      cursor = undefined;
-      from = undefined;
-    }
-    await this.#assertHeld(stream, { cursor, since: from }, extent);
+    const start = await readStart(this.#bus, stream, { cursor: resume?.cursor, since }, extent);
+    if (start === 'replaced') throw this.#replaced(stream, extent);
+    const { cursor, since: from } = start;
+    await this.#assertHeld(stream, start, extent);
     const cursorAt = (seq: number): string => formatBusCursor(seq, extent.created);
     let readUpTo = cursor ?? 0;
     let at = from;
@@ -167,6 +161,23 @@ export function eventsLost(
   // nothing about sequences: the first event held being newer is also what an idle stream looks like.
   // The run's next commit stores a cursor.
   return reader.since === undefined;
+}
+
+/**
+ * Where a read of a type starts, from a checkpoint's cursor and position: after the cursor's sequence,
+ * or from the position's time; from the beginning when the cursor was read on another stream and a
+ * snapshot in this one covers every record of the type (all of them were published after its marker);
+ * `replaced` when no snapshot does (the read must stop: BUS_STREAM_REPLACED).
+ */
+export async function readStart(
+  bus: Pick<EventBus, 'snapshotSeq'>,
+  type: string,
+  checkpoint: { readonly cursor: string | undefined; readonly since: string | undefined },
+  extent: StreamExtent,
+): Promise<{ readonly cursor: number | undefined; readonly since: string | undefined } | 'replaced'> {
+  const resumed = parseBusCursor(checkpoint.cursor);
+  if (!streamReplaced(resumed, extent)) return { cursor: resumed?.seq, since: checkpoint.since };
+  return (await bus.snapshotSeq(type)) === undefined ? 'replaced' : { cursor: undefined, since: undefined };
 }
 
 /**
